@@ -1,0 +1,10 @@
+"""The one exception type a user of the library, the CLI or the GUI ever sees.
+
+Everything a user can cause (a wrong file, bad samples, a model of another length)
+raises :class:`CalciumAvaeError` with a one-line message that names the problem and
+what to do. Programming errors keep their own types so tests fail loudly.
+"""
+
+
+class CalciumAvaeError(Exception):
+    """A problem with the user's input, stated in one line."""
