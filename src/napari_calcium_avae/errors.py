@@ -8,3 +8,7 @@ what to do. Programming errors keep their own types so tests fail loudly.
 
 class CalciumAvaeError(Exception):
     """A problem with the user's input, stated in one line."""
+
+
+class CalciumAvaeWarning(UserWarning):
+    """Something in the user's data was skipped or adjusted; the work went on."""
