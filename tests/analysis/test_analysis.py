@@ -1,0 +1,100 @@
+import numpy as np
+import pytest
+from sklearn.metrics import silhouette_score
+
+from napari_calcium_avae.analysis import (
+    adjusted_rand,
+    cluster_latents,
+    embed_2d,
+    k_distances,
+    knee_eps,
+    oracle_eps_ari,
+    reconstruction_mse,
+)
+from napari_calcium_avae.errors import CalciumAvaeError, CalciumAvaeWarning
+
+
+def three_blobs(rng, n=40, spread=0.1):
+    centres = np.array([[0.0, 0.0], [5.0, 0.0], [0.0, 5.0]])
+    truth = np.repeat(np.arange(3), n)
+    return centres[truth] + rng.normal(0, spread, (3 * n, 2)), truth
+
+
+def test_auto_eps_separates_clusters_from_scattered_outliers():
+    rng = np.random.default_rng(0)
+    blobs, truth = three_blobs(rng)
+    outliers = rng.uniform(-10, 15, (12, 2))
+    latents = np.vstack([blobs, outliers])
+    result = cluster_latents(latents, eps="auto", min_samples=5)
+    assert result.eps_was_auto
+    assert result.n_clusters == 3
+    # the blobs are found whole, and most scattered points are called noise
+    assert adjusted_rand(truth, result.labels[: len(truth)]) > 0.95
+    assert (result.labels[len(truth) :] == -1).mean() >= 0.75
+
+
+def test_k_distance_curve_agrees_with_dbscan_core_points():
+    rng = np.random.default_rng(1)
+    latents = rng.normal(size=(50, 3))
+    curve = k_distances(latents, 4)
+    assert np.all(np.diff(curve) >= 0)
+    eps = float(np.median(curve))
+    result = cluster_latents(latents, eps=eps, min_samples=4)
+    # every point whose 3rd-neighbour distance is <= eps is core, hence not noise
+    assert (result.labels >= 0).sum() >= (curve <= eps).sum()
+
+
+def test_knee_of_a_hockey_stick():
+    curve = np.concatenate([np.linspace(0.1, 0.2, 90), np.linspace(1, 10, 10)])
+    assert knee_eps(curve) == pytest.approx(0.2, abs=0.02)
+
+
+def test_manual_eps_and_bad_eps():
+    latents, _ = three_blobs(np.random.default_rng(2))
+    assert cluster_latents(latents, eps=0.01, min_samples=5).n_clusters == 0
+    with pytest.raises(CalciumAvaeError):
+        cluster_latents(latents, eps=-1.0)
+    with pytest.raises(CalciumAvaeError):
+        cluster_latents(latents, eps="large")
+
+
+def test_fewer_rois_than_min_samples_is_all_noise_with_a_warning():
+    with pytest.warns(CalciumAvaeWarning, match="min_samples"):
+        result = cluster_latents(np.zeros((3, 2)) + np.arange(3)[:, None], min_samples=5)
+    assert (result.labels == -1).all()
+
+
+def test_nan_latents_are_noise_and_stay_nan_in_embedding():
+    latents, _ = three_blobs(np.random.default_rng(3), n=10)
+    latents[4] = np.nan
+    result = cluster_latents(latents, min_samples=3)
+    assert result.labels[4] == -1
+    emb = embed_2d(latents, "tsne")
+    assert np.isnan(emb[4]).all() and np.isfinite(np.delete(emb, 4, 0)).all()
+
+
+@pytest.mark.parametrize("method", ["tsne", "pca"])
+def test_embedding_keeps_blobs_apart(method):
+    rng = np.random.default_rng(4)
+    centres = rng.normal(0, 10, (3, 8))
+    truth = np.repeat(np.arange(3), 20)
+    latents = centres[truth] + rng.normal(0, 0.1, (60, 8))
+    emb = embed_2d(latents, method)
+    assert emb.shape == (60, 2)
+    assert silhouette_score(emb, truth) > 0.5
+    with pytest.raises(CalciumAvaeError):
+        embed_2d(latents, "umap")
+
+
+def test_reconstruction_mse_uses_the_noisy_scale():
+    clean = np.array([[0.0, 1.0, 2.0, 3.0]])
+    noisy = clean * 2  # span 6
+    recon = clean + 0.6  # 0.1 in the normalised scale
+    assert reconstruction_mse(recon, clean, noisy)[0] == pytest.approx(0.01)
+
+
+def test_oracle_ari_is_an_upper_bound_of_the_auto_eps():
+    latents, truth = three_blobs(np.random.default_rng(5), spread=1.2)
+    best, eps = oracle_eps_ari(latents, truth, 5)
+    auto = adjusted_rand(truth, cluster_latents(latents, "auto", 5).labels)
+    assert best >= auto - 1e-12 and eps > 0
