@@ -1,0 +1,301 @@
+"""The ``calcium-avae`` command: a thin layer over the library.
+
+Every sub-command parses its options, calls library functions and prints. Problems the user
+can fix end with one line on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from . import __version__
+from .errors import CalciumAvaeError, CalciumAvaeWarning
+
+EXIT_USAGE = 2
+
+
+def _nwb_inputs(inputs: Sequence[str]) -> list[Path]:
+    """NWB files named directly or found (recursively) in the named folders."""
+    files: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(path.rglob("*.nwb"))
+            if not found:
+                raise CalciumAvaeError(f"no .nwb files in folder {path}")
+            files.extend(found)
+        elif path.exists():
+            files.append(path)
+        else:
+            raise CalciumAvaeError(f"no such file or folder: {path}")
+    return files
+
+
+def _read_all(files: Sequence[Path], series: str | None) -> list:
+    from .nwb import read_traces
+
+    return [read_traces(f, series=series) for f in files]
+
+
+def _tqdm_progress(desc: str) -> Callable[[int, int, str], None]:
+    """A progress(done, total, message) callback drawing a terminal bar."""
+    from tqdm import tqdm
+
+    bar: dict[str, tqdm] = {}
+
+    def progress(done: int, total: int, message: str) -> None:
+        if "bar" not in bar:
+            bar["bar"] = tqdm(total=total, desc=desc, unit="step", file=sys.stderr)
+        bar["bar"].set_postfix_str(message, refresh=False)
+        bar["bar"].n = done
+        bar["bar"].refresh()
+        if done >= total:
+            bar["bar"].close()
+
+    return progress
+
+
+# --- sub-commands ---------------------------------------------------------------------
+
+
+def cmd_inspect(args: argparse.Namespace) -> None:
+    from .nwb import list_series
+
+    infos = list_series(args.file)
+    print(f"{args.file}: {len(infos)} RoiResponseSeries")
+    for info in infos:
+        rate = f"{info.rate:g} Hz" if info.rate else "irregular timestamps"
+        mark = "*" if info.is_default else " "
+        print(
+            f" {mark} {info.path}  {info.n_rois} ROIs x {info.n_frames} frames, "
+            f"{rate}, unit {info.unit}"
+        )
+    print("(* = default series; choose another with --series PATH)")
+
+
+def cmd_simulate(args: argparse.Namespace) -> None:
+    from .simulate import simulate_dataset
+
+    paths = simulate_dataset(
+        args.output,
+        types=tuple(args.types),
+        cultures_per_type=args.cultures_per_type,
+        neurons_per_culture=None if args.neurons == 0 else args.neurons,
+        duration_s=args.duration,
+        frame_rate=args.frame_rate,
+        noise_levels=tuple(args.noise),
+        seed=args.seed,
+        density_per_mm2=args.density,
+        dish_size_mm=args.dish_size,
+        released_wiring=args.released_wiring,
+        per_spike_fluorescence=args.per_spike_fluorescence,
+        progress=_tqdm_progress("simulating"),
+    )
+    print(f"wrote {len(paths)} NWB session(s) under {args.output}")
+
+
+def _model_from_args(args: argparse.Namespace):
+    from .model import AVAE
+
+    return AVAE(
+        hidden_size=args.hidden_size,
+        latent_size=args.latent_size,
+        beta=args.beta,
+        architecture=args.architecture,
+        learning_rate=args.learning_rate,
+        batch_size=args.batch_size,
+        max_epochs=args.epochs,
+        patience=args.patience,
+        normalisation=args.normalisation,
+        device=args.device,
+        random_state=args.seed,
+    )
+
+
+def cmd_fit(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from . import pipeline
+
+    files = _nwb_inputs(args.inputs)
+    recordings = _read_all(files, args.series)
+    model = _model_from_args(args)
+    n_rois = sum(t.n_rois for t in recordings)
+    print(f"training on {n_rois} ROIs from {len(files)} file(s)", file=sys.stderr)
+    with tqdm(total=args.epochs, desc="training", unit="epoch", file=sys.stderr) as bar:
+        for report in pipeline.fit_iter(model, recordings):
+            bar.total = report.n_epochs
+            bar.set_postfix(train=f"{report.train_loss:.4g}", val=f"{report.val_loss:.4g}")
+            bar.update(1)
+    model.save(args.output)
+    print(f"saved model to {args.output} (best epoch {model.best_epoch_})")
+
+
+def _output_paths(files: Sequence[Path], output: Path) -> list[Path]:
+    """One result file per input: OUTPUT itself for one input named *.nwb, else a folder."""
+    if len(files) == 1 and output.suffix == ".nwb":
+        return [output]
+    outs = [output / f"{f.stem}_avae.nwb" for f in files]
+    if len(set(outs)) != len(outs):
+        raise CalciumAvaeError("several inputs share a file name; give inputs with distinct names")
+    return outs
+
+
+def cmd_apply(args: argparse.Namespace) -> None:
+    from . import pipeline
+    from .model import load_model
+    from .nwb import write_results
+
+    files = _nwb_inputs(args.inputs)
+    outputs = _output_paths(files, Path(args.output)) if not args.in_place else files
+    model = load_model(args.model, device=args.device)
+    recordings = _read_all(files, args.series)
+    eps = args.eps if args.eps == "auto" else _positive_float(args.eps, "--eps")
+    embedding = None if args.embedding == "none" else args.embedding
+    results = pipeline.apply(
+        model, recordings, eps=eps, min_samples=args.min_samples, embedding=embedding
+    )
+    for traces, result, out in zip(recordings, results, outputs, strict=True):
+        if not args.in_place:
+            out.parent.mkdir(parents=True, exist_ok=True)
+        written = write_results(traces, result, out, in_place=args.in_place)
+        n_clusters = len(set(result.labels[result.labels >= 0].tolist()))
+        noise = int((result.labels < 0).sum())
+        print(f"{written}: {traces.n_rois} ROIs, {n_clusters} cluster(s), {noise} noise")
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from .demo import run_demo
+
+    run_demo(Path(args.output), quick=args.quick)
+
+
+def cmd_bench(args: argparse.Namespace) -> None:
+    from .bench import run_bench
+
+    run_bench(Path(args.output), quick=args.quick, device=args.device)
+
+
+def _positive_float(text: str, name: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise CalciumAvaeError(f"{name} must be 'auto' or a number, got {text!r}") from None
+    if not value > 0:
+        raise CalciumAvaeError(f"{name} must be positive, got {text}")
+    return value
+
+
+# --- the parser -----------------------------------------------------------------------
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument("--architecture", choices=["released", "recurrent"], default="released")
+    g.add_argument("--hidden-size", type=int, default=128, help="D1 (default 128)")
+    g.add_argument("--latent-size", type=int, default=8, help="D2 (default 8)")
+    g.add_argument("--beta", type=float, default=0.5, help="KL weight (default 0.5)")
+    g.add_argument("--learning-rate", type=float, default=5e-3)
+    g.add_argument("--batch-size", type=int, default=256)
+    g.add_argument("--epochs", type=int, default=200, help="maximum epochs (default 200)")
+    g.add_argument("--patience", type=int, default=5, help="early-stopping patience")
+    g.add_argument("--normalisation", choices=["per_trace", "global"], default="per_trace")
+    g.add_argument("--seed", type=int, default=0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="calcium-avae",
+        description="Learn single-neuron representations from calcium imaging (NWB in, NWB out).",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("inspect", help="list the RoiResponseSeries of an NWB file")
+    p.add_argument("file", type=Path)
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("simulate", help="simulate Izhikevich cultures into NWB sessions")
+    p.add_argument("-o", "--output", type=Path, required=True, help="folder (DANDI layout)")
+    p.add_argument("--types", nargs="+", choices=["RS", "IB", "CH"], default=["RS", "IB", "CH"])
+    p.add_argument("--cultures-per-type", type=int, default=5)
+    p.add_argument("--neurons", type=int, default=50, help="imaged neurons per culture (0 = all)")
+    p.add_argument("--duration", type=float, default=30.0, help="seconds recorded")
+    p.add_argument("--frame-rate", type=float, default=500.0, help="Hz")
+    p.add_argument("--noise", type=float, nargs="+", default=[1.0], help="noise sigma(s), a.u.")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--density", type=float, default=250.0, help="neurons per mm^2")
+    p.add_argument("--dish-size", type=float, default=3.0, help="mm (side of the area)")
+    p.add_argument(
+        "--released-wiring",
+        action="store_true",
+        help="reproduce the released code's reversed connection orientation",
+    )
+    p.add_argument(
+        "--per-spike-fluorescence",
+        action="store_true",
+        help="apply the GCaMP polynomial per spike, as the released script did",
+    )
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("fit", help="train a model on NWB files or folders")
+    p.add_argument("inputs", nargs="+", help="NWB files or folders")
+    p.add_argument("-o", "--output", type=Path, required=True, help="model checkpoint file")
+    p.add_argument("--series", help="RoiResponseSeries path (default: see inspect)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    _add_model_options(p)
+    p.set_defaults(func=cmd_fit)
+
+    p = sub.add_parser("apply", help="encode, denoise and cluster; write results to NWB")
+    p.add_argument("model", type=Path, help="checkpoint written by fit")
+    p.add_argument("inputs", nargs="+", help="NWB files or folders")
+    p.add_argument("-o", "--output", type=Path, help="result file (one input) or folder (several)")
+    p.add_argument("--in-place", action="store_true", help="append results to the inputs")
+    p.add_argument("--series", help="RoiResponseSeries path (default: see inspect)")
+    p.add_argument("--eps", default="auto", help="DBSCAN eps: 'auto' (k-distance knee) or a value")
+    p.add_argument("--min-samples", type=int, default=5)
+    p.add_argument("--embedding", choices=["tsne", "pca", "none"], default="tsne")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_apply)
+
+    p = sub.add_parser("demo", help="simulate, fit, apply and score against PCA (minutes)")
+    p.add_argument("-o", "--output", type=Path, default=Path("demo-output"))
+    p.add_argument("--quick", action="store_true", help="a smaller run, for tests")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("bench", help="the paper's benchmarks: MSE and ARI against PCA")
+    p.add_argument("-o", "--output", type=Path, default=Path("bench-output"))
+    p.add_argument("--quick", action="store_true", help="reduced protocol (<= 30 min on CPU)")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "apply" and not args.in_place and args.output is None:
+        parser.error("apply needs -o OUTPUT (or --in-place)")
+    warnings.showwarning = _one_line_warning
+    warnings.simplefilter("always", CalciumAvaeWarning)
+    try:
+        args.func(args)
+    except CalciumAvaeError as exc:
+        print(f"calcium-avae: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("calcium-avae: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
