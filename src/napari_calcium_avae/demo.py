@@ -164,7 +164,7 @@ def run_demo(output_dir: Path, quick: bool = False, settings: DemoSettings | Non
     types = np.concatenate([t.roi_table["neuron_type"].to_numpy() for t in noisy])
     rng = np.random.default_rng(s.seed)
     test = np.zeros(len(X), dtype=bool)
-    test[rng.choice(len(X), int(round(s.test_fraction * len(X))), replace=False)] = True
+    test[rng.choice(len(X), round(s.test_fraction * len(X)), replace=False)] = True
 
     print(f"2/4 training the AVAE on {int((~test).sum())} neurons", file=sys.stderr)
     avae = AVAE(
