@@ -1,0 +1,229 @@
+"""Write per-ROI results and reconstructions back to NWB, next to the data they came from.
+
+By default a new file is exported from the source (new identifier, fresh object ids), so
+the source is never touched and the result is a complete, self-contained session that
+DANDI accepts. The export goes to a temporary file in the output folder and is moved
+into place only when complete, so a crash leaves no half-written NWB.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import numpy as np
+from hdmf.common import DynamicTable, DynamicTableRegion, VectorData
+from pynwb import NWBHDF5IO
+from pynwb.ophys import RoiResponseSeries
+
+from .. import __version__
+from ..errors import CalciumAvaeError
+from ..results import Results
+from ..traces import Traces
+from .read import _open, _text
+
+TABLE_NAME = "results"
+SERIES_NAME = "reconstruction"
+
+
+def _provenance_text(traces: Traces, results: Results) -> str:
+    """Flat "key=value; ..." text; the reader finds the source series in it."""
+    parts = [
+        f"source series: {traces.series_path}",
+        f"software: napari-calcium-avae {__version__}",
+    ]
+    parts += [f"{key}={value}" for key, value in sorted(results.provenance.items())]
+    return "; ".join(parts)
+
+
+def _check(traces: Traces, results: Results) -> Path:
+    if traces.source_file is None or traces.series_path is None:
+        raise CalciumAvaeError(
+            "these traces were not read from an NWB file; results can only be written next "
+            "to the NWB series they came from"
+        )
+    if traces.plane_segmentation_path is None:
+        raise CalciumAvaeError(
+            f"{traces.series_path} has no PlaneSegmentation to point the results at"
+        )
+    if results.n_rois != traces.n_rois:
+        raise CalciumAvaeError(
+            f"the results have {results.n_rois} ROIs but the traces have {traces.n_rois}; "
+            "write results computed on these traces"
+        )
+    if results.reconstruction is not None and np.shape(results.reconstruction) != (
+        traces.n_rois,
+        traces.n_frames,
+    ):
+        raise CalciumAvaeError(
+            f"the reconstruction has shape {np.shape(results.reconstruction)}, the traces "
+            f"{traces.data.shape}; write results computed on these traces"
+        )
+    return Path(traces.source_file)
+
+
+def _object_ids(source: Path, *paths: str) -> list[str]:
+    with _open(source) as f:
+        missing = [p for p in paths if p not in f]
+        if missing:
+            raise CalciumAvaeError(f"{source} has no {missing[0]}; was it changed since reading?")
+        return [_text(f[p].attrs["object_id"]) for p in paths]
+
+
+def _free_suffix(module) -> str:
+    """ "" for the first run, then "_2", "_3"...: earlier results stay as they were."""
+    k = 1
+    while True:
+        suffix = "" if k == 1 else f"_{k}"
+        if f"{TABLE_NAME}{suffix}" not in module.data_interfaces and (
+            f"{SERIES_NAME}{suffix}" not in module.data_interfaces
+        ):
+            return suffix
+        k += 1
+
+
+def _containers(nwbfile, traces: Traces) -> tuple:
+    """The source series and PlaneSegmentation as pynwb objects (before ids are renewed)."""
+    series_id, table_id = _object_ids(
+        Path(traces.source_file), traces.series_path, traces.plane_segmentation_path
+    )
+    return nwbfile.objects[series_id], nwbfile.objects[table_id]
+
+
+def _add_results(nwbfile, containers: tuple, traces: Traces, results: Results, name: str) -> None:
+    source_series, plane_segmentation = containers
+    provenance = _provenance_text(traces, results)
+    module = nwbfile.processing.get(name)
+    if module is None:
+        module = nwbfile.create_processing_module(
+            name=name, description=f"calcium_avae results per ROI; first run: {provenance}"
+        )
+    suffix = _free_suffix(module)
+    rows = [int(r) for r in traces.roi_rows]
+    columns = [
+        DynamicTableRegion(
+            name="rois",
+            data=rows,
+            description=f"rows of {traces.plane_segmentation_path} these results belong to",
+            table=plane_segmentation,
+        ),
+        VectorData(
+            name="latent",
+            data=np.asarray(results.latents, dtype=np.float32),
+            description="posterior mean of the AVAE latent vector of each ROI",
+        ),
+    ]
+    if results.labels is not None:
+        columns.append(
+            VectorData(
+                name="cluster",
+                data=np.asarray(results.labels, dtype=np.int64),
+                description="DBSCAN cluster of the latent means, -1 for noise",
+            )
+        )
+    if results.embedding is not None:
+        columns.append(
+            VectorData(
+                name="embedding",
+                data=np.asarray(results.embedding, dtype=np.float32),
+                description="2-D display embedding of the latent means",
+            )
+        )
+    module.add(
+        DynamicTable(
+            name=f"{TABLE_NAME}{suffix}",
+            description=f"calcium_avae results per ROI; {provenance}",
+            id=list(range(traces.n_rois)),
+            columns=columns,
+        )
+    )
+    if results.reconstruction is None:
+        return
+    timing: dict = {}
+    if traces.timestamps is not None:
+        timing["timestamps"] = (
+            source_series if source_series.timestamps is not None else traces.timestamps
+        )
+    else:
+        timing["rate"] = float(traces.rate or 1.0)
+        timing["starting_time"] = float(traces.starting_time)
+    module.add(
+        RoiResponseSeries(
+            name=f"{SERIES_NAME}{suffix}",
+            data=np.asarray(results.reconstruction, dtype=np.float32).T,
+            rois=plane_segmentation.create_roi_table_region(
+                region=rows, description=f"the ROIs of {traces.series_path}"
+            ),
+            unit=traces.unit,
+            description=f"AVAE reconstruction (denoised traces) in the source unit; {provenance}",
+            **timing,
+        )
+    )
+
+
+def write_results(
+    traces: Traces,
+    results: Results,
+    output: str | Path | None,
+    *,
+    in_place: bool = False,
+    name: str = "calcium_avae",
+) -> Path:
+    """Write ``results`` into a new NWB file exported from the traces' source (or append).
+
+    Returns the path written. Results go into the processing module ``name``: a table
+    ``results`` and a series ``reconstruction``; later runs add ``results_2``... .
+    """
+    source = _check(traces, results)
+    if in_place:
+        if output is not None and Path(output).resolve() != source.resolve():
+            raise CalciumAvaeError(
+                "in_place writes into the source file; give no other output path"
+            )
+        target = source
+    else:
+        if output is None:
+            raise CalciumAvaeError(
+                "give an output path for the new NWB file (or in_place=True to append to "
+                "the source)"
+            )
+        target = Path(output)
+        if target.resolve() == source.resolve():
+            raise CalciumAvaeError(
+                f"the output {target} is the input file; write to a new file or pass "
+                "in_place=True to append to it"
+            )
+        if not target.parent.is_dir():
+            raise CalciumAvaeError(f"the output folder {target.parent} does not exist")
+    if in_place:
+        try:
+            with NWBHDF5IO(str(source), "a") as io:
+                nwbfile = io.read()
+                _add_results(nwbfile, _containers(nwbfile, traces), traces, results, name)
+                io.write(nwbfile)
+        except (OSError, ValueError) as err:
+            raise CalciumAvaeError(
+                f"cannot append to {source} in place ({err}); its datasets may be unchunked "
+                "and unable to grow (files of pynwb 2.x / hdmf 3.x): write a new file instead"
+            ) from err
+        return source
+    temporary = target.with_name(f".{target.stem}.{uuid.uuid4().hex}.tmp.nwb")
+    try:
+        with NWBHDF5IO(str(source), "r") as io:
+            nwbfile = io.read()
+            containers = _containers(nwbfile, traces)
+            nwbfile.generate_new_id()
+            # a new file is a new session record for DANDI: a new identifier too
+            nwbfile.fields["identifier"] = str(uuid.uuid4())
+            nwbfile.set_modified()
+            _add_results(nwbfile, containers, traces, results, name)
+            with NWBHDF5IO(str(temporary), "w") as out:
+                out.export(src_io=io, nwbfile=nwbfile)
+        os.replace(temporary, target)
+    except OSError as err:
+        raise CalciumAvaeError(f"cannot write {target}: {err}") from err
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+    return target

@@ -1,0 +1,128 @@
+"""Results written to NWB: new file by default, valid for DANDI, read back with the traces."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from napari_calcium_avae import Results
+from napari_calcium_avae.errors import CalciumAvaeError
+from napari_calcium_avae.nwb import list_series, read_traces, write_results
+from napari_calcium_avae.nwb.validate import dandi_validate_problems, validation_problems
+
+
+def make_results(n: int, n_frames: int, data: np.ndarray, seed: int = 0) -> Results:
+    rng = np.random.default_rng(seed)
+    return Results(
+        latents=rng.normal(size=(n, 3)),
+        labels=np.array([0, 1, -1, 0][:n]),
+        embedding=rng.normal(size=(n, 2)),
+        reconstruction=data * 0.9 + seed,
+        provenance={"D1": 32, "D2": 3, "beta": 0.5, "seed": seed},
+    )
+
+
+def digest(path: Path) -> tuple[str, float]:
+    return hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_mtime
+
+
+def root_attrs(path: Path) -> tuple[str, str]:
+    with h5py.File(path, "r") as f:
+        return f["identifier"][()].decode(), f.attrs["object_id"]
+
+
+@pytest.mark.parametrize("layout", ["suite2p_file", "caiman_file", "neuroconv_file"])
+def test_round_trip_new_file(layout: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    source: Path = request.getfixturevalue(layout)
+    before = digest(source)
+    traces = read_traces(source)
+    results = make_results(traces.n_rois, traces.n_frames, traces.data)
+    out = write_results(traces, results, tmp_path / "out.nwb")
+
+    assert out == tmp_path / "out.nwb"
+    assert digest(source) == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    assert validation_problems(out) == []
+    identifier, object_id = root_attrs(out)
+    assert identifier != root_attrs(source)[0] and object_id != root_attrs(source)[1]
+
+    back = read_traces(out)
+    assert back.series_path == traces.series_path
+    np.testing.assert_allclose(back.data, traces.data)
+    table = back.roi_table
+    np.testing.assert_allclose(
+        table[["latent_0", "latent_1", "latent_2"]].to_numpy(), results.latents, rtol=1e-6
+    )
+    np.testing.assert_array_equal(table["cluster"], results.labels)
+    np.testing.assert_allclose(table[["embedding_0", "embedding_1"]], results.embedding, rtol=1e-6)
+
+    recon = read_traces(out, "processing/calcium_avae/reconstruction")
+    np.testing.assert_allclose(recon.data, results.reconstruction, rtol=1e-6)
+    np.testing.assert_array_equal(recon.roi_rows, traces.roi_rows)
+    assert recon.unit == traces.unit
+    assert recon.rate == traces.rate and recon.starting_time == traces.starting_time
+    if traces.timestamps is not None:
+        np.testing.assert_array_equal(recon.timestamps, traces.timestamps)
+    with h5py.File(out, "r") as f:
+        description = f["processing/calcium_avae/results"].attrs["description"]
+    assert f"source series: {traces.series_path};" in description
+    assert "beta=0.5" in description and "napari-calcium-avae" in description
+
+
+def test_rerun_adds_numbered_results_and_reads_latest(neuroconv_file: Path, tmp_path: Path) -> None:
+    traces = read_traces(neuroconv_file)
+    first = write_results(traces, make_results(4, traces.n_frames, traces.data), tmp_path / "a.nwb")
+    again = read_traces(first)
+    second_results = make_results(4, traces.n_frames, traces.data, seed=7)
+    second = write_results(again, second_results, tmp_path / "b.nwb")
+    paths = [s.path for s in list_series(second)]
+    assert "processing/calcium_avae/reconstruction" in paths
+    assert "processing/calcium_avae/reconstruction_2" in paths
+    assert not any(s.is_default for s in list_series(second) if "calcium_avae" in s.path)
+    latest = read_traces(second).roi_table
+    np.testing.assert_allclose(latest["latent_0"], second_results.latents[:, 0], rtol=1e-6)
+    assert validation_problems(second) == []
+    assert dandi_validate_problems(second) == []
+
+
+def test_in_place_appends_to_the_source(caiman_file: Path, tmp_path: Path) -> None:
+    path = tmp_path / "copy.nwb"
+    shutil.copy(caiman_file, path)
+    traces = read_traces(path)
+    results = Results(latents=np.ones((4, 2)))
+    assert write_results(traces, results, None, in_place=True) == path
+    table = read_traces(path).roi_table
+    assert list(table.columns) == ["latent_0", "latent_1"]
+    assert "processing/calcium_avae/reconstruction" not in [s.path for s in list_series(path)]
+    assert validation_problems(path) == []
+
+
+def test_output_equal_to_input_is_refused(caiman_file: Path) -> None:
+    traces = read_traces(caiman_file)
+    before = digest(caiman_file)
+    with pytest.raises(CalciumAvaeError, match="is the input file"):
+        write_results(traces, Results(latents=np.zeros((4, 2))), caiman_file)
+    with pytest.raises(CalciumAvaeError, match="give an output path"):
+        write_results(traces, Results(latents=np.zeros((4, 2))), None)
+    assert digest(caiman_file) == before
+
+
+def test_results_of_other_traces_are_refused(caiman_file: Path, tmp_path: Path) -> None:
+    traces = read_traces(caiman_file)
+    with pytest.raises(CalciumAvaeError, match="3 ROIs but the traces have 4"):
+        write_results(traces, Results(latents=np.zeros((3, 2))), tmp_path / "o.nwb")
+    bad = Results(latents=np.zeros((4, 2)), reconstruction=np.zeros((4, 5)))
+    with pytest.raises(CalciumAvaeError, match="reconstruction has shape"):
+        write_results(traces, bad, tmp_path / "o.nwb")
+    assert [p.name for p in tmp_path.iterdir()] == ["caiman.nwb"]
+
+
+def test_missing_output_folder(caiman_file: Path, tmp_path: Path) -> None:
+    traces = read_traces(caiman_file)
+    with pytest.raises(CalciumAvaeError, match="does not exist"):
+        write_results(traces, Results(latents=np.zeros((4, 2))), tmp_path / "no" / "o.nwb")
