@@ -1,0 +1,19 @@
+"""Biophysical culture simulator: Izhikevich network, GCaMP6s fluorescence, NWB output."""
+
+from .dynamics import NEURON_TYPES
+from .fluorescence import add_noise, fluorescence, saturation_kappa
+from .network import Network, build_network
+from .session import Culture, culture_fluorescence, simulate_culture, simulate_dataset
+
+__all__ = [
+    "NEURON_TYPES",
+    "Culture",
+    "Network",
+    "add_noise",
+    "build_network",
+    "culture_fluorescence",
+    "fluorescence",
+    "saturation_kappa",
+    "simulate_culture",
+    "simulate_dataset",
+]
