@@ -1,0 +1,69 @@
+"""npe2 reader for ``*.nwb``: ROIs as a Labels layer, reference images as Image layers.
+
+napari asks every reader whose pattern matches; returning None from ``get_reader`` means
+"not mine" and lets another plugin try, so the check is cheap (extension and the HDF5
+signature) and never raises. A file that passes the check but turns out to be unusable
+(no RoiResponseSeries, truncated) is ours to explain: a notification, and npe2's "read,
+nothing to add" sentinel ``[(None,)]`` so napari does not stack a second, vaguer error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from napari.utils.notifications import show_error
+
+from ..errors import CalciumAvaeError
+from ._layers import LayerData, traces_layer_data
+
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+_SIGNATURE_OFFSETS = (0, 512, 1024, 2048)
+"""HDF5 puts its signature at 0 or, after a user block, at 512, 1024, 2048... bytes."""
+
+
+def is_hdf5(path: str | Path) -> bool:
+    """True when the file starts with (or has after a user block) the HDF5 signature."""
+    try:
+        with open(path, "rb") as f:
+            for offset in _SIGNATURE_OFFSETS:
+                f.seek(offset)
+                if f.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE:
+                    return True
+    except OSError:
+        return False
+    return False
+
+
+def get_reader(path: str | list[str]) -> Callable[[str | list[str]], list[LayerData]] | None:
+    """Our reader for NWB files, None for anything else (napari then asks other plugins)."""
+    paths = [path] if isinstance(path, str | Path) else list(path)
+    if not paths:
+        return None
+    for p in paths:
+        if not str(p).lower().endswith(".nwb") or not is_hdf5(p):
+            return None
+    return read_nwb
+
+
+def layers_from_file(path: str | Path, series: str | None = None) -> list[LayerData]:
+    """Layer data of one NWB file; raises CalciumAvaeError when it cannot be read."""
+    from ..nwb import read_traces
+
+    traces = read_traces(path, series=series)
+    return traces_layer_data(traces, Path(path).stem)
+
+
+NOTHING_READ = [(None,)]
+
+
+def read_nwb(path: str | list[str]) -> list[LayerData] | list[tuple[None]]:
+    """Read one or several NWB files; a file that fails is reported and skipped."""
+    paths = [path] if isinstance(path, str | Path) else list(path)
+    out: list[LayerData] = []
+    for p in paths:
+        try:
+            out.extend(layers_from_file(p))
+        except CalciumAvaeError as error:
+            show_error(f"{Path(p).name}: {error}")
+    return out or NOTHING_READ

@@ -1,0 +1,103 @@
+"""Small NWB recordings for the GUI tests, written with pynwb in a few milliseconds."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+N_ROIS = 24
+N_FRAMES = 64
+SHAPE = (40, 48)
+
+
+def write_small_nwb(path: Path, *, n_rois: int = N_ROIS, n_frames: int = N_FRAMES) -> Path:
+    """Two families of ROIs (fast and slow transients) with disc masks and a mean image."""
+    from pynwb import NWBHDF5IO, NWBFile
+    from pynwb.base import Images
+    from pynwb.file import Subject
+    from pynwb.image import GrayscaleImage
+    from pynwb.ophys import (
+        Fluorescence,
+        ImageSegmentation,
+        OpticalChannel,
+        RoiResponseSeries,
+    )
+
+    rng = np.random.default_rng(0)
+    nwb = NWBFile(
+        session_description="small test recording",
+        identifier=str(uuid.uuid4()),
+        session_start_time=datetime(2024, 1, 1, tzinfo=UTC),
+        subject=Subject(subject_id="m1", species="Mus musculus", sex="U", age="P90D"),
+    )
+    device = nwb.create_device(name="Microscope", description="two-photon microscope")
+    plane = nwb.create_imaging_plane(
+        name="ImagingPlane",
+        optical_channel=OpticalChannel(
+            name="green", description="GCaMP emission", emission_lambda=510.0
+        ),
+        description="one plane",
+        device=device,
+        excitation_lambda=920.0,
+        imaging_rate=30.0,
+        indicator="GCaMP6s",
+        location="VISp",
+    )
+    ophys = nwb.create_processing_module(name="ophys", description="optical physiology")
+    segmentation = ImageSegmentation()
+    ophys.add(segmentation)
+    table = segmentation.create_plane_segmentation(
+        name="PlaneSegmentation", description="disc ROIs", imaging_plane=plane
+    )
+    table.add_column(name="neuron_type", description="ground-truth family")
+    rows, cols = np.mgrid[: SHAPE[0], : SHAPE[1]]
+    grid = np.stack(np.mgrid[5 : SHAPE[0] : 8, 5 : SHAPE[1] : 8], -1).reshape(-1, 2)
+    centres = grid[rng.permutation(len(grid))[:n_rois]]  # apart: no ROI hides another
+    for i, (r, c) in enumerate(centres):
+        mask = ((rows - r) ** 2 + (cols - c) ** 2 <= 6).astype(np.float32)
+        table.add_roi(image_mask=mask.T, neuron_type="fast" if i % 2 else "slow")
+    region = table.create_roi_table_region(region=list(range(n_rois)), description="all ROIs")
+    t = np.arange(n_frames) / 30.0
+    data = np.empty((n_rois, n_frames), dtype=np.float32)
+    for i in range(n_rois):
+        tau = 0.1 if i % 2 else 0.6
+        onset = rng.uniform(0, t[-1] / 2)
+        data[i] = 42 + 5 * np.exp(-np.clip(t - onset, 0, None) / tau) * (t >= onset)
+    data += rng.normal(0, 0.2, data.shape).astype(np.float32)
+    series = RoiResponseSeries(
+        name="RoiResponseSeries",
+        data=data.T,
+        rois=region,
+        unit="a.u.",
+        rate=30.0,
+        description="fluorescence",
+    )
+    ophys.add(Fluorescence(roi_response_series=series))
+    mean = np.zeros(SHAPE, dtype=np.float32)
+    mean[rows % 7 == 0] = 1.0
+    ophys.add(Images(name="Backgrounds", images=[GrayscaleImage(name="mean", data=mean.T)]))
+    with NWBHDF5IO(path, "w") as io:
+        io.write(nwb)
+    return path
+
+
+@pytest.fixture
+def small_nwb(tmp_path: Path) -> Path:
+    return write_small_nwb(tmp_path / "small.nwb")
+
+
+@pytest.fixture
+def notices(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """Every notification our GUI code shows, as (kind, message), instead of popups."""
+    from napari_calcium_avae._napari import _common, reader, writer
+
+    shown: list[tuple[str, str]] = []
+    for module in (_common, reader, writer):
+        monkeypatch.setattr(module, "show_error", lambda m: shown.append(("error", m)))
+        if hasattr(module, "show_warning"):
+            monkeypatch.setattr(module, "show_warning", lambda m: shown.append(("warning", m)))
+    return shown
