@@ -1,0 +1,58 @@
+"""napari sample data: a small simulated culture of each type, read through our reader.
+
+Three cultures (RS, IB, CH) of 30 imaged neurons, 20 s at 30 Hz, on 1.5 mm dishes (a
+quarter of the paper's, about 560 neurons each, same density): big enough to train and
+cluster in the GUI, small enough to appear within seconds. Files go to a fresh temp
+folder that outlives the call, because the layers point at them for saving results.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from ._layers import LayerData
+from .reader import layers_from_file
+
+SAMPLE_TYPES = ("RS", "IB", "CH")
+SAMPLE_NEURONS = 30
+SAMPLE_DURATION_S = 20.0
+SAMPLE_FRAME_RATE = 30.0
+SAMPLE_DISH_MM = 1.5
+GAP = 0.05
+"""Space left between cultures laid side by side, as a fraction of the image width."""
+
+
+def simulate_sample(output_dir: str | Path, seed: int = 0) -> list[Path]:
+    """Write the sample sessions (one per type) into ``output_dir``."""
+    from ..simulate import simulate_dataset
+
+    return simulate_dataset(
+        output_dir,
+        types=SAMPLE_TYPES,
+        cultures_per_type=1,
+        neurons_per_culture=SAMPLE_NEURONS,
+        duration_s=SAMPLE_DURATION_S,
+        frame_rate=SAMPLE_FRAME_RATE,
+        noise_levels=(1.0,),
+        seed=seed,
+        dish_size_mm=SAMPLE_DISH_MM,
+    )
+
+
+def side_by_side(per_file: list[list[LayerData]]) -> list[LayerData]:
+    """Lay recordings out left to right so that their dishes do not cover each other."""
+    out: list[LayerData] = []
+    offset = 0.0
+    for layers in per_file:
+        width = max(data.shape[-1] for data, _, _ in layers)
+        for data, attributes, kind in layers:
+            out.append((data, {**attributes, "translate": (0.0, offset)}, kind))
+        offset += width * (1.0 + GAP)
+    return out
+
+
+def simulated_culture() -> list[LayerData]:
+    """The sample: one simulated culture per neuron type, ROIs and reference images."""
+    folder = Path(tempfile.mkdtemp(prefix="calcium-avae-sample-"))
+    return side_by_side([layers_from_file(path) for path in simulate_sample(folder)])
