@@ -136,3 +136,23 @@ def test_nwb_without_roi_response_series(tmp_path: Path) -> None:
 def test_unknown_series_lists_available(suite2p_file: Path) -> None:
     with pytest.raises(CalciumAvaeError, match=r"available: .*Fluorescence/plane0"):
         read_traces(suite2p_file, "processing/ophys/Fluorescence/plane9")
+
+
+@pytest.mark.parametrize("chunks", [None, (N_FRAMES, 1), (7, N_ROIS), (13, 3)])
+def test_block_reads_match_for_any_storage(
+    chunks: tuple[int, int] | None,
+    tmp_path: Path,
+    caiman_file: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("napari_calcium_avae.nwb.read._BLOCK_BYTES", 100)
+    path = tmp_path / "stored.nwb"
+    shutil.copy(caiman_file, path)
+    with h5py.File(path, "a") as f:
+        group = f["processing/ophys/Fluorescence/RoiResponseSeries"]
+        attrs = dict(group["data"].attrs)
+        del group["data"]
+        options = {} if chunks is None else {"chunks": chunks, "compression": "gzip"}
+        group.create_dataset("data", data=traces().T.astype(np.float64), **options)
+        group["data"].attrs.update(attrs)
+    np.testing.assert_allclose(read_traces(path).data, traces())

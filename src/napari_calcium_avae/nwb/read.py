@@ -192,14 +192,22 @@ def _read_data(dataset: h5py.Dataset) -> np.ndarray:
     n_frames, n_rois = dataset.shape[:2]
     out = np.empty((n_rois, n_frames), dtype=np.float32)
     step = max(1, _BLOCK_BYTES // max(1, 4 * n_rois))
-    if dataset.chunks is not None:
-        step = max(dataset.chunks[0], step // dataset.chunks[0] * dataset.chunks[0])
-    block = np.empty((min(step, n_frames), n_rois), dtype=np.float32)
-    for start in range(0, n_frames, step):
-        stop = min(start + step, n_frames)
-        view = block[: stop - start]
-        dataset.read_direct(view, np.s_[start:stop])
-        out[:, start:stop] = view.T
+    chunks = dataset.chunks
+    if chunks is not None and chunks[0] > step:
+        # chunks that are tall in time (ROI-major storage): blocks of ROIs read each once
+        width = max(chunks[1], _BLOCK_BYTES // max(1, 4 * n_frames) // chunks[1] * chunks[1])
+        for start in range(0, n_rois, width):
+            stop = min(start + width, n_rois)
+            out[start:stop] = dataset[:, start:stop].T
+    else:
+        if chunks is not None:
+            step = step // chunks[0] * chunks[0]
+        block = np.empty((min(step, n_frames), n_rois), dtype=np.float32)
+        for start in range(0, n_frames, step):
+            stop = min(start + step, n_frames)
+            view = block[: stop - start]
+            dataset.read_direct(view, np.s_[start:stop])
+            out[:, start:stop] = view.T
     conversion = float(dataset.attrs.get("conversion", 1.0))
     offset = float(dataset.attrs.get("offset", 0.0))
     if conversion != 1.0:
