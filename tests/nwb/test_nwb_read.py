@@ -8,9 +8,21 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from nwb_files import COLS, N_FRAMES, N_ROIS, RATE, ROWS, mean_image, new_file, roi_pixels, traces
+from nwb_files import (
+    COLS,
+    N_FRAMES,
+    N_ROIS,
+    RATE,
+    ROWS,
+    mean_image,
+    new_file,
+    plane_segmentation,
+    roi_pixels,
+    traces,
+)
 from nwb_files import write as write_nwb
 from pynwb import TimeSeries
+from pynwb.ophys import Fluorescence
 
 from napari_calcium_avae.errors import CalciumAvaeError
 from napari_calcium_avae.nwb import list_series, read_traces
@@ -156,3 +168,27 @@ def test_block_reads_match_for_any_storage(
         group.create_dataset("data", data=traces().T.astype(np.float64), **options)
         group["data"].attrs.update(attrs)
     np.testing.assert_allclose(read_traces(path).data, traces())
+
+
+def test_voxel_mask_projects_onto_the_plane(tmp_path: Path) -> None:
+    nwbfile = new_file()
+    ophys, ps = plane_segmentation(nwbfile)
+    for i in range(N_ROIS):
+        r, c = roi_pixels(i)
+        voxels = [(x, y, z, 0.5 + z) for x, y in zip(c, r, strict=True) for z in (0, 1)]
+        ps.add_roi(voxel_mask=voxels)
+    fl = Fluorescence(name="Fluorescence")
+    ophys.add(fl)
+    fl.create_roi_response_series(
+        name="RoiResponseSeries",
+        data=traces().T,
+        unit="a.u.",
+        rate=RATE,
+        rois=ps.create_roi_table_region(region=list(range(N_ROIS)), description="all"),
+        description="traces",
+    )
+    t = read_traces(write_nwb(nwbfile, tmp_path / "voxel.nwb"))
+    assert len(t.masks[0]) == 30
+    assert wide_roi_rows_cols(t.masks[0]) == ({2, 3, 4}, set(range(10, 20)))
+    assert set(t.masks[0][:, 2]) == {1.5}
+    assert t.image_shape == (16, 20)  # no image in the file: the extent of the masks
