@@ -3,7 +3,13 @@
 from .dynamics import NEURON_TYPES
 from .fluorescence import add_noise, fluorescence, saturation_kappa
 from .network import Network, build_network
-from .session import Culture, culture_fluorescence, simulate_culture, simulate_dataset
+from .session import (
+    Culture,
+    culture_fluorescence,
+    firing_statistics,
+    simulate_culture,
+    simulate_dataset,
+)
 
 __all__ = [
     "NEURON_TYPES",
@@ -12,6 +18,7 @@ __all__ = [
     "add_noise",
     "build_network",
     "culture_fluorescence",
+    "firing_statistics",
     "fluorescence",
     "saturation_kappa",
     "simulate_culture",

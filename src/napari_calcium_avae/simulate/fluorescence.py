@@ -1,8 +1,9 @@
 """GCaMP6s fluorescence from spike times (seed 000 eq. 2, after Deneux et al. 2016).
 
-Calcium kappa(t) = sum_k exp(-(t - t_k) / tau) is computed exactly at the 1 ms simulation
-grid with a recursive exponential filter and then carried analytically to each frame
-time, so any frame rate samples the same underlying signal (no binning at frame rate).
+Calcium kappa(t) = sum_k exp(-(t - t_k) / tau) is evaluated exactly at each frame time
+from the 1 ms spike times (each spike weighted by its exact distance to the next frame,
+then a recursive exponential filter over frames), so any frame rate samples the same
+underlying signal: no binning of spikes at frame rate.
 """
 
 from __future__ import annotations
@@ -21,7 +22,12 @@ TAU_CALCIUM_S = 1.82
 
 def polynomial(kappa: np.ndarray, p2: float = P2, p3: float = P3) -> np.ndarray:
     """The GCaMP6s nonlinearity kappa + p2 (kappa^2 - kappa) + p3 (kappa^3 - kappa)."""
-    return kappa + p2 * (kappa**2 - kappa) + p3 * (kappa**3 - kappa)
+    out = kappa * p3  # Horner form: kappa (1 - p2 - p3 + kappa (p2 + p3 kappa))
+    out += p2
+    out *= kappa
+    out += 1.0 - p2 - p3
+    out *= kappa
+    return out
 
 
 def saturation_kappa(p2: float = P2, p3: float = P3) -> float:
@@ -40,38 +46,40 @@ def saturation_kappa(p2: float = P2, p3: float = P3) -> float:
 
 
 def _kernel_sums(
-    spike_times_ms: list[np.ndarray],
-    frame_times_s: np.ndarray,
-    tau_s: float,
-    dt_ms: float,
-    n_grid: int,
+    spike_times_ms: list[np.ndarray], frame_times_s: np.ndarray, tau_s: float
 ) -> np.ndarray:
-    """sum_k exp(-(t_f - t_k) / tau) for every neuron and frame (neurons x frames).
+    """sum_{t_k <= t_f} exp(-(t_f - t_k) / tau) for every neuron and frame (neurons x frames).
 
-    Spikes before 0 (the discarded stretch) enter as the calcium present at t = 0.
+    Each spike enters at the first frame at or after it with its exact weight
+    exp(-(t_f - t_k) / tau); a recursive filter over frames carries it on. This equals
+    evaluating the 1 ms calcium trace at the frame times, without building it. Spikes
+    before 0 (the discarded stretch) enter at frame 0 as calcium already present.
     """
     n = len(spike_times_ms)
-    decay = np.exp(-dt_ms / (tau_s * 1000.0))
-    grid_index = np.minimum(
-        np.floor(frame_times_s * 1000.0 / dt_ms + 1e-9).astype(np.int64), n_grid - 1
-    )
-    carry = np.exp(-(frame_times_s * 1000.0 - grid_index * dt_ms) / (tau_s * 1000.0))
-    out = np.empty((n, len(frame_times_s)))
-    block = max(1, int(2**22 // n_grid))
-    fade = np.exp(-frame_times_s / tau_s)
+    n_frames = len(frame_times_s)
+    frame_ms = frame_times_s * 1000.0
+    tau_ms = tau_s * 1000.0
+    interval = frame_ms[1] - frame_ms[0] if n_frames > 1 else 1.0
+    decay = np.exp(-interval / tau_ms)
+    out = np.empty((n, n_frames))
+    block = max(1, 2**22 // n_frames)
     for start in range(0, n, block):
         rows = spike_times_ms[start : start + block]
-        counts = np.zeros((len(rows), n_grid))
-        initial = np.zeros(len(rows))
-        for r, times in enumerate(rows):
-            times = np.asarray(times, dtype=np.float64)
-            initial[r] = np.exp(times[times < 0] / (tau_s * 1000.0)).sum()
-            steps = np.rint(times[times >= 0] / dt_ms).astype(np.int64)
-            np.add.at(counts[r], steps[steps < n_grid], 1.0)
-        filtered = lfilter([1.0], [1.0, -decay], counts, axis=1)
-        out[start : start + len(rows)] = (
-            filtered[:, grid_index] * carry + initial[:, None] * fade[None, :]
+        sizes = np.fromiter((len(t) for t in rows), dtype=np.int64, count=len(rows))
+        times = (
+            np.concatenate([np.asarray(t, dtype=np.float64) for t in rows])
+            if sizes.sum()
+            else np.empty(0)
         )
+        owner = np.repeat(np.arange(len(rows)), sizes)
+        frame = np.searchsorted(frame_ms, times - 1e-9)
+        keep = frame < n_frames
+        frame, owner, times = frame[keep], owner[keep], times[keep]
+        weight = np.exp(-(frame_ms[frame] - times) / tau_ms)
+        jumps = np.bincount(
+            owner * n_frames + frame, weight, minlength=len(rows) * n_frames
+        ).reshape(len(rows), n_frames)
+        out[start : start + len(rows)] = lfilter([1.0], [1.0, -decay], jumps, axis=1)
     return out
 
 
@@ -80,7 +88,6 @@ def fluorescence(
     duration_s: float,
     frame_rate: float,
     per_spike: bool = False,
-    dt_ms: float = 1.0,
     f0: float = F0,
     amplitude: float = AMPLITUDE,
     tau_s: float = TAU_CALCIUM_S,
@@ -101,15 +108,16 @@ def fluorescence(
             f"{duration_s} s at {frame_rate} Hz gives no frame; record longer or faster."
         )
     frame_times = np.arange(n_frames) / frame_rate
-    n_grid = int(np.ceil(duration_s * 1000.0 / dt_ms)) + 1
-    k1 = _kernel_sums(spike_times_ms, frame_times, tau_s, dt_ms, n_grid)
+    k1 = _kernel_sums(spike_times_ms, frame_times, tau_s)
     if per_spike:
-        k2 = _kernel_sums(spike_times_ms, frame_times, tau_s / 2, dt_ms, n_grid)
-        k3 = _kernel_sums(spike_times_ms, frame_times, tau_s / 3, dt_ms, n_grid)
+        k2 = _kernel_sums(spike_times_ms, frame_times, tau_s / 2)
+        k3 = _kernel_sums(spike_times_ms, frame_times, tau_s / 3)
         shape = k1 + P2 * (k2 - k1) + P3 * (k3 - k1)
     else:
-        shape = polynomial(np.minimum(k1, saturation_kappa()))
-    return f0 * (1.0 + amplitude * shape)
+        shape = polynomial(np.minimum(k1, saturation_kappa(), out=k1))
+    shape *= f0 * amplitude
+    shape += f0
+    return shape
 
 
 def add_noise(

@@ -129,6 +129,53 @@ def simulate_culture(
     )
 
 
+def firing_statistics(
+    culture: Culture, bin_ms: float = 20.0, burst_fraction: float = 0.05
+) -> dict[str, float]:
+    """Summary numbers to compare a culture with the paper's (rates, silence, bursts).
+
+    A network burst is a run of consecutive ``bin_ms`` bins in each of which more than
+    ``burst_fraction`` of all neurons spike; participation is the fraction of neurons
+    that spike at least once in a burst, averaged over bursts.
+    """
+    n = culture.n_neurons
+    counts = culture.spike_counts()
+    n_bins = int(np.ceil(culture.duration_s * 1000.0 / bin_ms))
+    who = np.repeat(np.arange(n), counts)
+    times = np.concatenate(culture.spike_times_ms) if counts.sum() else np.empty(0)
+    bins = np.minimum((times // bin_ms).astype(np.int64), n_bins - 1)
+    # distinct neurons per bin
+    pairs = np.unique(bins * n + who)
+    active_per_bin = np.bincount(pairs // n, minlength=n_bins)
+    in_burst = active_per_bin > burst_fraction * n
+    edges = np.diff(np.concatenate([[0], in_burst.astype(np.int8), [0]]))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    event = np.full(n_bins, -1)
+    for k, (lo, hi) in enumerate(zip(starts, ends, strict=True)):
+        event[lo:hi] = k
+    spike_event = event[bins]
+    inside = spike_event >= 0
+    n_bursts = len(starts)
+    participation = spikes_per_burst = 0.0
+    if n_bursts:
+        ev_pairs = np.unique(spike_event[inside] * n + who[inside])
+        per_event = np.bincount(ev_pairs // n, minlength=n_bursts)
+        participation = float(per_event.mean() / n)
+        spikes_per_burst = float(inside.sum() / max(len(ev_pairs), 1))
+    isis = [np.diff(t) for t in culture.spike_times_ms if len(t) > 1]
+    all_isi = np.concatenate(isis) if isis else np.empty(0)
+    return {
+        "mean_rate_hz": float(counts.mean() / culture.duration_s),
+        "fraction_silent": float((counts == 0).mean()),
+        "n_bursts": float(n_bursts),
+        "burst_participation": participation,
+        "spikes_per_burst": spikes_per_burst,
+        "fraction_isi_below_10ms": float((all_isi < 10).mean()) if len(all_isi) else 0.0,
+        "median_isi_ms": float(np.median(all_isi)) if len(all_isi) else float("nan"),
+        "mean_out_degree": float(culture.weights.nnz / n),
+    }
+
+
 def culture_fluorescence(
     culture: Culture,
     neurons: np.ndarray,
@@ -140,7 +187,7 @@ def culture_fluorescence(
         np.concatenate([culture.discarded_spike_times_ms[i], culture.spike_times_ms[i]])
         for i in neurons
     ]
-    return fluorescence(spikes, culture.duration_s, frame_rate, per_spike, culture.dt_ms)
+    return fluorescence(spikes, culture.duration_s, frame_rate, per_spike)
 
 
 def _sub_seed(*parts: int) -> int:
@@ -305,7 +352,7 @@ def write_session(
         description=f"Simulated in vitro culture {subject_id} (days in vitro given as age).",
     )
     device = nwb.create_device(
-        name="Microscope", description="simulated widefield microscope", manufacturer="none"
+        name="Microscope", description="simulated widefield microscope (no hardware)"
     )
     channel = OpticalChannel(
         name="OpticalChannel", description="GCaMP6s emission", emission_lambda=EMISSION_NM

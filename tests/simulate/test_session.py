@@ -1,0 +1,114 @@
+import numpy as np
+import pytest
+from pynwb import NWBHDF5IO
+
+from napari_calcium_avae.errors import CalciumAvaeError
+from napari_calcium_avae.nwb.validate import validation_problems
+from napari_calcium_avae.simulate import culture_fluorescence, simulate_culture, simulate_dataset
+
+SMALL = {"density_per_mm2": 400.0, "dish_size_mm": 1.0, "duration_s": 3.0}
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sim")
+    calls = []
+    paths = simulate_dataset(
+        out,
+        types=("RS", "CH"),
+        cultures_per_type=1,
+        neurons_per_culture=12,
+        frame_rate=33.0,
+        noise_levels=(1.0, 2.5),
+        seed=4,
+        progress=lambda done, total, msg: calls.append((done, total)),
+        **SMALL,
+    )
+    return out, paths, calls
+
+
+def test_dandi_layout_and_progress(dataset):
+    out, paths, calls = dataset
+    assert [p.relative_to(out).as_posix() for p in paths] == [
+        "sub-RS01/sub-RS01_ses-culture_ophys.nwb",
+        "sub-CH01/sub-CH01_ses-culture_ophys.nwb",
+    ]
+    assert calls == [(1, 2), (2, 2)]
+
+
+def test_sessions_pass_validation(dataset):
+    for path in dataset[1]:
+        assert validation_problems(path) == []
+
+
+def test_session_content_matches_the_culture(dataset):
+    _, paths, _ = dataset
+    with NWBHDF5IO(str(paths[1]), "r") as io:
+        nwb = io.read()
+        assert nwb.subject.subject_id == "CH01"
+        assert nwb.subject.species == "Mus musculus"
+        fl = nwb.processing["ophys"]["Fluorescence"]
+        assert set(fl.roi_response_series) == {
+            "RoiResponseSeries",
+            "RoiResponseSeries_sigma_2.5",
+            "NoiseFreeFluorescence",
+        }
+        clean = fl["NoiseFreeFluorescence"].data[:]
+        assert clean.shape == (99, 12)  # time x ROIs, 3 s at 33 Hz
+        for name, sigma in (("RoiResponseSeries", 1.0), ("RoiResponseSeries_sigma_2.5", 2.5)):
+            s = fl[name]
+            assert s.rate == 33.0 and s.unit == "a.u."
+            assert np.std(s.data[:] - clean) == pytest.approx(sigma, rel=0.15)
+        ps = nwb.processing["ophys"]["ImageSegmentation"]["PlaneSegmentation"]
+        table = ps.to_dataframe()
+        assert (table["neuron_type"] == "CH").all()
+        assert all(len(m) >= 3 for m in table["pixel_mask"])
+        units = nwb.units.to_dataframe()
+        assert list(units["roi_index"]) == list(range(12))
+        assert nwb.units.resolution == 0.001
+        assert all(len(t) > 0 for t in units["spike_times"])  # imaged neurons spiked
+        conn = nwb.processing["simulation"]["connectivity"].to_dataframe()
+        idx = table["neuron_index"].to_numpy()
+        edges = list(conn[["pre_roi", "post_roi", "weight"]].itertuples(index=False))
+        assert edges
+        for pre, _, w in edges:
+            assert (w > 0) == table["excitatory"].iloc[pre]
+        image = nwb.processing["ophys"]["SegmentationImages"]["mean"].data[:]
+        assert image.shape == (512, 512) and image.max() > 42.0
+    # ground truth matches a re-simulation of the same culture
+    culture = simulate_culture("CH", None, seed=_culture_seed(4, "CH", 0), **SMALL)
+    np.testing.assert_allclose(clean, culture_fluorescence(culture, idx, 33.0).T, rtol=1e-6)
+    for row, i in enumerate(idx):
+        np.testing.assert_allclose(units["spike_times"].iloc[row], culture.spike_times_ms[i] / 1000)
+    sub = culture.weights[idx][:, idx]
+    assert sub.nnz == len(edges)
+    for pre, post, w in edges:
+        assert sub[post, pre] == pytest.approx(w)
+
+
+def _culture_seed(seed, neuron_type, index):
+    from napari_calcium_avae.simulate.session import NEURON_TYPES, _sub_seed
+
+    return _sub_seed(seed, list(NEURON_TYPES).index(neuron_type), index, 0)
+
+
+def test_same_seed_same_data(dataset, tmp_path):
+    _, paths, _ = dataset
+    again = simulate_dataset(
+        tmp_path, types=("RS",), cultures_per_type=1, neurons_per_culture=12,
+        frame_rate=33.0, noise_levels=(1.0, 2.5), seed=4, **SMALL,
+    )  # fmt: skip
+    with NWBHDF5IO(str(paths[0]), "r") as a, NWBHDF5IO(str(again[0]), "r") as b:
+        fa = a.read().processing["ophys"]["Fluorescence"]
+        fb = b.read().processing["ophys"]["Fluorescence"]
+        for name in fa.roi_response_series:
+            np.testing.assert_array_equal(fa[name].data[:], fb[name].data[:])
+
+
+def test_bad_dataset_arguments(tmp_path):
+    with pytest.raises(CalciumAvaeError):
+        simulate_dataset(tmp_path, types=("XX",))
+    with pytest.raises(CalciumAvaeError):
+        simulate_dataset(tmp_path, noise_levels=())
+    with pytest.raises(CalciumAvaeError):
+        simulate_dataset(tmp_path, frame_rate=0)
