@@ -1,10 +1,10 @@
 """Time read_traces on 10,000 ROIs x 30,000 frames of float32 (SPEC 9: <= 5 s).
 
 Writes the test file once (pixel masks; traces contiguous as suite2p writes them, or in
-(1000 frames x 100 ROIs) chunks), then reads it several times and prints wall time and
-peak memory.
+chunks of 1000 frames x 100 ROIs, optionally gzip level 4 as neuroconv does), then reads
+it several times and prints wall time and peak memory.
 
-    python benchmarks/bench_read.py [--path big.nwb] [--layout contiguous|chunked] [--repeat 3]
+    python benchmarks/bench_read.py [--path big.nwb] [--layout contiguous|chunked|gzip] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -69,14 +69,15 @@ def write_file(path: Path, layout: str) -> None:
         for _ in range(N_FRAMES // BLOCK):
             yield block_rng.normal(42, 2, size=(BLOCK, N_ROIS)).astype(np.float32)
 
-    if layout == "chunked":
+    if layout in ("chunked", "gzip"):
         iterator = DataChunkIterator(
             data=(row for block in blocks() for row in block),
             maxshape=(N_FRAMES, N_ROIS),
             dtype=np.dtype("float32"),
             buffer_size=BLOCK,
         )
-        data = H5DataIO(iterator, chunks=(BLOCK, 100))
+        compression = {"compression": "gzip", "compression_opts": 4} if layout == "gzip" else {}
+        data = H5DataIO(iterator, chunks=(BLOCK, 100), **compression)
     else:  # suite2p writes plain arrays: one contiguous dataset
         data = np.concatenate(list(blocks()))
     fluorescence.create_roi_response_series(
@@ -94,7 +95,7 @@ def write_file(path: Path, layout: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--path", type=Path, help="file to write once and reuse")
-    parser.add_argument("--layout", choices=["contiguous", "chunked"], default="contiguous")
+    parser.add_argument("--layout", choices=["contiguous", "chunked", "gzip"], default="contiguous")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     path = args.path or Path(tempfile.gettempdir()) / f"bench_read_{args.layout}.nwb"

@@ -150,24 +150,47 @@ def test_unknown_series_lists_available(suite2p_file: Path) -> None:
         read_traces(suite2p_file, "processing/ophys/Fluorescence/plane9")
 
 
-@pytest.mark.parametrize("chunks", [None, (N_FRAMES, 1), (7, N_ROIS), (13, 3)])
-def test_block_reads_match_for_any_storage(
-    chunks: tuple[int, int] | None,
-    tmp_path: Path,
-    caiman_file: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr("napari_calcium_avae.nwb.read._BLOCK_BYTES", 100)
-    path = tmp_path / "stored.nwb"
-    shutil.copy(caiman_file, path)
+def replace_data(path: Path, data: np.ndarray | None, **options) -> None:
     with h5py.File(path, "a") as f:
         group = f["processing/ophys/Fluorescence/RoiResponseSeries"]
         attrs = dict(group["data"].attrs)
         del group["data"]
-        options = {} if chunks is None else {"chunks": chunks, "compression": "gzip"}
-        group.create_dataset("data", data=traces().T.astype(np.float64), **options)
+        if data is None:
+            group.create_dataset("data", shape=(N_FRAMES, N_ROIS), dtype="f4", **options)
+        else:
+            group.create_dataset("data", data=data, **options)
         group["data"].attrs.update(attrs)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"chunks": (N_FRAMES, 1)},
+        {"chunks": (N_FRAMES, 1), "compression": "lzf"},
+        {"chunks": (7, N_ROIS), "compression": "gzip"},
+        {"chunks": (13, 3), "compression": "gzip", "shuffle": True},
+        {"chunks": (13, 3), "compression": "gzip", "fletcher32": True},
+    ],
+)
+def test_block_reads_match_for_any_storage(
+    options: dict, tmp_path: Path, caiman_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("napari_calcium_avae.nwb.read._BLOCK_BYTES", 100)
+    path = tmp_path / "stored.nwb"
+    shutil.copy(caiman_file, path)
+    replace_data(path, traces().T.astype(">f8"), **options)
     np.testing.assert_allclose(read_traces(path).data, traces())
+
+
+def test_unwritten_chunks_read_as_fill_value(tmp_path: Path, caiman_file: Path) -> None:
+    path = tmp_path / "partial.nwb"
+    shutil.copy(caiman_file, path)
+    replace_data(path, None, chunks=(50, 2), compression="gzip", fillvalue=-1.0)
+    with h5py.File(path, "a") as f:
+        f["processing/ophys/Fluorescence/RoiResponseSeries/data"][:50, :2] = 3.0
+    data = read_traces(path).data
+    assert (data[:2, :50] == 3).all() and (data[2:] == -1).all() and (data[:, 50:] == -1).all()
 
 
 def test_voxel_mask_projects_onto_the_plane(tmp_path: Path) -> None:

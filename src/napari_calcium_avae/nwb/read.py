@@ -17,7 +17,10 @@ images of one file always get the same rule, so they stay aligned.
 
 from __future__ import annotations
 
+import os
 import re
+import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -185,6 +188,46 @@ def list_series(path: str | Path) -> list[SeriesInfo]:
         return infos
 
 
+def _deflate_filters(dataset: h5py.Dataset) -> tuple[bool, bool] | None:
+    """(shuffled, deflated) when gzip and shuffle are the only filters, else None."""
+    if dataset.chunks is None:
+        return None
+    plist = dataset.id.get_create_plist()
+    filters = [plist.get_filter(i)[0] for i in range(plist.get_nfilters())]
+    if filters == [h5py.h5z.FILTER_DEFLATE]:
+        return False, True
+    if filters == [h5py.h5z.FILTER_SHUFFLE, h5py.h5z.FILTER_DEFLATE]:
+        return True, True
+    return None
+
+
+def _read_deflated(dataset: h5py.Dataset, out: np.ndarray, shuffled: bool) -> None:
+    """Inflate the chunks in threads: zlib releases the GIL, h5py's own filter does not."""
+    n_frames, n_rois = dataset.shape
+    chunk_t, chunk_r = dataset.chunks
+    n_chunks = dataset.id.get_num_chunks()
+    if n_chunks < -(-n_frames // chunk_t) * -(-n_rois // chunk_r):
+        out[...] = dataset.fillvalue
+    offsets = [dataset.id.get_chunk_info(i).chunk_offset for i in range(n_chunks)]
+    dtype = dataset.dtype
+
+    def place(offset: tuple[int, int]) -> None:
+        t0, r0 = offset
+        t1, r1 = min(t0 + chunk_t, n_frames), min(r0 + chunk_r, n_rois)
+        skipped, raw = dataset.id.read_direct_chunk(offset)
+        if skipped:
+            out[r0:r1, t0:t1] = dataset[t0:t1, r0:r1].T
+            return
+        flat = np.frombuffer(zlib.decompress(raw), dtype=np.uint8)
+        if shuffled:
+            flat = flat.reshape(dtype.itemsize, -1).T.copy()
+        block = flat.view(dtype).reshape(chunk_t, chunk_r)
+        out[r0:r1, t0:t1] = block[: t1 - t0, : r1 - r0].T
+
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        list(pool.map(place, offsets))
+
+
 def _read_data(dataset: h5py.Dataset) -> np.ndarray:
     """Time x ROIs on disk into a ROIs x frames float32 buffer, a block of frames at a time."""
     if dataset.ndim == 1:
@@ -193,7 +236,10 @@ def _read_data(dataset: h5py.Dataset) -> np.ndarray:
     out = np.empty((n_rois, n_frames), dtype=np.float32)
     step = max(1, _BLOCK_BYTES // max(1, 4 * n_rois))
     chunks = dataset.chunks
-    if chunks is not None and chunks[0] > step:
+    deflate = _deflate_filters(dataset) if dataset.ndim == 2 else None
+    if deflate is not None:
+        _read_deflated(dataset, out, shuffled=deflate[0])
+    elif chunks is not None and chunks[0] > step:
         # chunks that are tall in time (ROI-major storage): blocks of ROIs read each once
         width = max(chunks[1], _BLOCK_BYTES // max(1, 4 * n_frames) // chunks[1] * chunks[1])
         for start in range(0, n_rois, width):
