@@ -9,6 +9,7 @@ since that neuron's previous spike. No step does N x N work.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -89,50 +90,63 @@ def simulate_spikes(
     spike_steps: list[int] = []
     spike_ids: list[np.ndarray] = []
     total = n_discard + n_steps
-    for t in range(total):
-        k = t % _NOISE_BLOCK
-        if k == 0:
-            noise = rng.standard_normal((min(_NOISE_BLOCK, total - t), n))
-            noise *= noise_scale * half
-            noise += 140.0 * half
-        # drive = half * (140 + I - u + noise)
-        np.subtract(current, u, out=drive)
-        drive *= half
-        drive += noise[k]
-        for _ in range(2):
-            np.multiply(v, 0.04 * half, out=dv)
-            dv += 5.0 * half
-            dv *= v
-            dv += drive
-            v += dv
-        u *= u_keep
-        np.multiply(v, u_from_v, out=dv)
-        u += dv
-        current *= decay_p
-        fired = np.flatnonzero(v >= V_PEAK)
-        if fired.size == 0:
-            continue
-        v[fired] = c[fired]
-        u[fired] += d[fired]
-        now = t * dt_ms
-        recovered = 1.0 - (1.0 - resource[fired]) * np.exp(-(now - last_spike[fired]) / TAU_R_MS)
-        resource[fired] = RESOURCE_KEPT * recovered
-        last_spike[fired] = now
-        if fired.size == 1:
-            j = fired[0]
-            sl = slice(indptr[j], indptr[j + 1])
-            current[indices[sl]] += data[sl] * recovered[0]
-        else:
-            lo, hi = indptr[fired], indptr[fired + 1]
-            counts = hi - lo
-            m = int(counts.sum())
-            shift = np.repeat(lo - np.cumsum(counts) + counts, counts)
-            idx = shift + np.arange(m)
-            current += np.bincount(
-                indices[idx], data[idx] * np.repeat(recovered, counts), minlength=n
+
+    def draw(steps: int) -> np.ndarray:
+        block = rng.standard_normal((steps, n))
+        block *= noise_scale * half
+        block += 140.0 * half
+        return block
+
+    # Gaussian draws cost as much as the integration; a second thread makes the next
+    # block while this one integrates (one producer, in order: results stay reproducible)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(draw, min(_NOISE_BLOCK, total))
+        for t in range(total):
+            k = t % _NOISE_BLOCK
+            if k == 0:
+                noise = pending.result()
+                if t + _NOISE_BLOCK < total:
+                    pending = pool.submit(draw, min(_NOISE_BLOCK, total - t - _NOISE_BLOCK))
+            # drive = half * (140 + I - u + noise)
+            np.subtract(current, u, out=drive)
+            drive *= half
+            drive += noise[k]
+            for _ in range(2):
+                np.multiply(v, 0.04 * half, out=dv)
+                dv += 5.0 * half
+                dv *= v
+                dv += drive
+                v += dv
+            u *= u_keep
+            np.multiply(v, u_from_v, out=dv)
+            u += dv
+            current *= decay_p
+            fired = np.flatnonzero(v >= V_PEAK)
+            if fired.size == 0:
+                continue
+            v[fired] = c[fired]
+            u[fired] += d[fired]
+            now = t * dt_ms
+            recovered = 1.0 - (1.0 - resource[fired]) * np.exp(
+                -(now - last_spike[fired]) / TAU_R_MS
             )
-        spike_steps.append(t - n_discard)
-        spike_ids.append(fired)
+            resource[fired] = RESOURCE_KEPT * recovered
+            last_spike[fired] = now
+            if fired.size == 1:
+                j = fired[0]
+                sl = slice(indptr[j], indptr[j + 1])
+                current[indices[sl]] += data[sl] * recovered[0]
+            else:
+                lo, hi = indptr[fired], indptr[fired + 1]
+                counts = hi - lo
+                m = int(counts.sum())
+                shift = np.repeat(lo - np.cumsum(counts) + counts, counts)
+                idx = shift + np.arange(m)
+                current += np.bincount(
+                    indices[idx], data[idx] * np.repeat(recovered, counts), minlength=n
+                )
+            spike_steps.append(t - n_discard)
+            spike_ids.append(fired)
     return _per_neuron(spike_steps, spike_ids, n, dt_ms)
 
 
