@@ -126,3 +126,15 @@ def test_missing_output_folder(caiman_file: Path, tmp_path: Path) -> None:
     traces = read_traces(caiman_file)
     with pytest.raises(CalciumAvaeError, match="does not exist"):
         write_results(traces, Results(latents=np.zeros((4, 2))), tmp_path / "no" / "o.nwb")
+
+
+def test_in_place_failure_is_one_line(caiman_file: Path, tmp_path: Path) -> None:
+    path = tmp_path / "busy.nwb"
+    shutil.copy(caiman_file, path)
+    traces = read_traces(path)
+    with (
+        h5py.File(path, "r"),
+        pytest.raises(CalciumAvaeError, match=r"cannot append .* write a new file instead"),
+    ):
+        write_results(traces, Results(latents=np.ones((4, 2))), None, in_place=True)
+    assert "calcium_avae" not in [s.path.split("/")[1] for s in list_series(path)]
