@@ -47,7 +47,8 @@ def run(neuron_type: str, n: int, dish_size_mm: float, released: bool, seed: int
         f"({n_discard / 1000:.1f}+30 s) {t2 - t1:5.2f} s  fluorescence 50 ROIs {t3 - t2:4.2f} s"
         f" / all {t4 - t3:4.2f} s  total(50) {t3 - t0:5.2f} s | rate "
         f"{s['mean_rate_hz']:.2f} Hz, silent {100 * s['fraction_silent']:.1f}%, bursts "
-        f"{s['n_bursts']:.0f}, participation {100 * s['burst_participation']:.0f}%, "
+        f"{s['n_bursts']:.0f}, participation {100 * s['burst_participation']:.0f}% (max "
+        f"{100 * s['max_burst_participation']:.0f}%), "
         f"spikes/burst {s['spikes_per_burst']:.2f}, ISI<10ms "
         f"{100 * s['fraction_isi_below_10ms']:.0f}%, out-degree {s['mean_out_degree']:.1f}",
         flush=True,

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 from scipy.spatial.distance import pdist
+from scipy.stats import kstest, rayleigh
 
 from napari_calcium_avae.errors import CalciumAvaeError
 from napari_calcium_avae.simulate.network import (
@@ -71,6 +72,8 @@ def test_paper_culture_degree_lengths_and_types(paper_networks):
     # Rayleigh, scale 100 um (mean 125 um), for axons far from the wall
     far = np.hypot(*net.positions_um.T) < net.dish_radius_um - 600
     assert net.axon_length_um[far].mean() == pytest.approx(100 * np.sqrt(np.pi / 2), abs=6)
+    assert kstest(net.axon_length_um[far], rayleigh(scale=100).cdf).pvalue > 0.01
+    assert kstest(net.axon_length_um[far], rayleigh(scale=80).cdf).pvalue < 1e-6
     assert net.dendrite_radius_um.mean() == pytest.approx(150, abs=2)
     assert net.dendrite_radius_um.std() == pytest.approx(20, abs=2)
 
