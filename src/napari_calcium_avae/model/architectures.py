@@ -1,0 +1,140 @@
+"""The two networks behind the AVAE: the released function class and a recurrent model.
+
+Both map a batch of normalised traces (B, T) to the posterior parameters (mu, logvar),
+each (B, D2), and decode latents (B, D2) back to traces (B, T) in the normalised scale.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ARCHITECTURES = ("released", "recurrent")
+
+
+class OneStepLSTM(nn.Module):
+    """An LSTM layer run for a single step from a zero state, without its dead weights.
+
+    From h0 = c0 = 0 the forget gate and the recurrent matrix never contribute, so
+    h = sigmoid(o) * tanh(sigmoid(i) * tanh(g)) with i, g, o affine in the input. The
+    three gates share one Linear (rows ordered i, g, o) so a step is one matrix product;
+    its bias stands for nn.LSTM's b_ih + b_hh, which only ever appear summed.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.hidden_size = hidden_size
+        self.gates = nn.Linear(input_size, 3 * hidden_size)
+        bound = hidden_size**-0.5  # nn.LSTM's initialisation range
+        nn.init.uniform_(self.gates.weight, -bound, bound)
+        nn.init.uniform_(self.gates.bias, -bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        i, g, o = self.gates(x).chunk(3, dim=-1)
+        return torch.sigmoid(o) * torch.tanh(torch.sigmoid(i) * torch.tanh(g))
+
+    @classmethod
+    def from_lstm(cls, lstm: nn.LSTM) -> OneStepLSTM:
+        """The live part of a one-layer nn.LSTM (e.g. weights of the released model)."""
+        if lstm.num_layers != 1 or lstm.bidirectional or lstm.proj_size:
+            raise ValueError("only a one-layer, one-direction LSTM without projection maps")
+        h = lstm.hidden_size
+        layer = cls(lstm.input_size, h)
+        keep = torch.cat([torch.arange(0, h), torch.arange(2 * h, 4 * h)])  # i, g, o
+        with torch.no_grad():
+            layer.gates.weight.copy_(lstm.weight_ih_l0[keep])
+            bias = torch.zeros(4 * h)
+            if lstm.bias:
+                bias = lstm.bias_ih_l0 + lstm.bias_hh_l0
+            layer.gates.bias.copy_(bias[keep])
+        return layer
+
+
+class ReleasedAVAE(nn.Module):
+    """The released model's function: one-step LSTM encoder and decoder over whole traces.
+
+    The input size is the trace length, so a model only takes traces of ``n_frames``.
+    """
+
+    def __init__(self, n_frames: int, hidden_size: int, latent_size: int) -> None:
+        super().__init__()
+        self.n_frames = n_frames
+        self.encoder = OneStepLSTM(n_frames, hidden_size)
+        self.mu = nn.Linear(hidden_size, latent_size)
+        self.logvar = nn.Linear(hidden_size, latent_size)
+        self.expand = nn.Linear(latent_size, hidden_size)
+        self.decoder = OneStepLSTM(hidden_size, n_frames)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.encoder(x)
+        return self.mu(h), self.logvar(h)
+
+    def decode(self, z: torch.Tensor, n_frames: int) -> torch.Tensor:
+        if n_frames != self.n_frames:
+            raise ValueError(f"this network makes {self.n_frames} frames, not {n_frames}")
+        return self.decoder(self.expand(z))
+
+
+class RecurrentAVAE(nn.Module):
+    """An LSTM that reads the trace as a sequence and one that generates it.
+
+    Strided convolutions shorten time by ``STRIDE`` around the recurrent core, so a
+    15,000-frame trace is a 59-step sequence: CPU LSTMs cost per step, and this keeps an
+    epoch of the paper's data within seconds. Each LSTM is ``hidden_size // 2`` wide; the
+    reader is bidirectional, so its final state has ``hidden_size`` values as D1 says.
+    Any length is accepted: traces are padded with their edge value to a multiple of the
+    stride and the output is cropped.
+    """
+
+    STRIDES = (4, 8, 8)
+    CHANNELS = (16, 32, 64)
+    STRIDE = 256
+
+    def __init__(self, hidden_size: int, latent_size: int) -> None:
+        super().__init__()
+        width = max(hidden_size // 2, 1)
+        down: list[nn.Module] = []
+        up: list[nn.Module] = []
+        c_in = 1
+        for s, c in zip(self.STRIDES, self.CHANNELS, strict=True):
+            # kernel = stride: non-overlapping windows, the cheapest convolution on a CPU
+            down += [nn.Conv1d(c_in, c, s, stride=s), nn.GELU()]
+            up = [nn.ConvTranspose1d(c, c_in, s, stride=s), nn.GELU(), *up]
+            c_in = c
+        self.down = nn.Sequential(*down)
+        self.up = nn.Sequential(*up[:-1])  # no non-linearity on the output
+        self.reader = nn.LSTM(c_in, width, batch_first=True, bidirectional=True)
+        self.mu = nn.Linear(2 * width, latent_size)
+        self.logvar = nn.Linear(2 * width, latent_size)
+        self.init_state = nn.Linear(latent_size, 2 * width)
+        self.writer = nn.LSTM(latent_size, width, batch_first=True)
+        self.to_channels = nn.Linear(width, c_in)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pad = -x.shape[-1] % self.STRIDE
+        seq = x.unsqueeze(1)
+        if pad:
+            seq = F.pad(seq, (0, pad), mode="replicate")
+        feats = self.down(seq).transpose(1, 2)  # (B, L, C)
+        _, (h, _) = self.reader(feats)
+        h = torch.cat(list(h), dim=-1)  # final states of both directions
+        return self.mu(h), self.logvar(h)
+
+    def decode(self, z: torch.Tensor, n_frames: int) -> torch.Tensor:
+        steps = -(-n_frames // self.STRIDE)
+        h0, c0 = torch.tanh(self.init_state(z)).unsqueeze(0).chunk(2, dim=-1)
+        seq, _ = self.writer(z.unsqueeze(1).expand(-1, steps, -1), (h0, c0))
+        out = self.up(self.to_channels(seq).transpose(1, 2))
+        return out[:, 0, :n_frames]
+
+
+def build(
+    architecture: str, n_frames: int, hidden_size: int, latent_size: int
+) -> ReleasedAVAE | RecurrentAVAE:
+    """The network for an estimator's settings (n_frames matters for "released" only)."""
+    if architecture == "released":
+        return ReleasedAVAE(n_frames, hidden_size, latent_size)
+    if architecture == "recurrent":
+        return RecurrentAVAE(hidden_size, latent_size)
+    raise ValueError(f"unknown architecture {architecture!r}")

@@ -1,0 +1,378 @@
+"""The AVAE estimator and its PCA baseline, with scikit-learn conventions.
+
+Both take clean ROIs x frames arrays (the pipeline drops NaN/flat ROIs first), min-max
+scale each trace to [-0.5, 0.5] (seed 000 eq. 4) or all traces with one global range,
+and give latents, decoded traces in that normalised scale, and reconstructions in the
+input's own units.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.decomposition import PCA
+from sklearn.utils.validation import check_is_fitted
+
+from ..errors import CalciumAvaeError
+from .architectures import ARCHITECTURES, build
+from .device import is_out_of_memory, resolve_device
+from .training import EpochReport, TrainingConfig, train_iter
+
+NORMALISATIONS = ("per_trace", "global")
+MIN_FIT_ROIS = 4
+"""A validation split needs at least one trace and training at least three."""
+_CHUNK_ELEMENTS = 2**24
+"""Samples per inference chunk (64 MB of float32): bounds memory for any data size."""
+
+
+def _check_traces(X: Any, per_trace: bool) -> np.ndarray:
+    X = np.asarray(X)
+    if X.ndim != 2 or X.shape[1] == 0:
+        raise CalciumAvaeError(f"traces must be a 2-D array (ROIs x frames), got shape {X.shape}")
+    if not np.issubdtype(X.dtype, np.number) or np.iscomplexobj(X):
+        raise CalciumAvaeError(f"traces must be real numbers, got dtype {X.dtype}")
+    bad = ~np.isfinite(X).all(axis=1)
+    if bad.any():
+        raise CalciumAvaeError(
+            f"{int(bad.sum())} trace(s) contain NaN or Inf (first: row {int(np.argmax(bad))}); "
+            "drop them first (napari_calcium_avae.checks.usable_rows)"
+        )
+    if per_trace:
+        flat = X.max(axis=1) == X.min(axis=1)
+        if flat.any():
+            raise CalciumAvaeError(
+                f"{int(flat.sum())} flat trace(s) cannot be min-max normalised (first: row "
+                f"{int(np.argmax(flat))}); drop them first (napari_calcium_avae.checks.usable_rows)"
+            )
+    return X
+
+
+def _chunks(n_rows: int, n_frames: int) -> Iterator[slice]:
+    step = max(1, _CHUNK_ELEMENTS // max(n_frames, 1))
+    for start in range(0, n_rows, step):
+        yield slice(start, min(start + step, n_rows))
+
+
+class _Normalised:
+    """Min-max scaling shared by the AVAE and the PCA baseline."""
+
+    normalisation: str
+    norm_: tuple[float, float] | None
+
+    def _fit_norm(self, X: np.ndarray) -> None:
+        if self.normalisation not in NORMALISATIONS:
+            raise CalciumAvaeError(
+                f"normalisation must be one of {NORMALISATIONS}, got {self.normalisation!r}"
+            )
+        self.norm_ = None
+        if self.normalisation == "global":
+            lo, hi = float(X.min()), float(X.max())
+            if hi <= lo:
+                raise CalciumAvaeError("all traces are one constant value; nothing to learn")
+            self.norm_ = (lo, hi - lo)
+
+    def normalise(self, X: Any) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+        """(Xn in [-0.5, 0.5] as float32, (offset, span) per row) with Xn = (X - offset) /
+        span - 0.5, the scale the metrics protocol and inverse_transform use."""
+        X = _check_traces(X, per_trace=self.normalisation == "per_trace")
+        if self.normalisation == "global":
+            check_is_fitted(self, "norm_")
+            lo = np.full((len(X), 1), self.norm_[0])
+            span = np.full((len(X), 1), self.norm_[1])
+        else:
+            lo = X.min(axis=1, keepdims=True).astype(np.float64)
+            span = X.max(axis=1, keepdims=True) - lo
+        Xn = ((X - lo) / span - 0.5).astype(np.float32)
+        return Xn, (lo, span)
+
+
+class AVAE(_Normalised, TransformerMixin, BaseEstimator):
+    """Autoregressive beta-VAE of seed 000: one latent vector per neuron's trace.
+
+    ``architecture="released"`` is the released model's function class (fixed trace
+    length); ``"recurrent"`` reads and writes the trace as a sequence (any length). See
+    docs/model.md for the parameters and the speed of each.
+    """
+
+    def __init__(
+        self,
+        hidden_size: int = 128,
+        latent_size: int = 8,
+        beta: float = 0.5,
+        architecture: str = "released",
+        learning_rate: float = 5e-3,
+        lr_decay: float = 0.99,
+        batch_size: int = 256,
+        max_epochs: int = 200,
+        patience: int = 5,
+        min_delta: float = 0.005,
+        validation_fraction: float = 0.2,
+        normalisation: str = "per_trace",
+        device: str = "auto",
+        random_state: int = 0,
+    ) -> None:
+        self.hidden_size = hidden_size
+        self.latent_size = latent_size
+        self.beta = beta
+        self.architecture = architecture
+        self.learning_rate = learning_rate
+        self.lr_decay = lr_decay
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.patience = patience
+        self.min_delta = min_delta
+        self.validation_fraction = validation_fraction
+        self.normalisation = normalisation
+        self.device = device
+        self.random_state = random_state
+
+    # --- training -----------------------------------------------------------------
+
+    def _check_params(self) -> None:
+        if self.architecture not in ARCHITECTURES:
+            raise CalciumAvaeError(
+                f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}"
+            )
+        for name in ("hidden_size", "latent_size", "batch_size", "max_epochs", "patience"):
+            value = getattr(self, name)
+            if not isinstance(value, int | np.integer) or value < 1:
+                raise CalciumAvaeError(f"{name} must be a positive integer, got {value!r}")
+        if not 0 < self.validation_fraction < 1:
+            raise CalciumAvaeError(
+                f"validation_fraction must be between 0 and 1, got {self.validation_fraction}"
+            )
+        if self.beta < 0 or self.learning_rate <= 0 or not 0 < self.lr_decay <= 1:
+            raise CalciumAvaeError(
+                "need beta >= 0, learning_rate > 0 and 0 < lr_decay <= 1, got "
+                f"{self.beta}, {self.learning_rate}, {self.lr_decay}"
+            )
+        if self.min_delta < 0:
+            raise CalciumAvaeError(f"min_delta must be >= 0, got {self.min_delta}")
+
+    def fit(self, X: Any, y: Any = None, progress: bool = False) -> AVAE:
+        """Train to the end (or early stop); ``progress`` shows a tqdm bar."""
+        reports = self.fit_iter(X)
+        if progress:
+            from tqdm import tqdm
+
+            with tqdm(total=self.max_epochs, desc="training", unit="epoch") as bar:
+                for report in reports:
+                    bar.set_postfix(train=f"{report.train_loss:.4g}", val=f"{report.val_loss:.4g}")
+                    bar.update(1)
+        else:
+            for _ in reports:
+                pass
+        return self
+
+    def fit_iter(self, X: Any, stop: threading.Event | None = None) -> Iterator[EpochReport]:
+        """Train, yielding an :class:`EpochReport` per epoch.
+
+        Closing the generator or setting ``stop`` (checked before every batch) ends
+        training with the best weights so far in place; the model is then usable.
+        """
+        self._check_params()
+        X = _check_traces(X, per_trace=self.normalisation == "per_trace")
+        n_rois, n_frames = X.shape
+        if n_rois < MIN_FIT_ROIS:
+            raise CalciumAvaeError(
+                f"only {n_rois} trace(s) to train on; at least {MIN_FIT_ROIS} are needed "
+                "(a validation split is held out)"
+            )
+        device = resolve_device(self.device)
+        self._fit_norm(X)
+        Xn, _ = self.normalise(X)
+        split = torch.Generator().manual_seed(self.random_state)
+        order = torch.randperm(n_rois, generator=split)
+        n_val = min(max(1, round(self.validation_fraction * n_rois)), n_rois - 1)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.random_state)
+            net = build(self.architecture, n_frames, self.hidden_size, self.latent_size)
+        config = TrainingConfig(
+            beta=float(self.beta),
+            learning_rate=float(self.learning_rate),
+            lr_decay=float(self.lr_decay),
+            batch_size=int(self.batch_size),
+            max_epochs=int(self.max_epochs),
+            patience=int(self.patience),
+            min_delta=float(self.min_delta),
+        )
+        self.n_features_in_ = n_frames
+        self.n_frames_ = n_frames
+        self.history_: list[dict[str, Any]] = []
+        self.best_epoch_ = 0
+        reports = None
+        self.device_ = device
+        try:
+            self.module_ = net.to(device).eval()
+            data = torch.from_numpy(Xn).to(device)
+            noise = torch.Generator(device=device).manual_seed(self.random_state)
+            reports = train_iter(
+                net, data[order[n_val:]], data[order[:n_val]], config, split, noise, stop
+            )
+            for report in reports:
+                self.history_.append(asdict(report))
+                self.best_epoch_ = report.best_epoch
+                yield report
+        except RuntimeError as error:
+            if is_out_of_memory(error):
+                raise self._oom_error("training") from None
+            raise
+        finally:
+            if reports is not None:
+                reports.close()  # puts the best weights back
+
+    def _oom_error(self, what: str) -> CalciumAvaeError:
+        if self.device_.type == "cuda":
+            torch.cuda.empty_cache()
+        return CalciumAvaeError(
+            f"{self.device_} ran out of memory during {what}; use device='cpu' (model.to('cpu')) "
+            f"or a smaller batch_size (now {self.batch_size})"
+        )
+
+    # --- inference ----------------------------------------------------------------
+
+    def _check_length(self, n_frames: int) -> None:
+        if self.architecture == "released" and n_frames != self.n_frames_:
+            raise CalciumAvaeError(
+                f"model was trained on traces of {self.n_frames_} frames, these have "
+                f"{n_frames}; the released architecture needs that exact length "
+                "(use architecture='recurrent' for any length)"
+            )
+
+    def _encode_decode(self, X: Any, decode: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        check_is_fitted(self, "module_")
+        X = _check_traces(X, per_trace=self.normalisation == "per_trace")
+        n, n_frames = X.shape
+        self._check_length(n_frames)
+        latents = np.empty((n, self.latent_size), dtype=np.float32)
+        recon = np.empty((n, n_frames), dtype=np.float32) if decode else None
+        self.module_.eval()
+        try:
+            with torch.inference_mode():
+                for rows in _chunks(n, n_frames):
+                    Xn, (lo, span) = self.normalise(X[rows])
+                    mu, _ = self.module_.encode(torch.from_numpy(Xn).to(self.device_))
+                    latents[rows] = mu.cpu().numpy()
+                    if recon is not None:
+                        out = self.module_.decode(mu, n_frames).cpu().numpy()
+                        recon[rows] = (out + 0.5) * span + lo
+        except RuntimeError as error:
+            if is_out_of_memory(error):
+                raise self._oom_error("inference") from None
+            raise
+        return latents, recon
+
+    def transform(self, X: Any) -> np.ndarray:
+        """Posterior means (n, latent_size), float32."""
+        return self._encode_decode(X, decode=False)[0]
+
+    def reconstruct(self, X: Any) -> np.ndarray:
+        """Denoised traces in X's own units (each trace's scaling, or the global one, undone)."""
+        recon = self._encode_decode(X, decode=True)[1]
+        assert recon is not None
+        return recon
+
+    def inverse_transform(self, Z: Any) -> np.ndarray:
+        """Decoded traces (n, n_frames_) in the normalised scale [-0.5, 0.5]: a latent
+        carries no trace's offset and range, so source units are undefined here."""
+        check_is_fitted(self, "module_")
+        Z = np.asarray(Z, dtype=np.float32)
+        if Z.ndim != 2 or Z.shape[1] != self.latent_size:
+            raise CalciumAvaeError(
+                f"latents must have shape (n, {self.latent_size}), got {Z.shape}"
+            )
+        out = np.empty((len(Z), self.n_frames_), dtype=np.float32)
+        self.module_.eval()
+        with torch.inference_mode():
+            for rows in _chunks(len(Z), self.n_frames_):
+                z = torch.from_numpy(Z[rows]).to(self.device_)
+                out[rows] = self.module_.decode(z, self.n_frames_).cpu().numpy()
+        return out
+
+    def sample(self, n: int, random_state: int | None = None) -> np.ndarray:
+        """n new traces drawn from the prior N(0, I), in the normalised scale."""
+        rng = np.random.default_rng(random_state)
+        return self.inverse_transform(rng.standard_normal((n, self.latent_size)))
+
+    def to(self, device: str) -> AVAE:
+        """Move a fitted model (e.g. to the CPU after a GPU ran out of memory)."""
+        check_is_fitted(self, "module_")
+        self.device_ = resolve_device(device)
+        self.device = device
+        self.module_.to(self.device_)
+        return self
+
+    # --- checkpoints --------------------------------------------------------------
+
+    def save(self, path: str | Path) -> Path:
+        """One file: weights plus a JSON config (see checkpoint.py)."""
+        from .checkpoint import save_checkpoint
+
+        check_is_fitted(self, "module_")
+        return save_checkpoint(self, path)
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "auto") -> AVAE:
+        """A model saved by :meth:`save`; never unpickles arbitrary objects."""
+        from .checkpoint import load_checkpoint
+
+        return load_checkpoint(path, device)
+
+
+class PCABaseline(_Normalised, TransformerMixin, BaseEstimator):
+    """PCA on the same normalised traces: the paper's baseline, same interface as AVAE.
+
+    sklearn centres the data, so the reconstruction is mean + U U^T (x - mean) rather
+    than U U^T x: without centring the first component is spent on the mean trace.
+    """
+
+    def __init__(
+        self, n_components: int = 8, normalisation: str = "per_trace", random_state: int = 0
+    ) -> None:
+        self.n_components = n_components
+        self.normalisation = normalisation
+        self.random_state = random_state
+
+    def fit(self, X: Any, y: Any = None) -> PCABaseline:
+        X = _check_traces(X, per_trace=self.normalisation == "per_trace")
+        if not 1 <= self.n_components <= min(X.shape):
+            raise CalciumAvaeError(
+                f"n_components must be between 1 and {min(X.shape)} for {X.shape[0]} traces "
+                f"of {X.shape[1]} frames, got {self.n_components}"
+            )
+        self._fit_norm(X)
+        Xn, _ = self.normalise(X)
+        self.pca_ = PCA(self.n_components, random_state=self.random_state).fit(Xn)
+        self.n_features_in_ = self.n_frames_ = X.shape[1]
+        return self
+
+    def _check_length(self, n_frames: int) -> None:
+        check_is_fitted(self, "pca_")
+        if n_frames != self.n_frames_:
+            raise CalciumAvaeError(
+                f"PCA was fitted on traces of {self.n_frames_} frames, these have {n_frames}"
+            )
+
+    def transform(self, X: Any) -> np.ndarray:
+        """Projections onto the components, (n, n_components) float32."""
+        self._check_length(np.shape(X)[-1])
+        return self.pca_.transform(self.normalise(X)[0]).astype(np.float32)
+
+    def inverse_transform(self, Z: Any) -> np.ndarray:
+        """Z U^T + mean, in the normalised scale."""
+        check_is_fitted(self, "pca_")
+        return self.pca_.inverse_transform(np.asarray(Z, dtype=np.float32)).astype(np.float32)
+
+    def reconstruct(self, X: Any) -> np.ndarray:
+        """Projection onto the components, in X's own units."""
+        self._check_length(np.shape(X)[-1])
+        Xn, (lo, span) = self.normalise(X)
+        out = self.pca_.inverse_transform(self.pca_.transform(Xn))
+        return ((out + 0.5) * span + lo).astype(np.float32)

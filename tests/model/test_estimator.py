@@ -1,0 +1,134 @@
+import threading
+
+import numpy as np
+import pytest
+from sklearn.exceptions import NotFittedError
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import cross_val_score
+
+from napari_calcium_avae.errors import CalciumAvaeError
+from napari_calcium_avae.model import AVAE, PCABaseline
+from napari_calcium_avae.model.device import resolve_device
+
+SMALL = dict(hidden_size=16, latent_size=2, batch_size=8, max_epochs=4, device="cpu")
+
+
+def test_fit_transform_shapes_and_attributes(traces):
+    model = AVAE(**SMALL).fit(traces)
+    z = model.transform(traces)
+    assert z.shape == (len(traces), 2) and z.dtype == np.float32
+    assert model.n_frames_ == model.n_features_in_ == traces.shape[1]
+    assert len(model.history_) == 4 and model.best_epoch_ >= 1
+    assert model.inverse_transform(z).shape == traces.shape
+    assert model.sample(5, random_state=1).shape == (5, traces.shape[1])
+    recon = model.reconstruct(traces)
+    assert recon.shape == traces.shape and recon.dtype == np.float32
+
+
+def test_reconstruct_is_in_source_units(traces):
+    model = AVAE(**SMALL).fit(traces)
+    shifted = traces * 10 + 100
+    Xn, (lo, span) = model.normalise(shifted)
+    assert Xn.min() == pytest.approx(-0.5) and Xn.max() == pytest.approx(0.5)
+    expected = (model.inverse_transform(model.transform(shifted)) + 0.5) * span + lo
+    np.testing.assert_allclose(model.reconstruct(shifted), expected, rtol=1e-5)
+
+
+def test_global_normalisation_uses_training_range(traces):
+    model = AVAE(normalisation="global", **SMALL).fit(traces)
+    lo, span = model.norm_
+    assert lo == pytest.approx(traces.min()) and span == pytest.approx(np.ptp(traces))
+    Xn, _ = model.normalise(traces[:2] + 1000)
+    assert Xn.min() > 0.5  # outside the training range stays outside
+
+
+def test_same_seed_same_latents_other_seed_differs(traces):
+    z1 = AVAE(**SMALL).fit(traces).transform(traces)
+    z2 = AVAE(**SMALL).fit(traces).transform(traces)
+    z3 = AVAE(random_state=1, **SMALL).fit(traces).transform(traces)
+    np.testing.assert_array_equal(z1, z2)
+    assert not np.allclose(z1, z3)
+
+
+@pytest.mark.parametrize("how", ["close", "event"])
+def test_stopping_leaves_a_usable_model(traces, how):
+    model = AVAE(**{**SMALL, "max_epochs": 100, "patience": 100})
+    stop = threading.Event()
+    reports = model.fit_iter(traces, stop=stop)
+    for report in reports:
+        if report.epoch == 2:
+            if how == "close":
+                reports.close()
+                break
+            stop.set()
+    assert len(model.history_) == (2 if how == "close" else 3)
+    assert np.isfinite(model.transform(traces)).all()
+
+
+def test_bad_input_raises_clear_errors(traces):
+    model = AVAE(**SMALL)
+    bad = traces.copy()
+    bad[3, 5] = np.nan
+    with pytest.raises(CalciumAvaeError, match=r"NaN or Inf.*row 3"):
+        model.fit(bad)
+    flat = traces.copy()
+    flat[2] = 1.0
+    with pytest.raises(CalciumAvaeError, match=r"flat trace.*row 2"):
+        model.fit(flat)
+    with pytest.raises(CalciumAvaeError, match="at least 4"):
+        model.fit(traces[:3])
+    with pytest.raises(NotFittedError):
+        model.transform(traces)
+    with pytest.raises(CalciumAvaeError, match="architecture"):
+        AVAE(architecture="transformer").fit(traces)
+
+
+def test_released_length_mismatch(traces):
+    model = AVAE(**SMALL).fit(traces)
+    with pytest.raises(CalciumAvaeError, match="trained on traces of 64 frames, these have 50"):
+        model.transform(traces[:, :50])
+
+
+def test_recurrent_takes_two_lengths(traces):
+    model = AVAE(architecture="recurrent", **SMALL).fit(traces)
+    assert model.transform(traces[:, :40]).shape == (len(traces), 2)
+    longer = np.tile(traces, 5)
+    assert model.reconstruct(longer).shape == longer.shape
+
+
+def test_device_selection():
+    assert resolve_device("auto").type in {"cuda", "mps", "cpu"}
+    assert str(resolve_device("cpu")) == "cpu"
+    with pytest.raises(CalciumAvaeError, match="unknown device"):
+        resolve_device("gpu0")
+    with pytest.raises(CalciumAvaeError, match="unsupported device"):
+        resolve_device("meta")
+
+
+def test_pca_baseline_reconstructs_in_source_units(traces):
+    pca = PCABaseline(n_components=3).fit(traces)
+    z = pca.transform(traces)
+    assert z.shape == (len(traces), 3)
+    _, (lo, span) = pca.normalise(traces)
+    np.testing.assert_allclose(
+        pca.reconstruct(traces), (pca.inverse_transform(z) + 0.5) * span + lo, rtol=1e-4, atol=1e-5
+    )
+    full = PCABaseline(n_components=len(traces)).fit(traces)
+    np.testing.assert_allclose(full.reconstruct(traces), traces, atol=1e-4)
+    with pytest.raises(CalciumAvaeError, match="n_components"):
+        PCABaseline(n_components=1000).fit(traces)
+
+
+def test_avae_learns_two_families(make_families):
+    noisy, _, _ = make_families(n_per=40, n_frames=128, seed=0)
+    model = AVAE(
+        hidden_size=32, latent_size=4, batch_size=16, max_epochs=60, patience=10, device="cpu"
+    ).fit(noisy)
+    test_noisy, test_clean, test_family = make_families(n_per=20, n_frames=128, seed=1)
+    span = np.ptp(test_noisy, axis=1, keepdims=True)
+    err_model = np.mean(((model.reconstruct(test_noisy) - test_clean) / span) ** 2)
+    err_noisy = np.mean(((test_noisy - test_clean) / span) ** 2)
+    assert err_model < 0.7 * err_noisy
+    z = model.transform(test_noisy)
+    accuracy = cross_val_score(LogisticRegression(), z, test_family, cv=5).mean()
+    assert accuracy > 0.85

@@ -1,0 +1,106 @@
+import math
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from napari_calcium_avae.errors import CalciumAvaeWarning
+from napari_calcium_avae.model.architectures import ReleasedAVAE
+from napari_calcium_avae.model.training import TrainingConfig, train_iter, vae_loss
+
+
+def test_loss_is_sse_plus_beta_kl_per_trace():
+    x = torch.tensor([[0.0, 1.0], [1.0, 1.0]])
+    recon = torch.tensor([[1.0, 1.0], [1.0, -1.0]])  # SSE 1 and 4 -> mean 2.5
+    mu = torch.tensor([[1.0], [0.0]])
+    logvar = torch.tensor([[0.0], [math.log(2.0)]])
+    # KL per trace: 0.5 * (mu^2 + var - 1 - log var)
+    kl = (0.5 * 1.0 + 0.5 * (2.0 - 1.0 - math.log(2.0))) / 2
+    loss, sse, k = vae_loss(recon, x, mu, logvar, beta=0.5)
+    assert sse.item() == pytest.approx(2.5)
+    assert k.item() == pytest.approx(kl)
+    assert loss.item() == pytest.approx(2.5 + 0.5 * kl)
+
+
+def _setup(max_epochs=30, patience=3, min_delta=0.0, lr=5e-3, T=32):
+    torch.manual_seed(0)
+    net = ReleasedAVAE(T, 8, 2)
+    X = torch.rand(24, T) - 0.5
+    config = TrainingConfig(0.5, lr, 0.99, 8, max_epochs, patience, min_delta)
+    gens = (torch.Generator().manual_seed(0), torch.Generator().manual_seed(1))
+    return net, X[:16], X[16:], config, gens
+
+
+def _weights(net):
+    return {k: v.clone() for k, v in net.state_dict().items()}
+
+
+def test_early_stopping_restores_best_weights():
+    # random targets: validation stops improving quickly, so patience decides
+    net, Xt, Xv, config, gens = _setup(max_epochs=200, patience=2, lr=5e-2)
+    snapshots = {}
+    reports = []
+    for report in train_iter(net, Xt, Xv, config, *gens):
+        reports.append(report)
+        snapshots[report.epoch] = _weights(net)
+    last = reports[-1]
+    assert last.stopped_early and last.stop_reason == "early_stopping"
+    assert last.epoch < 200
+    assert last.epoch - last.best_epoch == config.patience
+    best = min(reports, key=lambda r: r.val_loss)
+    assert best.epoch == last.best_epoch
+    for k, v in net.state_dict().items():
+        torch.testing.assert_close(v, snapshots[last.best_epoch][k])
+
+
+def test_relative_min_delta_counts_small_gains_as_no_gain():
+    net, Xt, Xv, config, gens = _setup(max_epochs=40, patience=2, min_delta=0.5)
+    reports = list(train_iter(net, Xt, Xv, config, *gens))
+    assert reports[-1].stop_reason == "early_stopping"
+    assert reports[-1].best_epoch == 1  # nothing halves the first epoch's loss here
+
+
+class _Diverging(ReleasedAVAE):
+    """Returns NaN once told to, as a diverged network would."""
+
+    broken = False
+
+    def decode(self, z, n_frames):
+        out = super().decode(z, n_frames)
+        return out * float("nan") if self.broken else out
+
+
+def test_nan_loss_stops_with_warning_and_keeps_best_weights():
+    torch.manual_seed(0)
+    net = _Diverging(32, 8, 2)
+    X = torch.rand(24, 32) - 0.5
+    config = TrainingConfig(0.5, 5e-3, 0.99, 8, 50, 50, 0.0)
+    gens = (torch.Generator().manual_seed(0), torch.Generator().manual_seed(1))
+    reports = []
+    with pytest.warns(CalciumAvaeWarning, match="diverged"):
+        for report in train_iter(net, X[:16], X[16:], config, *gens):
+            reports.append(report)
+            if report.epoch == 3:
+                kept = _weights(net) if report.best_epoch == 3 else None
+                net.broken = True
+    assert reports[-1].stop_reason == "diverged" and reports[-1].epoch == 4
+    assert reports[-1].best_epoch == reports[2].best_epoch
+    net.broken = False
+    if kept is not None:
+        for k, v in net.state_dict().items():
+            torch.testing.assert_close(v, kept[k])
+    for v in net.state_dict().values():
+        assert torch.isfinite(v).all()
+
+
+def test_stop_event_ends_between_batches():
+    net, Xt, Xv, config, gens = _setup(max_epochs=50, patience=50)
+    stop = threading.Event()
+    reports = []
+    for report in train_iter(net, Xt, Xv, config, *gens, stop=stop):
+        reports.append(report)
+        if report.epoch == 2:
+            stop.set()
+    assert reports[-1].stop_reason == "stopped" and reports[-1].epoch == 3
+    assert np.isnan(reports[-1].val_loss)
