@@ -1,0 +1,236 @@
+"""Dock widget: encode, denoise, cluster (DBSCAN) and embed the chosen recordings.
+
+Clustering is joint over all chosen layers, as ``pipeline.apply`` does for the CLI, so
+cluster labels mean the same thing in every recording. eps is the knee of the k-distance
+curve unless set by hand; the curve is drawn with the eps in use, and clicking on it
+sets eps there. "Re-cluster" reruns DBSCAN on the latents already computed, which is
+instant, so eps can be explored without encoding again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from napari.qt.threading import create_worker
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..errors import CalciumAvaeError
+from ..results import Results
+from ..traces import Traces
+from ._common import RoiLayerList, guarded, report_error, report_warning
+from ._layers import latents_of, put_results, set_clusters, traces_of
+from ._plotting import ThemedCanvas
+from ._session import session_for
+
+EMBEDDINGS = {"t-SNE": "tsne", "PCA": "pca"}
+
+
+def describe_model(model: Any) -> str:
+    """One line on the model in use, for the widget's header."""
+    if model is None:
+        return "no model: train one (Train AVAE) or load a model file"
+    p = model.get_params()
+    frames = getattr(model, "n_frames_", None)
+    length = f", {frames} frames" if frames else ""
+    return (
+        f"{type(model).__name__} {p.get('architecture', '')} "
+        f"(D1={p.get('hidden_size')}, D2={p.get('latent_size')}, β={p.get('beta')}){length}"
+    )
+
+
+def apply_model(
+    model: Any,
+    traces_list: Sequence[Traces],
+    eps: float | str,
+    min_samples: int,
+    embedding: str,
+) -> list[Results]:
+    """The worker's job: the same ``pipeline.apply`` the command line runs."""
+    from ..pipeline import apply
+
+    return apply(model, traces_list, eps=eps, min_samples=min_samples, embedding=embedding)
+
+
+def plot_k_distances(canvas: ThemedCanvas, latents: np.ndarray, eps: float, k: int) -> None:
+    """Sorted distance to the k-th neighbour, with the eps in use as a horizontal line."""
+    from ..analysis.clustering import k_distances
+
+    ax = canvas.ax
+    ax.clear()
+    points = latents[np.isfinite(latents).all(axis=1)]
+    if len(points):
+        curve = k_distances(points, k)
+        ax.plot(np.arange(len(curve)), curve, color="#4c9be8", lw=1.5)
+        if np.isfinite(eps):
+            ax.axhline(eps, color="#f5a623", lw=1.0, ls="--", label=f"eps = {eps:.3g}")
+            ax.legend(fontsize=8, loc="upper left")
+    ax.set_xlabel("ROIs, sorted")
+    ax.set_ylabel(f"distance to neighbour {k - 1}")
+    canvas.restyle()
+
+
+class ApplyWidget(QWidget):
+    """Apply the session's model; latents, clusters and embedding go to the layers."""
+
+    def __init__(self, napari_viewer: Any) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.session = session_for(napari_viewer)
+        self.worker: Any = None
+        self.layer_list = RoiLayerList(napari_viewer)
+        self.model_label = QLabel()
+        self.model_label.setWordWrap(True)
+        self.auto_eps = QCheckBox("knee of the k-distance curve")
+        self.auto_eps.setChecked(True)
+        self.eps = QDoubleSpinBox()
+        self.eps.setDecimals(4)
+        self.eps.setRange(1e-4, 1e6)
+        self.eps.setValue(0.5)
+        self.eps.setEnabled(False)
+        self.auto_eps.toggled.connect(lambda on: self.eps.setEnabled(not on))
+        self.min_samples = QSpinBox()
+        self.min_samples.setRange(1, 1000)
+        self.min_samples.setValue(5)
+        self.min_samples.setToolTip("DBSCAN: neighbours (self included) that make a core ROI")
+        self.embedding = QComboBox()
+        self.embedding.addItems(list(EMBEDDINGS))
+
+        eps_row = QHBoxLayout()
+        eps_row.addWidget(self.auto_eps)
+        eps_row.addWidget(self.eps)
+        form = QFormLayout()
+        form.addRow("ROI layers", self.layer_list)
+        form.addRow("model", self.model_label)
+        form.addRow("eps", eps_row)
+        form.addRow("min samples", self.min_samples)
+        form.addRow("2-D view", self.embedding)
+
+        self.apply_button = QPushButton("Apply and cluster")
+        self.apply_button.clicked.connect(lambda: self.run())
+        self.recluster_button = QPushButton("Re-cluster")
+        self.recluster_button.setToolTip("DBSCAN again on the latents already computed")
+        self.recluster_button.clicked.connect(lambda: self.recluster())
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.apply_button)
+        buttons.addWidget(self.recluster_button)
+        self.summary = QLabel("")
+        self.summary.setWordWrap(True)
+        self.curve = ThemedCanvas(napari_viewer, height=2.2)
+        self.curve.canvas.mpl_connect("button_press_event", self._on_curve_click)
+        self.curve.canvas.setToolTip("click to set eps by hand")
+        plot_k_distances(self.curve, np.zeros((0, 2)), float("nan"), 5)
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addLayout(buttons)
+        layout.addWidget(self.summary)
+        layout.addWidget(self.curve)
+        layout.addStretch()
+        self.session.model_changed.connect(self._show_model)
+        self._show_model()
+
+    def _show_model(self) -> None:
+        self.model_label.setText(describe_model(self.session.model))
+
+    def eps_value(self) -> float | str:
+        return "auto" if self.auto_eps.isChecked() else float(self.eps.value())
+
+    @guarded
+    def run(self) -> None:
+        """Encode, reconstruct, cluster and embed in a background thread."""
+        if self.session.model is None:
+            raise CalciumAvaeError(describe_model(None))
+        layers = self.layer_list.layers()
+        traces_list = [traces_of(layer) for layer in layers]
+        self.apply_button.setEnabled(False)
+        self.summary.setText("applying…")
+        self.worker = create_worker(
+            apply_model,
+            self.session.model,
+            traces_list,
+            self.eps_value(),
+            self.min_samples.value(),
+            EMBEDDINGS[self.embedding.currentText()],
+            _start_thread=True,
+            _connect={
+                "returned": lambda results: self._on_results(layers, results),
+                "errored": self._on_error,
+                "warned": report_warning,
+                "finished": self._on_finished,
+            },
+        )
+
+    def _on_error(self, error: BaseException) -> None:
+        self.summary.setText("")
+        report_error(error)
+
+    def _on_finished(self) -> None:
+        self.worker = None
+        self.apply_button.setEnabled(True)
+
+    def _on_results(self, layers: list[Any], results: list[Results]) -> None:
+        for layer, result in zip(layers, results, strict=True):
+            put_results(layer, result)
+        eps = float(results[0].provenance.get("dbscan_eps", float("nan")))
+        labels = np.concatenate([r.labels for r in results if r.labels is not None])
+        latents = np.concatenate([r.latents for r in results])
+        self._show_clusters(latents, labels, eps)
+        self.session.results_changed.emit()
+
+    def _show_clusters(self, latents: np.ndarray, labels: np.ndarray, eps: float) -> None:
+        if np.isfinite(eps):
+            self.eps.setValue(eps)
+        n_clusters = len(set(labels[labels >= 0].tolist()))
+        how = "auto" if self.auto_eps.isChecked() else "manual"
+        self.summary.setText(
+            f"{n_clusters} cluster(s), {int((labels < 0).sum())} noise ROI(s) of "
+            f"{len(labels)}; eps {eps:.4g} ({how})"
+        )
+        plot_k_distances(self.curve, latents, eps, self.min_samples.value())
+
+    @guarded
+    def recluster(self) -> None:
+        """DBSCAN on the latents the chosen layers already show, with the current eps."""
+        from ..analysis.clustering import cluster_latents
+
+        layers = self.layer_list.layers()
+        blocks = [latents_of(layer) for layer in layers]
+        widths = {b.shape[1] for b in blocks}
+        if len(widths) > 1:
+            raise CalciumAvaeError(
+                "the chosen layers hold latents of different sizes: apply one model to all"
+            )
+        latents = np.concatenate(blocks)
+        clustering = cluster_latents(
+            latents, eps=self.eps_value(), min_samples=self.min_samples.value()
+        )
+        facts = {
+            "dbscan_eps": round(clustering.eps, 6),
+            "dbscan_eps_choice": "auto (k-distance knee)" if clustering.eps_was_auto else "manual",
+            "dbscan_min_samples": self.min_samples.value(),
+        }
+        bounds = np.cumsum([0] + [len(b) for b in blocks])
+        for i, layer in enumerate(layers):
+            set_clusters(layer, clustering.labels[bounds[i] : bounds[i + 1]], facts)
+        self._show_clusters(latents, clustering.labels, clustering.eps)
+        self.session.results_changed.emit()
+
+    def _on_curve_click(self, event: Any) -> None:
+        if event.inaxes is not self.curve.ax or event.ydata is None or event.ydata <= 0:
+            return
+        self.auto_eps.setChecked(False)
+        self.eps.setValue(float(event.ydata))
+        self.recluster()

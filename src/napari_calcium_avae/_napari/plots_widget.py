@@ -1,0 +1,263 @@
+"""Dock widget: the latent space, raw vs reconstructed traces, and the loss curves.
+
+The scatter shows every ROI layer's 2-D embedding together (they were clustered
+jointly), coloured by cluster or by any per-ROI column, e.g. the simulator's
+neuron_type, excitatory, v0 or du. Clicking a point selects that ROI in its layer;
+hovering over or selecting a ROI in the viewer shows its trace.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ._layers import RESULTS_KEY, cluster_colours, is_ours
+from ._plotting import ThemedCanvas
+from ._session import session_for
+from .train_widget import plot_losses
+
+HIDDEN_COLUMNS = ("index", "embedding_0", "embedding_1")
+MAX_CATEGORIES = 20
+"""A numeric column with at most this many distinct values is coloured as categories."""
+
+
+@dataclass
+class Points:
+    """The ROIs drawn in the scatter, with the layer and row each point stands for."""
+
+    xy: np.ndarray
+    layers: list[Any]
+    rows: np.ndarray
+    table: pd.DataFrame
+
+
+def embedded_points(layers: list[Any]) -> Points:
+    """All ROIs with a finite 2-D embedding, over all given layers."""
+    xy, owners, rows, tables = [], [], [], []
+    for layer in layers:
+        f = layer.features
+        if not {"embedding_0", "embedding_1"} <= set(f.columns):
+            continue
+        e = f[["embedding_0", "embedding_1"]].to_numpy(dtype=np.float64)
+        ok = np.isfinite(e).all(axis=1)
+        xy.append(e[ok])
+        owners.extend([layer] * int(ok.sum()))
+        rows.append(np.flatnonzero(ok))
+        tables.append(f[ok].assign(layer=layer.name))
+    if not xy:
+        return Points(np.zeros((0, 2)), [], np.zeros(0, dtype=int), pd.DataFrame())
+    table = pd.concat(tables, ignore_index=True)
+    return Points(np.concatenate(xy), owners, np.concatenate(rows), table)
+
+
+def is_categorical(values: pd.Series) -> bool:
+    if values.name == "cluster" or not pd.api.types.is_numeric_dtype(values):
+        return True
+    return pd.api.types.is_bool_dtype(values) or values.nunique() <= MAX_CATEGORIES
+
+
+class PlotsWidget(QWidget):
+    """Latent scatter and trace of the chosen ROI (first tab), loss curves (second)."""
+
+    def __init__(self, napari_viewer: Any) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.session = session_for(napari_viewer)
+        self.points = embedded_points([])
+        self.current: tuple[Any, int] | None = None
+        self._colorbar: Any = None
+        self._hooked: set[int] = set()
+        self._picked_from: dict[Any, np.ndarray] = {}
+        """Scatter artist -> indices into ``points`` of the points it draws."""
+
+        self.colour_by = QComboBox()
+        self.colour_by.currentTextChanged.connect(lambda _: self.draw_scatter())
+        self.only_selected = QCheckBox("show only the chosen ROI in the viewer")
+        self.only_selected.toggled.connect(self._show_only_selected)
+        self.scatter = ThemedCanvas(napari_viewer, height=2.8)
+        self.scatter.canvas.mpl_connect("pick_event", self._on_pick)
+        self.trace = ThemedCanvas(napari_viewer, height=2.0)
+        self.losses = ThemedCanvas(napari_viewer, height=2.6)
+
+        rois = QWidget()
+        form = QFormLayout()
+        form.addRow("colour by", self.colour_by)
+        roi_layout = QVBoxLayout(rois)
+        roi_layout.addLayout(form)
+        roi_layout.addWidget(self.scatter)
+        roi_layout.addWidget(self.only_selected)
+        roi_layout.addWidget(self.trace)
+        training = QWidget()
+        QVBoxLayout(training).addWidget(self.losses)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(rois, "ROIs")
+        self.tabs.addTab(training, "Training")
+        QVBoxLayout(self).addWidget(self.tabs)
+
+        self.session.results_changed.connect(self.refresh)
+        self.session.epoch_done.connect(lambda _: self.draw_losses())
+        self.session.model_changed.connect(self.draw_losses)
+        napari_viewer.layers.events.inserted.connect(self.refresh)
+        napari_viewer.layers.events.removed.connect(self.refresh)
+        self.refresh()
+        self.draw_losses()
+
+    # data ---------------------------------------------------------------------
+    def our_layers(self) -> list[Any]:
+        return [layer for layer in self.viewer.layers if is_ours(layer)]
+
+    def refresh(self, *_: Any) -> None:
+        """Re-read the layers: new columns to colour by, new points, hooks on new layers."""
+        for layer in self.our_layers():
+            if id(layer) not in self._hooked:
+                self._hooked.add(id(layer))
+                layer.events.selected_label.connect(self._on_selected_label)
+                layer.events.features.connect(self.refresh)
+                layer.mouse_move_callbacks.append(self._on_hover)
+        self.points = embedded_points(self.our_layers())
+        columns = ["cluster"] if "cluster" in self.points.table else []
+        columns += [
+            c
+            for c in self.points.table.columns
+            if c not in (*HIDDEN_COLUMNS, "cluster")
+            and not c.startswith("latent_")
+            and self.points.table[c].notna().any()
+        ]
+        previous = self.colour_by.currentText()
+        self.colour_by.blockSignals(True)
+        self.colour_by.clear()
+        self.colour_by.addItems(columns)
+        if previous in columns:
+            self.colour_by.setCurrentText(previous)
+        self.colour_by.blockSignals(False)
+        self.draw_scatter()
+
+    # drawing -----------------------------------------------------------------
+    def draw_scatter(self) -> None:
+        canvas, ax = self.scatter, self.scatter.ax
+        if self._colorbar is not None:
+            self._colorbar.remove()
+            self._colorbar = None
+        ax.clear()
+        self._picked_from = {}
+        pts, column = self.points, self.colour_by.currentText()
+        if not len(pts.xy):
+            ax.text(
+                0.5, 0.5, "apply a model to see the latent space", ha="center", va="center",
+                transform=ax.transAxes, color=canvas.colours["text"], fontsize=9,
+            )  # fmt: skip
+            ax.set_xticks([])
+            ax.set_yticks([])
+        elif column and is_categorical(pts.table[column]):
+            values = pts.table[column].astype(str) if column != "cluster" else pts.table[column]
+            if column == "cluster":
+                colours = cluster_colours(values.to_numpy(dtype=np.int64))
+            else:
+                from matplotlib import colormaps
+
+                cats = sorted(values.unique())
+                colours = {c: colormaps["tab10"](i % 10) for i, c in enumerate(cats)}
+            for value, colour in colours.items():
+                hit = (values == value).to_numpy()
+                name = "noise" if column == "cluster" and value == -1 else str(value)
+                art = ax.scatter(*pts.xy[hit].T, s=14, color=colour, label=name, picker=True)
+                self._picked_from[art] = np.flatnonzero(hit)
+            ax.legend(fontsize=7, markerscale=1.2, loc="best", title=column, title_fontsize=8)
+        else:
+            values = pd.to_numeric(pts.table[column], errors="coerce").to_numpy()
+            art = ax.scatter(*pts.xy.T, s=14, c=values, cmap="viridis", picker=True)
+            self._picked_from[art] = np.arange(len(values))
+            self._colorbar = canvas.figure.colorbar(art, ax=ax, label=column)
+            self._colorbar.ax.tick_params(colors=canvas.colours["text"], labelsize=8)
+            self._colorbar.ax.yaxis.label.set_color(canvas.colours["text"])
+        if len(pts.xy):
+            ax.set_xlabel("embedding 1")
+            ax.set_ylabel("embedding 2")
+            self._mark_current()
+        canvas.restyle()
+
+    def _mark_current(self) -> None:
+        if self.current is None:
+            return
+        layer, row = self.current
+        for i, (owner, r) in enumerate(zip(self.points.layers, self.points.rows, strict=True)):
+            if owner is layer and r == row:
+                self.scatter.ax.scatter(
+                    *self.points.xy[i], s=90, facecolors="none",
+                    edgecolors=self.scatter.colours["text"], linewidths=1.5,
+                )  # fmt: skip
+
+    def draw_trace(self) -> None:
+        canvas, ax = self.trace, self.trace.ax
+        ax.clear()
+        if self.current is not None:
+            layer, row = self.current
+            traces = layer.metadata["calcium_avae_traces"]
+            t = traces.times
+            ax.plot(t, traces.data[row], color="#9aa0a6", lw=0.8, label="raw")
+            kept = layer.metadata.get(RESULTS_KEY)
+            recon = getattr(kept, "reconstruction", None)
+            if recon is not None and recon.shape == traces.data.shape:
+                ax.plot(t, recon[row], color="#f5a623", lw=1.2, label="reconstructed")
+            features = layer.features
+            cluster = features["cluster"].iloc[row] if "cluster" in features else None
+            title = f"{layer.name} · ROI {traces.roi_ids[row]}"
+            ax.set_title(title + ("" if cluster is None else f" · cluster {cluster}"))
+            ax.legend(fontsize=7, loc="upper right")
+            ax.set_xlabel("time (s)")
+            ax.set_ylabel(traces.unit)
+        else:
+            ax.set_title("hover over or pick a ROI")
+        canvas.restyle()
+
+    def draw_losses(self) -> None:
+        plot_losses(self.losses, self.session.history)
+
+    # choosing a ROI ------------------------------------------------------------
+    def choose(self, layer: Any, row: int) -> None:
+        """Show ROI ``row`` of ``layer``: its trace, its point, its label in the viewer."""
+        if self.current == (layer, row):
+            return
+        self.current = (layer, row)
+        if layer.selected_label != row + 1:
+            layer.selected_label = row + 1
+        self.draw_trace()
+        self.draw_scatter()
+
+    def _on_pick(self, event: Any) -> None:
+        indices = self._picked_from.get(event.artist)
+        if indices is None or not len(event.ind):
+            return
+        i = int(indices[event.ind[0]])
+        layer = self.points.layers[i]
+        self.viewer.layers.selection.active = layer
+        self.choose(layer, int(self.points.rows[i]))
+
+    def _on_selected_label(self, event: Any) -> None:
+        layer = event.source
+        label = int(layer.selected_label)
+        if 0 < label <= layer.metadata["calcium_avae_traces"].n_rois:
+            self.choose(layer, label - 1)
+
+    def _on_hover(self, layer: Any, event: Any) -> None:
+        value = layer.get_value(event.position, world=True)
+        if isinstance(value, tuple):  # multiscale: (level, value)
+            value = value[1]
+        if value is not None and int(value) > 0 and (layer, int(value) - 1) != self.current:
+            self.current = (layer, int(value) - 1)
+            self.draw_trace()
+
+    def _show_only_selected(self, on: bool) -> None:
+        for layer in self.our_layers():
+            layer.show_selected_label = on

@@ -1,0 +1,129 @@
+"""Dock widget: save a ROI layer and its results to NWB, a new file by default.
+
+The same code path as File > Save Layers with our writer; the source recording is
+never modified unless "append to the source file" is ticked.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from napari.qt.threading import create_worker
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..errors import CalciumAvaeError
+from ._common import guarded, report_error, report_warning
+from ._layers import SOURCE_KEY, is_ours
+from .writer import save_layer_results
+
+
+def default_output(source: str | Path | None) -> str:
+    """``<source>_avae.nwb`` beside the source."""
+    if not source:
+        return ""
+    source = Path(source)
+    return str(source.with_name(f"{source.stem}_avae.nwb"))
+
+
+class SaveWidget(QWidget):
+    """Pick a ROI layer and a file; write latents, clusters, embedding, reconstruction."""
+
+    def __init__(self, napari_viewer: Any) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.worker: Any = None
+        self.layer = QComboBox()
+        self.layer.currentIndexChanged.connect(self._suggest)
+        self.output = QLineEdit()
+        browse = QPushButton("…")
+        browse.setMaximumWidth(30)
+        browse.clicked.connect(lambda: self._browse())
+        row = QHBoxLayout()
+        row.addWidget(self.output)
+        row.addWidget(browse)
+        self.in_place = QCheckBox("append to the source file instead (modifies it)")
+        self.in_place.toggled.connect(lambda on: self.output.setEnabled(not on))
+        form = QFormLayout()
+        form.addRow("ROI layer", self.layer)
+        form.addRow("new file", row)
+        form.addRow("", self.in_place)
+        self.save_button = QPushButton("Save to NWB")
+        self.save_button.clicked.connect(lambda: self.save())
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.save_button)
+        layout.addWidget(self.status)
+        layout.addStretch()
+        napari_viewer.layers.events.inserted.connect(self.refresh)
+        napari_viewer.layers.events.removed.connect(self.refresh)
+        self.refresh()
+
+    def refresh(self, *_: Any) -> None:
+        current = self.layer.currentText()
+        self.layer.blockSignals(True)
+        self.layer.clear()
+        for layer in self.viewer.layers:
+            if is_ours(layer):
+                self.layer.addItem(layer.name, layer)
+        if current:
+            self.layer.setCurrentText(current)
+        self.layer.blockSignals(False)
+        self._suggest()
+
+    def _suggest(self, *_: Any) -> None:
+        layer = self.layer.currentData()
+        if layer is not None:
+            self.output.setText(default_output(layer.metadata.get(SOURCE_KEY)))
+
+    def _browse(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save to NWB", self.output.text(), "*.nwb")
+        if path:
+            self.output.setText(path)
+
+    @guarded
+    def save(self) -> None:
+        layer = self.layer.currentData()
+        if layer is None:
+            raise CalciumAvaeError("no ROI layer to save: open an NWB file first")
+        output = self.output.text().strip()
+        if not output and not self.in_place.isChecked():
+            raise CalciumAvaeError("choose a file name to save to")
+        self.save_button.setEnabled(False)
+        self.status.setText("saving…")
+        self.worker = create_worker(
+            save_layer_results,
+            output,
+            layer.name,
+            layer.features.copy(),
+            dict(layer.metadata),
+            in_place=self.in_place.isChecked(),
+            _start_thread=True,
+            _connect={
+                "returned": lambda path: self.status.setText(f"saved {path}"),
+                "errored": self._on_error,
+                "warned": report_warning,
+                "finished": self._on_finished,
+            },
+        )
+
+    def _on_error(self, error: BaseException) -> None:
+        self.status.setText("not saved")
+        report_error(error)
+
+    def _on_finished(self) -> None:
+        self.worker = None
+        self.save_button.setEnabled(True)

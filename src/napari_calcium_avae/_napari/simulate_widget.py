@@ -1,0 +1,193 @@
+"""Dock widget: simulate cultures of known neuron types into NWB files, then open them.
+
+The simulation runs in a background thread; the simulator's progress callback is
+relayed to the GUI thread through a Qt signal (signals cross threads safely).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from napari.layers import Layer
+from napari.qt.threading import create_worker
+from qtpy.QtCore import QObject, Signal
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..errors import CalciumAvaeError
+from ._common import guarded, notices, report_error, report_warning
+from .reader import layers_from_file
+from .sample_data import side_by_side
+
+TYPES = ("RS", "IB", "CH")
+OPEN_CHOICES = {"all sessions": None, "first session": 1, "none": 0}
+"""How many of the written sessions to open: a label and a slice end."""
+
+
+class _Relay(QObject):
+    step = Signal(int, int, str)
+
+
+def parse_levels(text: str) -> tuple[float, ...]:
+    """'1, 2.5' -> (1.0, 2.5); the noise levels a user typed, checked."""
+    try:
+        levels = tuple(float(x) for x in text.replace(";", ",").split(",") if x.strip())
+    except ValueError:
+        raise CalciumAvaeError(
+            f"noise levels must be numbers separated by commas, got {text!r}"
+        ) from None
+    if not levels or min(levels) < 0:
+        raise CalciumAvaeError("give at least one noise level (sigma >= 0), e.g. 1.0")
+    return levels
+
+
+class SimulateWidget(QWidget):
+    """Main simulator options; writes one NWB session per culture into a folder."""
+
+    def __init__(self, napari_viewer: Any) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.worker: Any = None
+        self.types = {name: QCheckBox(name) for name in TYPES}
+        type_row = QHBoxLayout()
+        for box in self.types.values():
+            box.setChecked(True)
+            type_row.addWidget(box)
+        self.cultures = _spin(1, 100, 1, "cultures simulated per neuron type")
+        self.neurons = _spin(1, 100000, 50, "imaged neurons per culture (among those that spike)")
+        self.duration = QDoubleSpinBox()
+        self.duration.setRange(1.0, 3600.0)
+        self.duration.setValue(30.0)
+        self.duration.setSuffix(" s")
+        self.frame_rate = QDoubleSpinBox()
+        self.frame_rate.setRange(1.0, 1000.0)
+        self.frame_rate.setValue(30.0)
+        self.frame_rate.setSuffix(" Hz")
+        self.noise = QLineEdit("1.0")
+        self.noise.setToolTip("noise sigma(s) in fluorescence units (baseline 42), commas")
+        self.seed = _spin(0, 2**31 - 1, 0, "same seed, same cultures")
+        self.folder = QLineEdit(str(Path(tempfile.gettempdir()) / "calcium-avae-simulated"))
+        browse = QPushButton("…")
+        browse.setMaximumWidth(30)
+        browse.clicked.connect(lambda: self._browse())
+        folder_row = QHBoxLayout()
+        folder_row.addWidget(self.folder)
+        folder_row.addWidget(browse)
+        self.open_choice = QComboBox()
+        self.open_choice.addItems(OPEN_CHOICES)
+
+        form = QFormLayout()
+        form.addRow("neuron types", type_row)
+        form.addRow("cultures per type", self.cultures)
+        form.addRow("neurons per culture", self.neurons)
+        form.addRow("duration", self.duration)
+        form.addRow("frame rate", self.frame_rate)
+        form.addRow("noise σ", self.noise)
+        form.addRow("seed", self.seed)
+        form.addRow("output folder", folder_row)
+        form.addRow("then open", self.open_choice)
+
+        self.run_button = QPushButton("Simulate")
+        self.run_button.clicked.connect(lambda: self.run())
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress.setFormat("")
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        self.relay = _Relay()
+        self.relay.step.connect(self._on_step)
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.run_button)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        layout.addStretch()
+
+    def _browse(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Output folder", self.folder.text())
+        if folder:
+            self.folder.setText(folder)
+
+    def options(self) -> dict[str, Any]:
+        types = tuple(name for name, box in self.types.items() if box.isChecked())
+        if not types:
+            raise CalciumAvaeError("tick at least one neuron type to simulate")
+        folder = self.folder.text().strip()
+        if not folder:
+            raise CalciumAvaeError("choose an output folder for the simulated sessions")
+        return {
+            "output_dir": Path(folder).expanduser(),
+            "types": types,
+            "cultures_per_type": self.cultures.value(),
+            "neurons_per_culture": self.neurons.value(),
+            "duration_s": self.duration.value(),
+            "frame_rate": self.frame_rate.value(),
+            "noise_levels": parse_levels(self.noise.text()),
+            "seed": self.seed.value(),
+        }
+
+    @guarded
+    def run(self) -> None:
+        from ..simulate import simulate_dataset
+
+        options = self.options()
+        total = len(options["types"]) * options["cultures_per_type"]
+        self.progress.setRange(0, total)
+        self.progress.setValue(0)
+        self.progress.setFormat("simulating… %v/%m")
+        self.run_button.setEnabled(False)
+        self.worker = create_worker(
+            simulate_dataset,
+            progress=self.relay.step.emit,
+            _start_thread=True,
+            _connect={
+                "returned": self._open,
+                "errored": report_error,
+                "warned": report_warning,
+                "finished": self._on_finished,
+            },
+            **options,
+        )
+
+    def _on_step(self, done: int, total: int, message: str) -> None:
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(done)
+        self.status.setText(message)
+
+    def _on_finished(self) -> None:
+        self.worker = None
+        self.run_button.setEnabled(True)
+
+    def _open(self, paths: list[Path]) -> None:
+        self.progress.setValue(self.progress.maximum())
+        self.progress.setFormat(f"{len(paths)} session(s) written")
+        self.status.setText(f"written to {self.folder.text()}")
+        chosen = paths[: OPEN_CHOICES[self.open_choice.currentText()]]
+        with notices():
+            for data, attributes, kind in side_by_side([layers_from_file(p) for p in chosen]):
+                self.viewer.add_layer(Layer.create(data, attributes, kind))
+
+
+def _spin(low: int, high: int, value: int, tip: str) -> QSpinBox:
+    box = QSpinBox()
+    box.setRange(low, high)
+    box.setValue(value)
+    box.setToolTip(tip)
+    return box

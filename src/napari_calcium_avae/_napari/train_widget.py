@@ -1,0 +1,341 @@
+"""Dock widget: train the AVAE on one or several recordings, without blocking napari.
+
+Training runs in napari's ``thread_worker`` generator: each epoch's report comes back to
+the GUI thread through ``yielded``. Stop sets a ``threading.Event`` the training loop
+checks between batches; the loop then ends on its own, restores the best weights and
+returns a usable model, so a stopped model can be applied and saved like any other.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from napari.qt.threading import create_worker
+from qtpy.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..errors import CalciumAvaeError
+from ..traces import Traces
+from ._common import RoiLayerList, guarded, report_error, report_warning
+from ._layers import SERIES_KEY, SOURCE_KEY, TRACES_KEY, traces_of
+from ._plotting import ThemedCanvas
+from ._session import session_for
+
+ARCHITECTURES = ("released", "recurrent")
+
+
+def available_devices() -> list[tuple[str, str]]:
+    """(label, device) pairs offered to the user; 'auto' picks the GPU when there is one."""
+    import torch
+
+    devices = [("auto (GPU when present)", "auto"), ("CPU", "cpu")]
+    if torch.cuda.is_available():
+        devices.append((f"CUDA ({torch.cuda.get_device_name(0)})", "cuda"))
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        devices.append(("Apple MPS", "mps"))
+    return devices
+
+
+def report_dict(report: Any) -> dict[str, Any]:
+    """An epoch report as a plain dict (the model yields a small dataclass)."""
+    if dataclasses.is_dataclass(report):
+        return dataclasses.asdict(report)
+    return dict(report)
+
+
+def training_epochs(
+    model: Any, traces_list: Sequence[Traces], stop: threading.Event
+) -> Iterator[dict[str, Any]]:
+    """The worker's generator: one dict per epoch; returns the trained model."""
+    from ..pipeline import fit_iter
+
+    for report in fit_iter(model, traces_list, stop=stop):
+        yield report_dict(report)
+    return model
+
+
+def plot_losses(canvas: ThemedCanvas, history: Sequence[dict[str, Any]]) -> None:
+    """Training and validation loss per epoch, best epoch marked."""
+    ax = canvas.ax
+    ax.clear()
+    if history:
+        epochs = [h["epoch"] for h in history]
+        ax.plot(epochs, [h["train_loss"] for h in history], label="train", color="#4c9be8")
+        ax.plot(epochs, [h["val_loss"] for h in history], label="validation", color="#f5a623")
+        best = history[-1].get("best_epoch")
+        if best is not None:
+            ax.axvline(best, color=canvas.colours["text"], lw=0.8, ls=":", label="best")
+        ax.legend(fontsize=8, loc="upper right")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss (SSE + β KL)")
+    canvas.restyle()
+
+
+class TrainWidget(QWidget):
+    """Hyperparameters, device and seed; Train becomes Stop while training runs."""
+
+    def __init__(self, napari_viewer: Any) -> None:
+        from ..model import AVAE
+
+        super().__init__()
+        self.viewer = napari_viewer
+        self.session = session_for(napari_viewer)
+        self.worker: Any = None
+        self._stop: threading.Event | None = None
+        defaults = AVAE().get_params()
+
+        self.layer_list = RoiLayerList(napari_viewer)
+        self.layer_list.itemChanged.connect(self.refresh_series)
+        napari_viewer.layers.events.inserted.connect(self.refresh_series)
+        self.series = QComboBox()
+        self.series.setToolTip("RoiResponseSeries to train on (the file's default first)")
+
+        self.architecture = QComboBox()
+        self.architecture.addItems(ARCHITECTURES)
+        self.architecture.setCurrentText(str(defaults["architecture"]))
+        self.hidden = _spin(1, 4096, defaults["hidden_size"], "D1: hidden units")
+        self.latent = _spin(1, 256, defaults["latent_size"], "D2: latent dimensions")
+        self.beta = _dspin(0.0, 100.0, defaults["beta"], 2, "weight of the KL term")
+        self.learning_rate = _dspin(1e-6, 1.0, defaults["learning_rate"], 5, "Adam step")
+        self.batch_size = _spin(1, 65536, defaults["batch_size"], "traces per step")
+        self.max_epochs = _spin(1, 100000, defaults["max_epochs"], "upper bound")
+        self.patience = _spin(1, 1000, defaults["patience"], "early stopping")
+        self.device = QComboBox()
+        for label, device in available_devices():
+            self.device.addItem(label, device)
+        self.seed = _spin(0, 2**31 - 1, defaults["random_state"] or 0, "same seed, same run")
+
+        form = QFormLayout()
+        form.addRow("ROI layers", self.layer_list)
+        form.addRow("series", self.series)
+        form.addRow("architecture", self.architecture)
+        form.addRow("hidden size", self.hidden)
+        form.addRow("latent size", self.latent)
+        form.addRow("β", self.beta)
+        form.addRow("learning rate", self.learning_rate)
+        form.addRow("batch size", self.batch_size)
+        form.addRow("max epochs", self.max_epochs)
+        form.addRow("patience", self.patience)
+        form.addRow("device", self.device)
+        form.addRow("seed", self.seed)
+
+        self.train_button = QPushButton("Train")
+        self.train_button.clicked.connect(lambda: self.toggle())
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress.setFormat("not trained")
+        self.losses = ThemedCanvas(napari_viewer, height=2.2)
+        plot_losses(self.losses, [])
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        save = QPushButton("Save model…")
+        save.clicked.connect(lambda: self.save_model())
+        load = QPushButton("Load model…")
+        load.clicked.connect(lambda: self.load_model())
+        files = QHBoxLayout()
+        files.addWidget(save)
+        files.addWidget(load)
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.train_button)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.losses)
+        layout.addWidget(self.status)
+        layout.addLayout(files)
+        layout.addStretch()
+        self.session.model_changed.connect(self._show_model)
+        self.refresh_series()
+
+    # series -----------------------------------------------------------------
+    @guarded
+    def refresh_series(self, *_: Any) -> None:
+        """Offer the series of the first chosen file, the one it was opened with first."""
+        from ..nwb import list_series
+
+        self.series.clear()
+        try:
+            layer = self.layer_list.layers()[0]
+        except CalciumAvaeError:
+            return
+        current = layer.metadata.get(SERIES_KEY)
+        source = layer.metadata.get(SOURCE_KEY)
+        infos = list_series(source) if source else []
+        infos = sorted(infos, key=lambda info: info.path != current)
+        for info in infos:
+            self.series.addItem(f"{info.path} ({info.n_rois} ROIs × {info.n_frames})", info.path)
+
+    def _traces_for(self, layer: Any) -> Traces:
+        """The layer's traces in the chosen series; switching series updates the layer."""
+        from ..nwb import read_traces
+
+        traces = traces_of(layer)
+        wanted = self.series.currentData()
+        if not wanted or wanted == layer.metadata.get(SERIES_KEY):
+            return traces
+        other = read_traces(layer.metadata[SOURCE_KEY], series=wanted)
+        if other.n_rois != traces.n_rois:
+            raise CalciumAvaeError(
+                f"series {wanted} has {other.n_rois} ROIs, layer '{layer.name}' shows "
+                f"{traces.n_rois}: open the file again to use that series"
+            )
+        layer.metadata[TRACES_KEY] = other
+        layer.metadata[SERIES_KEY] = wanted
+        return other
+
+    # training ---------------------------------------------------------------
+    def params(self) -> dict[str, Any]:
+        return {
+            "architecture": self.architecture.currentText(),
+            "hidden_size": self.hidden.value(),
+            "latent_size": self.latent.value(),
+            "beta": self.beta.value(),
+            "learning_rate": self.learning_rate.value(),
+            "batch_size": self.batch_size.value(),
+            "max_epochs": self.max_epochs.value(),
+            "patience": self.patience.value(),
+            "device": self.device.currentData(),
+            "random_state": self.seed.value(),
+        }
+
+    @property
+    def running(self) -> bool:
+        return self.worker is not None
+
+    def toggle(self) -> None:
+        if self.running:
+            self.stop()
+        else:
+            self.start()
+
+    @guarded
+    def start(self) -> None:
+        """Train a new model on the chosen layers in a background thread."""
+        from ..model import AVAE
+        from ..pipeline import training_matrix
+
+        traces_list = [self._traces_for(layer) for layer in self.layer_list.layers()]
+        training_matrix(traces_list)  # fail here, in one line, before a thread starts
+        model = AVAE(**self.params())
+        self._stop = threading.Event()
+        self.session.history = []
+        plot_losses(self.losses, [])
+        self.progress.setRange(0, model.max_epochs)
+        self.progress.setValue(0)
+        self.progress.setFormat("starting…")
+        self.worker = create_worker(
+            training_epochs,
+            model,
+            traces_list,
+            self._stop,
+            _start_thread=True,
+            _connect={
+                "yielded": self._on_epoch,
+                "returned": self._on_trained,
+                "errored": report_error,
+                "warned": report_warning,
+                "finished": self._on_finished,
+            },
+        )
+        self.train_button.setText("Stop")
+        self.status.setText(f"training on {len(traces_list)} recording(s)…")
+
+    def stop(self) -> None:
+        """Ask training to end after the current batch; the best weights are kept."""
+        if self._stop is not None:
+            self._stop.set()
+            self.train_button.setText("Stopping…")
+            self.train_button.setEnabled(False)
+
+    def _on_epoch(self, report: dict[str, Any]) -> None:
+        self.session.history.append(report)
+        self.progress.setRange(0, int(report["n_epochs"]))
+        self.progress.setValue(int(report["epoch"]))
+        self.progress.setFormat(
+            f"epoch %v/%m · train {report['train_loss']:.4g} · val {report['val_loss']:.4g}"
+        )
+        plot_losses(self.losses, self.session.history)
+        self.session.epoch_done.emit(report)
+
+    def _on_trained(self, model: Any) -> None:
+        history = list(self.session.history)
+        self.session.set_model(model)
+        if not self.session.history:
+            self.session.history = history
+        stopped = self._stop is not None and self._stop.is_set()
+        best = getattr(model, "best_epoch_", None)
+        self.status.setText(
+            ("stopped; " if stopped else "done; ")
+            + f"best epoch {best}, on {getattr(model, 'device_', 'cpu')}"
+        )
+
+    def _on_finished(self) -> None:
+        self.worker = None
+        self.train_button.setText("Train")
+        self.train_button.setEnabled(True)
+
+    def _show_model(self) -> None:
+        plot_losses(self.losses, self.session.history)
+        if not self.running and self.session.history:
+            last = self.session.history[-1]
+            self.progress.setRange(0, int(last["n_epochs"]))
+            self.progress.setValue(int(last["epoch"]))
+            self.progress.setFormat(f"trained · epoch %v/%m · val {last['val_loss']:.4g}")
+
+    # model files ------------------------------------------------------------
+    @guarded
+    def save_model(self, path: str | Path | None = None) -> None:
+        if self.session.model is None:
+            raise CalciumAvaeError("no model to save: train or load one first")
+        if path is None:
+            path, _ = QFileDialog.getSaveFileName(self, "Save model", "", "AVAE model (*.pt)")
+            if not path:
+                return
+        self.session.model.save(path)
+        self.status.setText(f"model saved to {path}")
+
+    @guarded
+    def load_model(self, path: str | Path | None = None) -> None:
+        from ..model import AVAE
+
+        if path is None:
+            path, _ = QFileDialog.getOpenFileName(self, "Load model", "", "AVAE model (*.pt)")
+            if not path:
+                return
+        self.session.set_model(AVAE.load(path))
+        self.status.setText(f"model loaded from {Path(path).name}")
+
+
+def _spin(low: int, high: int, value: int, tip: str) -> QSpinBox:
+    box = QSpinBox()
+    box.setRange(low, high)
+    box.setValue(int(value))
+    box.setToolTip(tip)
+    return box
+
+
+def _dspin(low: float, high: float, value: float, decimals: int, tip: str) -> QDoubleSpinBox:
+    box = QDoubleSpinBox()
+    box.setDecimals(decimals)
+    box.setRange(low, high)
+    box.setSingleStep(10 ** (-decimals + 1) if decimals > 2 else 0.1)
+    box.setValue(float(value))
+    box.setToolTip(tip)
+    return box
