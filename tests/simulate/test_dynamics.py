@@ -7,6 +7,7 @@ from napari_calcium_avae.simulate import firing_statistics, simulate_culture
 from napari_calcium_avae.simulate.dynamics import (
     NEURON_TYPES,
     draw_parameters,
+    gaussian_block,
     simulate_spikes,
 )
 
@@ -19,7 +20,7 @@ def _dense_reference(w, params, n_steps, rng):
     u = b * v
     p = rng.random(n)
     r = rng.random(n)
-    noise = rng.standard_normal((n_steps, n)) * np.sqrt(2 * 2.25)
+    noise = gaussian_block(rng, (n_steps, n)).astype(np.float64) * np.sqrt(2 * 2.25)
     wd = w.toarray()
     spikes = []
     for t in range(n_steps):
@@ -50,6 +51,15 @@ def test_event_driven_network_equals_dense_integration():
     want = sorted(_dense_reference(w, params, 400, np.random.default_rng(7)))
     assert len(want) > 50
     assert got == want
+
+
+def test_noise_is_standard_normal():
+    x = gaussian_block(np.random.default_rng(0), (400, 1000)).astype(np.float64).ravel()
+    assert x.dtype == np.float64 and np.isfinite(x).all()
+    assert abs(x.mean()) < 0.005
+    assert x.std() == pytest.approx(1.0, abs=0.005)
+    assert ((x - x.mean()) ** 4).mean() / x.var() ** 2 == pytest.approx(3.0, abs=0.05)
+    assert (np.abs(x) > 1.96).mean() == pytest.approx(0.05, abs=0.002)
 
 
 def test_parameters_vary_five_percent_around_the_type():
