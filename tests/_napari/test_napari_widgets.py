@@ -1,0 +1,249 @@
+"""The whole GUI flow on a real viewer: simulate, open, train, stop, apply, plot, save."""
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from napari.utils.colormaps import DirectLabelColormap
+from qtpy.QtCore import Qt, QTimer
+
+from napari_calcium_avae._napari._layers import NOISE_COLOUR, cluster_colours, is_ours
+from napari_calcium_avae.nwb import list_series, read_traces
+
+PLUGIN = "napari-calcium-avae"
+FRAMES = 80  # 4 s at 20 Hz
+
+
+@pytest.fixture(scope="module")
+def sessions(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    from napari_calcium_avae.simulate import simulate_dataset
+
+    return simulate_dataset(
+        tmp_path_factory.mktemp("sim"),
+        types=("RS", "CH"),
+        cultures_per_type=1,
+        neurons_per_culture=16,
+        duration_s=FRAMES / 20.0,
+        frame_rate=20.0,
+        dish_size_mm=1.0,
+        seed=3,
+    )
+
+
+def open_rois(viewer, path: Path):
+    viewer.open(str(path), plugin=PLUGIN)
+    return [layer for layer in viewer.layers if is_ours(layer)][-1]
+
+
+def dock(viewer, name: str):
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name)
+    return widget
+
+
+def tiny(train, epochs: int) -> None:
+    train.hidden.setValue(8)
+    train.latent.setValue(2)
+    train.batch_size.setValue(8)
+    train.max_epochs.setValue(epochs)
+    train.patience.setValue(epochs)
+    train.device.setCurrentIndex(train.device.findData("cpu"))
+
+
+def finish(qtbot, widget, timeout: int = 60_000) -> None:
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=timeout)
+
+
+def test_open_train_apply_cluster_plot_save(
+    make_napari_viewer, qtbot, sessions: list[Path], tmp_path: Path, notices
+) -> None:
+    viewer = make_napari_viewer()
+    layers = [open_rois(viewer, path) for path in sessions]
+    train = dock(viewer, "2. Train AVAE")
+    apply = dock(viewer, "3. Apply and cluster")
+    plots = dock(viewer, "4. Latent space and traces")
+    save = dock(viewer, "5. Save results to NWB")
+
+    assert train.series.count() >= 2  # noisy default first, the noise-free one offered too
+    assert train.series.currentData() == layers[0].metadata["calcium_avae_series"]
+    tiny(train, epochs=3)
+    qtbot.mouseClick(train.train_button, Qt.MouseButton.LeftButton)
+    assert train.train_button.text() == "Stop"
+    finish(qtbot, train)
+    assert train.train_button.text() == "Train"
+    assert [h["epoch"] for h in train.session.history] == [1, 2, 3]
+    assert train.progress.value() == 3 and train.progress.maximum() == 3
+    assert "val" in train.progress.text()
+    assert len(plots.losses.ax.lines) >= 2  # train and validation curves
+    assert "D2=2" in apply.model_label.text()
+
+    apply.min_samples.setValue(3)
+    apply.run()
+    finish(qtbot, apply)
+    assert not [n for n in notices if n[0] == "error"], notices
+    n_rois = 0
+    for layer in layers:
+        traces = layer.metadata["calcium_avae_traces"]
+        n_rois += traces.n_rois
+        features = layer.features
+        assert {"latent_0", "latent_1", "cluster", "embedding_0", "embedding_1"} <= set(
+            features.columns
+        )
+        assert np.isfinite(features[["latent_0", "latent_1"]].to_numpy()).all()
+        assert isinstance(layer.colormap, DirectLabelColormap)
+        colours = cluster_colours(features["cluster"].to_numpy())
+        for row, label in enumerate(features["cluster"]):
+            np.testing.assert_allclose(layer.colormap.map(row + 1), colours[int(label)])
+            if label == -1:
+                np.testing.assert_allclose(layer.colormap.map(row + 1), NOISE_COLOUR)
+    assert "cluster(s)" in apply.summary.text()
+    assert len(apply.curve.ax.lines) == 2  # the k-distance curve and the eps line
+
+    # the latent space: every ROI a point; picking one selects it and shows its traces
+    assert len(plots.points.xy) == n_rois
+    assert plots.colour_by.currentText() == "cluster"
+    plots.colour_by.setCurrentText("neuron_type")
+    legend = [t.get_text() for t in plots.scatter.ax.get_legend().get_texts()]
+    assert sorted(legend) == ["CH", "RS"]
+    artist = next(iter(plots._picked_from))
+    point = int(plots._picked_from[artist][0])
+    plots._on_pick(SimpleNamespace(artist=artist, ind=[0]))
+    layer, row = plots.points.layers[point], int(plots.points.rows[point])
+    assert layer.selected_label == row + 1
+    assert [line.get_label() for line in plots.trace.ax.lines] == ["raw", "reconstructed"]
+    layers[0].selected_label = 5
+    assert plots.current == (layers[0], 4)
+
+    # manual eps: re-cluster without encoding again
+    apply.auto_eps.setChecked(False)
+    apply.eps.setValue(1e-4)
+    apply.recluster()
+    assert (layers[0].features["cluster"] == -1).all()  # nothing is that close
+    np.testing.assert_allclose(layers[0].colormap.map(1), NOISE_COLOUR)
+
+    save.layer.setCurrentIndex(save.layer.findText(layers[1].name))
+    out = tmp_path / "with_results.nwb"
+    save.output.setText(str(out))
+    save.save()
+    finish(qtbot, save)
+    assert out.exists() and "saved" in save.status.text()
+    back = read_traces(out, series=layers[1].metadata["calcium_avae_series"])
+    np.testing.assert_allclose(
+        back.roi_table[["latent_0", "latent_1"]],
+        layers[1].features[["latent_0", "latent_1"]],
+        rtol=1e-6,
+    )
+    assert len(list_series(out)) == len(list_series(sessions[1])) + 1  # + reconstruction
+
+
+def test_stop_ends_training_with_a_usable_model(
+    make_napari_viewer, qtbot, sessions: list[Path]
+) -> None:
+    viewer = make_napari_viewer()
+    layer = open_rois(viewer, sessions[0])
+    train = dock(viewer, "2. Train AVAE")
+    tiny(train, epochs=10_000)
+    ticks: list[bool] = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(train.running))
+    timer.start(10)
+    train.start()
+    qtbot.waitUntil(lambda: len(train.session.history) >= 2, timeout=60_000)
+    train.toggle()  # the button reads Stop now
+    assert train.train_button.text() == "Stopping…"
+    finish(qtbot, train)
+    timer.stop()
+    # the event loop kept running while the worker trained
+    assert sum(ticks) >= 5
+    model = train.session.model
+    assert model is not None and len(train.session.history) < 10_000
+    traces = layer.metadata["calcium_avae_traces"]
+    assert model.transform(traces.data).shape == (traces.n_rois, 2)
+    assert "stopped" in train.status.text()
+
+
+def test_model_file_round_trip(make_napari_viewer, qtbot, sessions: list[Path], tmp_path):
+    viewer = make_napari_viewer()
+    layer = open_rois(viewer, sessions[0])
+    train = dock(viewer, "2. Train AVAE")
+    tiny(train, epochs=2)
+    train.start()
+    finish(qtbot, train)
+    path = tmp_path / "model.pt"
+    train.save_model(path)
+
+    other = make_napari_viewer()
+    open_rois(other, sessions[0])
+    loaded = dock(other, "2. Train AVAE")
+    apply = dock(other, "3. Apply and cluster")
+    loaded.load_model(path)
+    traces = layer.metadata["calcium_avae_traces"]
+    np.testing.assert_allclose(
+        loaded.session.model.transform(traces.data), train.session.model.transform(traces.data)
+    )
+    assert "D2=2" in apply.model_label.text()
+
+
+def test_bad_inputs_are_notices(
+    make_napari_viewer, qtbot, sessions: list[Path], small_nwb: Path, notices
+) -> None:
+    viewer = make_napari_viewer()
+    train = dock(viewer, "2. Train AVAE")
+    apply = dock(viewer, "3. Apply and cluster")
+    save = dock(viewer, "5. Save results to NWB")
+    simulate = dock(viewer, "1. Simulate cultures")
+
+    train.start()
+    apply.run()
+    save.save()
+    for box in simulate.types.values():
+        box.setChecked(False)
+    simulate.run()
+    viewer.add_labels(np.zeros((4, 4), dtype=np.int32), name="painted")
+    apply.recluster()
+    messages = [m for kind, m in notices if kind == "error"]
+    assert messages[0].startswith("no ROI layer chosen")
+    assert messages[1].startswith("no model")
+    assert messages[2].startswith("no ROI layer to save")
+    assert messages[3].startswith("tick at least one neuron type")
+    assert messages[4].startswith("no ROI layer chosen")  # 'painted' is not offered
+
+    # recordings of different lengths cannot be trained together
+    open_rois(viewer, sessions[0])
+    open_rois(viewer, small_nwb)
+    notices.clear()
+    train.start()
+    assert not train.running
+    assert "different numbers of frames" in notices[0][1]
+
+    # a model trained on 80 frames, applied to a 64-frame recording
+    train.layer_list.set_checked([viewer.layers[sessions[0].stem]])
+    tiny(train, epochs=1)
+    train.start()
+    finish(qtbot, train)
+    apply.layer_list.set_checked([viewer.layers["small"]])
+    notices.clear()
+    apply.run()
+    finish(qtbot, apply)
+    ((_, message),) = [n for n in notices if n[0] == "error"]
+    assert "frames" in message
+    assert "latent_0" not in viewer.layers["small"].features
+
+
+def test_simulate_widget_writes_and_opens(make_napari_viewer, qtbot, tmp_path: Path) -> None:
+    viewer = make_napari_viewer()
+    simulate = dock(viewer, "1. Simulate cultures")
+    simulate.types["IB"].setChecked(False)
+    simulate.types["CH"].setChecked(False)
+    simulate.neurons.setValue(8)
+    simulate.duration.setValue(2.0)
+    simulate.frame_rate.setValue(10.0)
+    simulate.folder.setText(str(tmp_path))
+    simulate.run()
+    finish(qtbot, simulate)
+    files = sorted(tmp_path.rglob("*.nwb"))
+    assert len(files) == 1
+    rois = [layer for layer in viewer.layers if is_ours(layer)]
+    assert [layer.name for layer in rois] == [files[0].stem]
+    assert rois[0].metadata["calcium_avae_traces"].data.shape == (8, 20)
+    assert simulate.progress.value() == simulate.progress.maximum()
