@@ -23,7 +23,8 @@ def test_single_spike_peak_and_calcium_decay():
     kappa = _kernel_sums([np.array([1000.0])], np.arange(5000) / 1000.0, TAU_CALCIUM_S)[0]
     tau_frame = 1000 + round(TAU_CALCIUM_S * 1000)
     assert kappa[tau_frame] == pytest.approx(np.exp(-1.0), rel=1e-9)
-    assert f[tau_frame] - F0 == pytest.approx(F0 * AMPLITUDE * polynomial(np.exp(-1.0)))
+    excess = F0 * AMPLITUDE * polynomial(np.exp(-1.0))
+    assert f[tau_frame] - F0 == pytest.approx(excess, abs=1e-5)  # float32 output
 
 
 def test_kernel_matches_direct_sum_at_any_frame_rate():
@@ -66,7 +67,7 @@ def test_per_spike_option_sums_the_polynomial_of_each_kernel():
     t = np.arange(2000.0)
     each = [np.where(t >= s, np.exp(-(t - s) / 1820.0), 0.0) for s in spikes[0]]
     want = F0 * (1 + AMPLITUDE * sum(polynomial(e) for e in each))
-    np.testing.assert_allclose(got, want, rtol=1e-10)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
     together = fluorescence(spikes, 2.0, 1000.0)[0]
     assert not np.allclose(got, together)
 

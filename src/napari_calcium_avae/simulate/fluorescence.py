@@ -55,32 +55,25 @@ def _kernel_sums(
     evaluating the 1 ms calcium trace at the frame times, without building it. Spikes
     before 0 (the discarded stretch) enter at frame 0 as calcium already present.
     """
-    n = len(spike_times_ms)
+    n_rows = len(spike_times_ms)
     n_frames = len(frame_times_s)
     frame_ms = frame_times_s * 1000.0
     tau_ms = tau_s * 1000.0
     interval = frame_ms[1] - frame_ms[0] if n_frames > 1 else 1.0
-    decay = np.exp(-interval / tau_ms)
-    out = np.empty((n, n_frames))
-    block = max(1, 2**22 // n_frames)
-    for start in range(0, n, block):
-        rows = spike_times_ms[start : start + block]
-        sizes = np.fromiter((len(t) for t in rows), dtype=np.int64, count=len(rows))
-        times = (
-            np.concatenate([np.asarray(t, dtype=np.float64) for t in rows])
-            if sizes.sum()
-            else np.empty(0)
-        )
-        owner = np.repeat(np.arange(len(rows)), sizes)
-        frame = np.searchsorted(frame_ms, times - 1e-9)
-        keep = frame < n_frames
-        frame, owner, times = frame[keep], owner[keep], times[keep]
-        weight = np.exp(-(frame_ms[frame] - times) / tau_ms)
-        jumps = np.bincount(
-            owner * n_frames + frame, weight, minlength=len(rows) * n_frames
-        ).reshape(len(rows), n_frames)
-        out[start : start + len(rows)] = lfilter([1.0], [1.0, -decay], jumps, axis=1)
-    return out
+    sizes = np.fromiter((len(t) for t in spike_times_ms), dtype=np.int64, count=n_rows)
+    times = (
+        np.concatenate([np.asarray(t, dtype=np.float64) for t in spike_times_ms])
+        if sizes.sum()
+        else np.empty(0)
+    )
+    owner = np.repeat(np.arange(n_rows), sizes)
+    frame = np.searchsorted(frame_ms, times - 1e-9)
+    keep = frame < n_frames
+    frame, owner, times = frame[keep], owner[keep], times[keep]
+    weight = np.exp(-(frame_ms[frame] - times) / tau_ms)
+    jumps = np.bincount(owner * n_frames + frame, weight, minlength=n_rows * n_frames)
+    jumps = jumps.reshape(n_rows, n_frames)
+    return lfilter([1.0], [1.0, -np.exp(-interval / tau_ms)], jumps, axis=1)
 
 
 def fluorescence(
@@ -92,7 +85,7 @@ def fluorescence(
     amplitude: float = AMPLITUDE,
     tau_s: float = TAU_CALCIUM_S,
 ) -> np.ndarray:
-    """Noise-free fluorescence, neurons x frames, frames at k / frame_rate in [0, duration).
+    """Noise-free fluorescence (float32, neurons x frames), frames at k / frame_rate.
 
     Spike times are in ms from the start of the recording; negative ones (spikes of the
     discarded stretch) still leave their calcium.
@@ -108,16 +101,22 @@ def fluorescence(
             f"{duration_s} s at {frame_rate} Hz gives no frame; record longer or faster."
         )
     frame_times = np.arange(n_frames) / frame_rate
-    k1 = _kernel_sums(spike_times_ms, frame_times, tau_s)
-    if per_spike:
-        k2 = _kernel_sums(spike_times_ms, frame_times, tau_s / 2)
-        k3 = _kernel_sums(spike_times_ms, frame_times, tau_s / 3)
-        shape = k1 + P2 * (k2 - k1) + P3 * (k3 - k1)
-    else:
-        shape = polynomial(np.minimum(k1, saturation_kappa(), out=k1))
-    shape *= f0 * amplitude
-    shape += f0
-    return shape
+    n = len(spike_times_ms)
+    out = np.empty((n, n_frames), dtype=np.float32)
+    block = max(1, 2**22 // n_frames)  # neurons per block: bounded temporary memory
+    for start in range(0, n, block):
+        rows = spike_times_ms[start : start + block]
+        k1 = _kernel_sums(rows, frame_times, tau_s)
+        if per_spike:
+            k2 = _kernel_sums(rows, frame_times, tau_s / 2)
+            k3 = _kernel_sums(rows, frame_times, tau_s / 3)
+            shape = k1 + P2 * (k2 - k1) + P3 * (k3 - k1)
+        else:
+            shape = polynomial(np.minimum(k1, saturation_kappa(), out=k1))
+        shape *= f0 * amplitude
+        shape += f0
+        out[start : start + len(rows)] = shape
+    return out
 
 
 def add_noise(
