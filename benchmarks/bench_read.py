@@ -2,7 +2,8 @@
 
 Writes the test file once (pixel masks; traces contiguous as suite2p writes them, or in
 chunks of 1000 frames x 100 ROIs, optionally gzip level 4 as neuroconv does), then reads
-it several times and prints wall time and peak memory.
+it several times and prints wall time and peak memory (with --write, also times
+write_results of a full-size reconstruction).
 
     python benchmarks/bench_read.py [--path big.nwb] [--layout contiguous|chunked|gzip] [--repeat 3]
 """
@@ -24,7 +25,8 @@ from pynwb import NWBHDF5IO, H5DataIO, NWBFile
 from pynwb.file import Subject
 from pynwb.ophys import Fluorescence, ImageSegmentation, OpticalChannel
 
-from napari_calcium_avae.nwb import read_traces
+from napari_calcium_avae import Results
+from napari_calcium_avae.nwb import read_traces, write_results
 
 N_ROIS, N_FRAMES, SIDE = 10_000, 30_000, 512
 BLOCK = 1_000
@@ -97,6 +99,9 @@ def main() -> None:
     parser.add_argument("--path", type=Path, help="file to write once and reuse")
     parser.add_argument("--layout", choices=["contiguous", "chunked", "gzip"], default="contiguous")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--write", action="store_true", help="also time write_results (a 2.4 GB new file)"
+    )
     args = parser.parse_args()
     path = args.path or Path(tempfile.gettempdir()) / f"bench_read_{args.layout}.nwb"
     if not path.exists():
@@ -115,6 +120,19 @@ def main() -> None:
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
         assert traces.data.shape == (N_ROIS, N_FRAMES)
+        if args.write:
+            results = Results(
+                latents=np.zeros((N_ROIS, 8)),
+                labels=np.zeros(N_ROIS, dtype=int),
+                embedding=np.zeros((N_ROIS, 2)),
+                reconstruction=traces.data,
+            )
+            output = path.with_name(f"{path.stem}_results.nwb")
+            start = time.perf_counter()
+            write_results(traces, results, output)
+            print(f"write_results: {time.perf_counter() - start:.1f} s")
+            output.unlink()
+            del results
         del traces
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(

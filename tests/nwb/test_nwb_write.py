@@ -54,6 +54,9 @@ def test_round_trip_new_file(layout: str, request: pytest.FixtureRequest, tmp_pa
     back = read_traces(out)
     assert back.series_path == traces.series_path
     np.testing.assert_allclose(back.data, traces.data)
+    assert back.image_shape == traces.image_shape and back.images.keys() == traces.images.keys()
+    for got, want in zip(back.masks, traces.masks, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-6)
     table = back.roi_table
     np.testing.assert_allclose(
         table[["latent_0", "latent_1", "latent_2"]].to_numpy(), results.latents, rtol=1e-6
