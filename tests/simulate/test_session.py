@@ -3,7 +3,7 @@ import pytest
 from pynwb import NWBHDF5IO
 
 from napari_calcium_avae.errors import CalciumAvaeError
-from napari_calcium_avae.nwb.validate import validation_problems
+from napari_calcium_avae.nwb.validate import dandi_validate_problems, validation_problems
 from napari_calcium_avae.simulate import culture_fluorescence, simulate_culture, simulate_dataset
 
 SMALL = {"density_per_mm2": 400.0, "dish_size_mm": 1.0, "duration_s": 3.0}
@@ -39,6 +39,7 @@ def test_dandi_layout_and_progress(dataset):
 def test_sessions_pass_validation(dataset):
     for path in dataset[1]:
         assert validation_problems(path) == []
+    assert dandi_validate_problems(dataset[1][0]) == []
 
 
 def test_session_content_matches_the_culture(dataset):
