@@ -97,12 +97,20 @@ def test_in_place_appends_to_the_source(caiman_file: Path, tmp_path: Path) -> No
     path = tmp_path / "copy.nwb"
     shutil.copy(caiman_file, path)
     traces = read_traces(path)
-    results = Results(latents=np.ones((4, 2)))
+    results = Results(latents=np.ones((4, 2)), reconstruction=traces.data + 1)
     assert write_results(traces, results, None, in_place=True) == path
-    table = read_traces(path).roi_table
-    assert list(table.columns) == ["latent_0", "latent_1"]
-    assert "processing/calcium_avae/reconstruction" not in [s.path for s in list_series(path)]
+    assert list(read_traces(path).roi_table.columns) == ["latent_0", "latent_1"]
+    recon = read_traces(path, "processing/calcium_avae/reconstruction")
+    np.testing.assert_allclose(recon.data, traces.data + 1)
     assert validation_problems(path) == []
+
+
+def test_latents_only(caiman_file: Path, tmp_path: Path) -> None:
+    traces = read_traces(caiman_file)
+    out = write_results(traces, Results(latents=np.ones((4, 1))), tmp_path / "o.nwb")
+    assert list(read_traces(out).roi_table.columns) == ["latent_0"]
+    assert "processing/calcium_avae/reconstruction" not in [s.path for s in list_series(out)]
+    assert validation_problems(out) == []
 
 
 def test_output_equal_to_input_is_refused(caiman_file: Path) -> None:

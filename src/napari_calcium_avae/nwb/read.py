@@ -130,7 +130,7 @@ def _default_path(series: list[tuple[str, h5py.Group]]) -> str | None:
     return min(ranked)[2] if ranked else None
 
 
-def _series_groups(f: h5py.File, objects: list[tuple[str, h5py.HLObject]]) -> list:
+def _series_groups(objects: list[tuple[str, h5py.HLObject]]) -> list[tuple[str, h5py.Group]]:
     return [
         (name, obj)
         for name, obj in objects
@@ -167,7 +167,7 @@ def list_series(path: str | Path) -> list[SeriesInfo]:
     """Every RoiResponseSeries in the file, with the one :func:`read_traces` reads by default."""
     with _open(path) as f:
         objects = _walk(f)
-        series = _series_groups(f, objects)
+        series = _series_groups(objects)
         default = _default_path(series)
         infos = []
         for name, group in series:
@@ -430,7 +430,7 @@ def read_traces(path: str | Path, series: str | None = None) -> Traces:
     path = Path(path)
     with _open(path) as f:
         objects = _walk(f)
-        all_series = _series_groups(f, objects)
+        all_series = _series_groups(objects)
         if not all_series:
             raise CalciumAvaeError(_no_series_message(path, objects))
         paths = [name for name, _ in all_series]
