@@ -106,7 +106,10 @@ def train_iter(
     loss is a sum over frames, so an absolute threshold would mean something different
     for every trace length and noise level.
     """
-    optimiser = torch.optim.Adam(net.parameters(), lr=config.learning_rate, eps=1e-6)
+    fused = X_train.device.type in ("cpu", "cuda")  # one kernel for all parameters
+    optimiser = torch.optim.Adam(
+        net.parameters(), lr=config.learning_rate, eps=1e-6, fused=fused or None
+    )
     schedule = torch.optim.lr_scheduler.ExponentialLR(optimiser, gamma=config.lr_decay)
     best_state = _snapshot(net)
     best_loss = math.inf
