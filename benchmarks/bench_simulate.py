@@ -23,9 +23,9 @@ from napari_calcium_avae.simulate.session import Culture
 
 def run(neuron_type: str, n: int, dish_size_mm: float, released: bool, seed: int) -> None:
     rng = np.random.default_rng(seed)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     net = build_network(n, dish_size_mm, rng, released_wiring=released)
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     params = draw_parameters(neuron_type, n, rng)
     n_discard = round(rng.uniform(1.0, 3.0) * 1000)
     main_cpu, all_cpu = time.thread_time(), time.process_time()
@@ -34,8 +34,9 @@ def run(neuron_type: str, n: int, dish_size_mm: float, released: bool, seed: int
     t2 = time.perf_counter()
     recorded = [t[t >= 0] for t in times]
     imaged = rng.choice(n, 50, replace=False)
+    c2 = time.process_time()
     fluorescence([times[i] for i in imaged], 30.0, 500.0)
-    t3 = time.perf_counter()
+    t3, c3 = time.perf_counter(), time.process_time()
     fluorescence(times, 30.0, 500.0)
     t4 = time.perf_counter()
     culture = Culture(
@@ -50,7 +51,8 @@ def run(neuron_type: str, n: int, dish_size_mm: float, released: bool, seed: int
         f"{neuron_type} n={n} {wiring:10s} growth {t1 - t0:5.2f} s  dynamics "
         f"({n_discard / 1000:.1f}+30 s) {t2 - t1:5.2f} s (CPU: main thread {main_cpu:4.2f} s, "
         f"both {all_cpu:4.2f} s)  fluorescence 50 ROIs {t3 - t2:4.2f} s"
-        f" / all {t4 - t3:4.2f} s  total(50) {t3 - t0:5.2f} s | rate "
+        f" / all {t4 - t3:4.2f} s  total(50) {t3 - t0:5.2f} s, CPU "
+        f"{(c1 - c0) + all_cpu + (c3 - c2):5.2f} s | rate "
         f"{s['mean_rate_hz']:.2f} Hz, silent {100 * s['fraction_silent']:.1f}%, bursts "
         f"{s['n_bursts']:.0f}, participation {100 * s['burst_participation']:.0f}% (max "
         f"{100 * s['max_burst_participation']:.0f}%), "
