@@ -54,7 +54,8 @@ def dish_radius_um(dish_size_mm: float) -> float:
 
     The paper's "3 x 3 mm" culture of 2,250 neurons (250/mm^2 over the square) sits on a
     disc of radius about 1.47 mm in the released runs; the inscribed disc (1.5 mm) is the
-    closest principled reading and gives the reported ~17 outgoing connections.
+    closest principled reading; it gives 16 outgoing connections per neuron (released
+    run: about 17).
     """
     return float(dish_size_mm * 1000.0 / 2.0)
 
