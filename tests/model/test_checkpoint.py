@@ -1,3 +1,4 @@
+import json
 import pickle
 
 import numpy as np
@@ -56,3 +57,14 @@ def test_foreign_files_are_refused(tmp_path):
         AVAE.load(weights)
     with pytest.raises(CalciumAvaeError, match="no model checkpoint"):
         AVAE.load(tmp_path / "missing.pt")
+
+
+def test_checkpoint_with_unknown_settings_is_refused(tmp_path, traces):
+    path = AVAE(**SMALL).fit(traces).save(tmp_path / "m.pt")
+    payload = torch.load(path, weights_only=True)
+    config = json.loads(payload["config"])
+    config["params"]["future_option"] = 1
+    payload["config"] = json.dumps(config)
+    torch.save(payload, path)
+    with pytest.raises(CalciumAvaeError, match="settings this version does not know"):
+        AVAE.load(path, device="cpu")

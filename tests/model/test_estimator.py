@@ -2,6 +2,7 @@ import threading
 
 import numpy as np
 import pytest
+import torch
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_score
@@ -132,3 +133,17 @@ def test_avae_learns_two_families(make_families):
     z = model.transform(test_noisy)
     accuracy = cross_val_score(LogisticRegression(), z, test_family, cv=5).mean()
     assert accuracy > 0.85
+
+
+def test_out_of_memory_gives_clear_error_and_model_stays_usable(traces, monkeypatch):
+    model = AVAE(**SMALL).fit(traces)
+    expected = model.transform(traces)
+
+    def oom(x):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(model.module_, "encode", oom)
+    with pytest.raises(CalciumAvaeError, match=r"ran out of memory.*device='cpu'"):
+        model.transform(traces)
+    monkeypatch.undo()
+    np.testing.assert_array_equal(model.to("cpu").transform(traces), expected)

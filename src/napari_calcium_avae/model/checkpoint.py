@@ -92,7 +92,14 @@ def load_checkpoint(path: str | Path, device: str = "auto") -> AVAE:
     path = Path(path)
     config, state = _read(path)
     params = dict(config["params"], device=device)
-    model = AVAE(**params)
+    try:
+        model = AVAE(**params)
+    except TypeError:
+        made_by = config.get("versions", {}).get("napari-calcium-avae")
+        raise CalciumAvaeError(
+            f"{path} was written with settings this version does not know "
+            f"(napari-calcium-avae {made_by}); update napari-calcium-avae"
+        ) from None
     model._check_params()
     net = build(model.architecture, config["n_frames"], model.hidden_size, model.latent_size)
     try:
