@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from pynwb import NWBHDF5IO
 
-from napari_calcium_avae.errors import CalciumAvaeError
+from napari_calcium_avae.errors import CalciumAvaeError, CalciumAvaeWarning
 from napari_calcium_avae.nwb.validate import dandi_validate_problems, validation_problems
 from napari_calcium_avae.simulate import culture_fluorescence, simulate_culture, simulate_dataset
 
@@ -104,6 +104,22 @@ def test_same_seed_same_data(dataset, tmp_path):
         fb = b.read().processing["ophys"]["Fluorescence"]
         for name in fa.roi_response_series:
             np.testing.assert_array_equal(fa[name].data[:], fb[name].data[:])
+
+
+def test_too_few_active_neurons_warns_and_none_active_raises(tmp_path):
+    small = {"density_per_mm2": 200.0, "dish_size_mm": 0.5, "types": ("RS",)}  # 50 neurons
+    with pytest.warns(CalciumAvaeWarning, match="only"):
+        paths = simulate_dataset(
+            tmp_path / "a", cultures_per_type=1, neurons_per_culture=50, duration_s=2.0,
+            frame_rate=20.0, **small,
+        )  # fmt: skip
+    with NWBHDF5IO(str(paths[0]), "r") as io:
+        n_rois = len(io.read().processing["ophys"]["ImageSegmentation"]["PlaneSegmentation"])
+    assert 0 < n_rois < 50
+    with pytest.raises(CalciumAvaeError, match="no neuron spiked"):
+        simulate_dataset(
+            tmp_path / "b", cultures_per_type=1, duration_s=0.002, frame_rate=1000.0, **small
+        )
 
 
 def test_bad_dataset_arguments(tmp_path):

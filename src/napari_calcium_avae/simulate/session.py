@@ -271,6 +271,10 @@ def _choose_imaged(
     if n is None:
         return np.arange(culture.n_neurons)
     active = np.flatnonzero(culture.spike_counts() > 0)
+    if len(active) == 0:
+        raise CalciumAvaeError(
+            f"Culture {label}: no neuron spiked; simulate longer or image all neurons."
+        )
     if len(active) < n:
         warnings.warn(
             f"Culture {label}: only {len(active)} neurons spiked; imaging all of them "
