@@ -129,3 +129,26 @@ def test_bad_dataset_arguments(tmp_path):
         simulate_dataset(tmp_path, noise_levels=())
     with pytest.raises(CalciumAvaeError):
         simulate_dataset(tmp_path, frame_rate=0)
+
+
+def test_reference_image_lines_up_with_the_rois_when_read(tmp_path):
+    from napari_calcium_avae.nwb import read_traces
+    from napari_calcium_avae.simulate import simulate_dataset
+
+    [path] = simulate_dataset(
+        tmp_path,
+        types=("RS",),
+        cultures_per_type=1,
+        neurons_per_culture=10,
+        duration_s=4.0,
+        frame_rate=20.0,
+        dish_size_mm=1.0,
+        seed=1,
+    )
+    traces = read_traces(path)
+    image = next(iter(traces.images.values()))
+    labels = traces.label_image()
+    assert image.shape == labels.shape
+    # the mean image is painted inside the masks only: inside bright, outside dark
+    assert image[labels > 0].min() > 0
+    assert (image[labels == 0] == 0).all()

@@ -411,7 +411,7 @@ def write_session(
         centre = np.array([(x + c.dish_radius_um) / px_um, (y + c.dish_radius_um) / px_um])
         mask = _disc_pixels(centre, radius_px, IMAGE_PIXELS)
         for mx, my, _ in mask:
-            image[my, mx] = mean_f[row]
+            image[mx, my] = mean_f[row]
         ps.add_roi(
             pixel_mask=mask,
             neuron_type=c.neuron_type,
@@ -435,7 +435,7 @@ def write_session(
                     name="mean",
                     data=image,
                     description="time-mean noise-free fluorescence painted into the ROI "
-                    "masks (rows = y, columns = x)",
+                    "masks, stored (x, y) as NWB images are, like the pixel masks",
                 )
             ],
             description="reference images of the simulated plane",
