@@ -65,7 +65,7 @@ class BenchSettings:
             frame_rate=100.0,
             noise_levels=(0.5, 1.5, 2.5),
             partitions=2,
-            sizes=((32, 2), (128, 8)),
+            sizes=((32, 2), (64, 4), (128, 8)),
             betas=(0.0, 1.0),
             batch_size=32,
             max_epochs=60,
@@ -299,6 +299,43 @@ def _correlation_claim(correlations: pd.DataFrame) -> Claim:
     )
 
 
+def label_free_eps(latents: np.ndarray, min_samples: int) -> float:
+    """The k-distance knee, kept above zero.
+
+    When at least min_samples test neurons share one latent vector (a saturated encoder
+    does this) the knee can sit on a zero distance, which DBSCAN refuses; the smallest
+    positive k-distance is then the nearest label-free choice.
+    """
+    from .analysis import k_distances, knee_eps
+
+    curve = k_distances(latents, min_samples)
+    eps = knee_eps(curve)
+    if eps > 0:
+        return eps
+    positive = curve[curve > 0]
+    return float(positive[0]) if len(positive) else 1e-6
+
+
+def score_model(
+    model: Any, X: np.ndarray, clean: np.ndarray, types: np.ndarray, min_samples: int
+) -> dict[str, float]:
+    """Held-out scores of one fitted model: the paper's MSE and ARI (both eps choices)."""
+    from .analysis import adjusted_rand, cluster_latents, oracle_eps_ari, reconstruction_mse
+
+    z = model.transform(X)
+    auto = cluster_latents(z, label_free_eps(z, min_samples), min_samples)
+    best, best_eps = oracle_eps_ari(z, types, min_samples)
+    return {
+        "mse": float(reconstruction_mse(model.reconstruct(X), clean, X).mean()),
+        "ari_auto": adjusted_rand(types, auto.labels),
+        "ari_oracle": best,
+        "eps_auto": auto.eps,
+        "eps_oracle": best_eps,
+        "n_clusters_auto": auto.n_clusters,
+        "distinct_latents": len(np.unique(np.round(z, 5), axis=0)),
+    }
+
+
 def _grid(s: BenchSettings) -> list[dict[str, Any]]:
     """Every model of one partition: the AVAE grid, then PCA at each latent size."""
     avae = [
@@ -376,7 +413,6 @@ def run_bench(
     from tqdm import tqdm
 
     from .analysis import reconstruction_mse
-    from .demo import score
 
     s = settings or (BenchSettings.quick() if quick else BenchSettings())
     s.check()
@@ -407,13 +443,8 @@ def run_bench(
                     tick = time.perf_counter()
                     model.fit(X[~test])
                     seconds = time.perf_counter() - tick
-                    result = score(
-                        hyper["model"],
-                        model,
-                        X[test],
-                        data.clean[test],
-                        types[test],
-                        s.min_samples,
+                    result = score_model(
+                        model, X[test], data.clean[test], types[test], s.min_samples
                     )
                     avae = hyper["model"] == "AVAE"
                     rows.append(
@@ -435,13 +466,8 @@ def run_bench(
                             "n_test": int(test.sum()),
                             "n_frames": X.shape[1],
                             "frame_rate": data.frame_rate,
-                            "mse": result.mse,
+                            **result,
                             "noisy_mse": noisy_mse,
-                            "ari_auto": result.ari_auto,
-                            "ari_oracle": result.ari_oracle,
-                            "eps_auto": result.eps_auto,
-                            "eps_oracle": result.eps_oracle,
-                            "n_clusters_auto": result.n_clusters_auto,
                             "fit_seconds": seconds,
                             "device": _device_of(model) if avae else "cpu",
                         }
@@ -694,6 +720,8 @@ def summary_markdown(
     devices = ", ".join(sorted(set(runs["device"])))
     sigma = ", ".join(f"{k:g} -> {v:.3f}" for k, v in data.measured_sigma.items())
     noisy = runs.groupby("noise_sigma")["noisy_mse"].median()
+    avae = runs[runs["model"] == "AVAE"]
+    collapsed = avae[avae["distinct_latents"] < avae["n_test"] / 2]
     parts = [
         "# calcium-avae bench: the paper's benchmarks (seed 000 sections 3.1-3.2)",
         "",
@@ -706,6 +734,20 @@ def summary_markdown(
         f"at most {s.max_epochs} epochs, patience {s.patience}, min delta {s.min_delta:g}",
         f"- DBSCAN min_samples {s.min_samples}; {len(runs)} fits on {devices}, "
         f"{seconds / 60:.1f} min in all",
+        f"- AVAE fits whose test neurons share latent vectors (fewer distinct latents than half "
+        f"the test neurons, a saturated encoder): {len(collapsed)} of {len(avae)}"
+        + (
+            " ("
+            + ", ".join(
+                f"{k[0]} D2={k[1]} β={k[2]:g}: {v}"
+                for k, v in collapsed.groupby(["architecture", "latent_size", "beta"])
+                .size()
+                .items()
+            )
+            + ")"
+            if len(collapsed)
+            else ""
+        ),
         "",
         "## The paper's claims",
         "",
