@@ -28,13 +28,14 @@ class DemoSettings:
     cultures_per_type: int = 2
     neurons_per_culture: int = 40
     duration_s: float = 30.0
-    frame_rate: float = 100.0
+    frame_rate: float = 50.0
     noise: float = 1.0
     hidden_size: int = 128
     latent_size: int = 8
     beta: float = 0.5
-    batch_size: int = 32
+    batch_size: int = 16
     max_epochs: int = 150
+    patience: int = 15
     min_samples: int = 5
     test_fraction: float = 0.3
     seed: int = 0
@@ -44,12 +45,13 @@ class DemoSettings:
         """Small enough for a test: seconds, not minutes."""
         return cls(
             cultures_per_type=1,
-            neurons_per_culture=20,
-            duration_s=10.0,
-            frame_rate=50.0,
-            hidden_size=32,
-            latent_size=4,
-            max_epochs=15,
+            neurons_per_culture=15,
+            duration_s=6.0,
+            frame_rate=20.0,
+            hidden_size=16,
+            latent_size=3,
+            max_epochs=8,
+            patience=8,
             min_samples=3,
         )
 
@@ -173,6 +175,7 @@ def run_demo(output_dir: Path, quick: bool = False, settings: DemoSettings | Non
         beta=s.beta,
         batch_size=s.batch_size,
         max_epochs=s.max_epochs,
+        patience=s.patience,
         random_state=s.seed,
     )
     with tqdm(total=s.max_epochs, desc="training", unit="epoch", file=sys.stderr) as bar:
