@@ -80,3 +80,119 @@ def test_apply_needs_an_output(capsys):
 def test_folder_without_nwb_files(tmp_path, capsys):
     assert main(["apply", "missing.pt", str(tmp_path), "-o", str(tmp_path / "o")]) == 2
     assert "no .nwb files" in one_line_error(capsys)
+
+
+def test_simulate_inspect_fit_apply_end_to_end(tmp_path, capsys):
+    data, model, out = tmp_path / "data", tmp_path / "model.pt", tmp_path / "results"
+    args = ["--cultures-per-type", "1", "--neurons", "8", "--duration", "4"]
+    assert (
+        main(
+            [
+                "simulate",
+                "-o",
+                str(data),
+                "--types",
+                "RS",
+                "CH",
+                *args,
+                "--frame-rate",
+                "20",
+                "--dish-size",
+                "1",
+            ]
+        )
+        == 0
+    )
+    sessions = sorted(data.rglob("*.nwb"))
+    assert len(sessions) == 2
+    assert main(["inspect", str(sessions[0])]) == 0
+    listing = capsys.readouterr().out
+    assert "* processing/ophys/Fluorescence/RoiResponseSeries" in listing
+    assert (
+        main(
+            [
+                "fit",
+                str(data),
+                "-o",
+                str(model),
+                "--epochs",
+                "3",
+                "--hidden-size",
+                "8",
+                "--latent-size",
+                "2",
+                "--batch-size",
+                "4",
+            ]
+        )
+        == 0
+    )
+    assert model.is_file()
+    assert (
+        main(
+            [
+                "apply",
+                str(model),
+                str(data),
+                "-o",
+                str(out),
+                "--min-samples",
+                "3",
+                "--embedding",
+                "pca",
+            ]
+        )
+        == 0
+    )
+    assert sorted(p.name for p in out.glob("*.nwb")) == [f"{s.stem}_avae.nwb" for s in sessions]
+    # applying to the input file itself without --in-place is refused, and nothing is lost
+    before = sessions[0].read_bytes()
+    assert main(["apply", str(model), str(sessions[0]), "-o", str(sessions[0])]) == 2
+    assert "Traceback" not in capsys.readouterr().err
+    assert sessions[0].read_bytes() == before
+
+
+def test_model_of_another_length_is_a_one_line_error(tmp_path, capsys):
+    data = tmp_path / "data"
+    common = [
+        "--types",
+        "RS",
+        "--cultures-per-type",
+        "1",
+        "--neurons",
+        "6",
+        "--frame-rate",
+        "20",
+        "--dish-size",
+        "1",
+    ]
+    assert main(["simulate", "-o", str(data / "a"), "--duration", "4", *common]) == 0
+    assert main(["simulate", "-o", str(data / "b"), "--duration", "5", *common]) == 0
+    model = tmp_path / "m.pt"
+    assert (
+        main(
+            [
+                "fit",
+                str(data / "a"),
+                "-o",
+                str(model),
+                "--epochs",
+                "1",
+                "--hidden-size",
+                "8",
+                "--latent-size",
+                "2",
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    assert main(["apply", str(model), str(data / "b"), "-o", str(tmp_path / "o")]) == 2
+    assert "frames" in one_line_error(capsys)
+
+
+def test_not_a_checkpoint_is_a_one_line_error(tmp_path, capsys, tiny_sessions):
+    bogus = tmp_path / "model.pt"
+    bogus.write_text("hello")
+    assert main(["apply", str(bogus), str(tiny_sessions[0]), "-o", str(tmp_path / "o")]) == 2
+    assert "checkpoint" in one_line_error(capsys)
