@@ -78,6 +78,7 @@ def test_open_train_apply_cluster_plot_save(
     assert "D2=2" in apply.model_label.text()
 
     apply.min_samples.setValue(3)
+    apply.embedding.setCurrentText("PCA")  # t-SNE is slower and adds nothing to the test
     apply.run()
     finish(qtbot, apply)
     assert not [n for n in notices if n[0] == "error"], notices

@@ -60,6 +60,6 @@ class ThemedCanvas(QWidget):
             if legend is not None:
                 legend.get_frame().set_facecolor(c["face"])
                 legend.get_frame().set_edgecolor(c["grid"])
-                for text in legend.get_texts():
+                for text in [*legend.get_texts(), legend.get_title()]:
                     text.set_color(c["text"])
         self.canvas.draw_idle()

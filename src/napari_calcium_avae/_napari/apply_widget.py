@@ -78,7 +78,7 @@ def plot_k_distances(canvas: ThemedCanvas, latents: np.ndarray, eps: float, k: i
             ax.axhline(eps, color="#f5a623", lw=1.0, ls="--", label=f"eps = {eps:.3g}")
             ax.legend(fontsize=8, loc="upper left")
     ax.set_xlabel("ROIs, sorted")
-    ax.set_ylabel(f"distance to neighbour {k - 1}")
+    ax.set_ylabel(f"k-distance (k = {k})")
     canvas.restyle()
 
 

@@ -1,0 +1,115 @@
+"""Regenerate the GUI screenshots in docs/images/ on a real napari viewer.
+
+Run under a virtual display:  xvfb-run -a -s "-screen 0 1920x1200x24" \
+    .venv/bin/python docs/make_screenshots.py
+It opens the sample data (three simulated cultures), trains a small AVAE for a few
+epochs, applies and clusters it, picks a ROI, then saves each dock widget and the
+whole window as PNG files.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import napari
+from qtpy.QtWidgets import QApplication
+
+PLUGIN = "napari-calcium-avae"
+IMAGES = Path(__file__).parent / "images"
+
+
+def wait(widget, timeout: float = 600.0) -> None:
+    """Let the event loop run until the widget's background job has finished."""
+    start = time.monotonic()
+    while widget.worker is not None:
+        QApplication.processEvents()
+        time.sleep(0.02)
+        if time.monotonic() - start > timeout:
+            sys.exit(f"{type(widget).__name__} did not finish within {timeout} s")
+    settle()
+
+
+def settle(seconds: float = 0.5) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        QApplication.processEvents()
+        time.sleep(0.02)
+
+
+def grab(widget, name: str) -> None:
+    widget.grab().save(str(IMAGES / name))
+    print("wrote", IMAGES / name)
+
+
+def main() -> None:
+    IMAGES.mkdir(exist_ok=True)
+    viewer = napari.Viewer(title="napari-calcium-avae")
+    viewer.window._qt_window.resize(1800, 1100)
+    viewer.open_sample(PLUGIN, "culture")
+    docks = {}
+    for name in (
+        "1. Simulate cultures",
+        "2. Train AVAE",
+        "3. Apply and cluster",
+        "4. Latent space and traces",
+        "5. Save results to NWB",
+    ):
+        dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name, tabify=False)
+        docks[name] = (dock, widget)
+    simulate = docks["1. Simulate cultures"][1]
+    train = docks["2. Train AVAE"][1]
+    apply = docks["3. Apply and cluster"][1]
+    plots = docks["4. Latent space and traces"][1]
+    save = docks["5. Save results to NWB"][1]
+    for name in ("1. Simulate cultures", "5. Save results to NWB"):
+        docks[name][0].hide()
+    settle()
+
+    train.hidden.setValue(64)
+    train.latent.setValue(4)
+    train.batch_size.setValue(32)
+    train.max_epochs.setValue(60)
+    train.patience.setValue(10)
+    train.start()
+    wait(train)
+    apply.min_samples.setValue(4)
+    apply.run()
+    wait(apply)
+    rois = [layer for layer in viewer.layers if layer._type_string == "labels"]
+    plots.choose(rois[1], 3)
+    viewer.layers.selection.active = rois[1]
+    for name in ("2. Train AVAE", "3. Apply and cluster"):
+        docks[name][0].hide()
+    settle()
+    # zoom on two cultures (RS left, IB right), coloured by cluster, latent space beside
+    height, width = rois[1].data.shape
+    viewer.camera.center = (height / 2, rois[1].translate[1])
+    canvas = viewer.window._qt_viewer.canvas.size
+    viewer.camera.zoom = canvas[1] / (1.6 * width)
+    settle(1.0)
+    viewer.screenshot(str(IMAGES / "viewer.png"), canvas_only=False)
+    print("wrote", IMAGES / "viewer.png")
+    for name in ("2. Train AVAE", "3. Apply and cluster"):
+        docks[name][0].show()
+    settle()
+    grab(train, "train.png")
+    grab(apply, "apply.png")
+    grab(plots, "plots_rois.png")
+    plots.colour_by.setCurrentText("neuron_type")
+    settle()
+    grab(plots, "plots_neuron_type.png")
+    plots.tabs.setCurrentIndex(1)
+    settle()
+    grab(plots, "plots_training.png")
+    for name in ("1. Simulate cultures", "5. Save results to NWB"):
+        docks[name][0].show()
+    settle()
+    grab(simulate, "simulate.png")
+    grab(save, "save.png")
+    viewer.close()
+
+
+if __name__ == "__main__":
+    main()
