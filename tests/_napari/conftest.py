@@ -24,7 +24,6 @@ def write_small_nwb(path: Path, *, n_rois: int = N_ROIS, n_frames: int = N_FRAME
         Fluorescence,
         ImageSegmentation,
         OpticalChannel,
-        RoiResponseSeries,
     )
 
     rng = np.random.default_rng(0)
@@ -68,7 +67,9 @@ def write_small_nwb(path: Path, *, n_rois: int = N_ROIS, n_frames: int = N_FRAME
         onset = rng.uniform(0, t[-1] / 2)
         data[i] = 42 + 5 * np.exp(-np.clip(t - onset, 0, None) / tau) * (t >= onset)
     data += rng.normal(0, 0.2, data.shape).astype(np.float32)
-    series = RoiResponseSeries(
+    fluorescence = Fluorescence()
+    ophys.add(fluorescence)  # attached first, so the region shares an ancestor with its table
+    fluorescence.create_roi_response_series(
         name="RoiResponseSeries",
         data=data.T,
         rois=region,
@@ -76,7 +77,6 @@ def write_small_nwb(path: Path, *, n_rois: int = N_ROIS, n_frames: int = N_FRAME
         rate=30.0,
         description="fluorescence",
     )
-    ophys.add(Fluorescence(roi_response_series=series))
     mean = np.zeros(SHAPE, dtype=np.float32)
     mean[rows % 7 == 0] = 1.0
     ophys.add(Images(name="Backgrounds", images=[GrayscaleImage(name="mean", data=mean.T)]))

@@ -248,3 +248,48 @@ def test_simulate_widget_writes_and_opens(make_napari_viewer, qtbot, tmp_path: P
     assert [layer.name for layer in rois] == [files[0].stem]
     assert rois[0].metadata["calcium_avae_traces"].data.shape == (8, 20)
     assert simulate.progress.value() == simulate.progress.maximum()
+
+
+def test_series_choice_switches_the_layer(make_napari_viewer, sessions: list[Path]) -> None:
+    viewer = make_napari_viewer()
+    layer = open_rois(viewer, sessions[0])
+    train = dock(viewer, "2. Train AVAE")
+    noisy = layer.metadata["calcium_avae_traces"]
+    others = [train.series.itemData(i) for i in range(1, train.series.count())]
+    noise_free = next(path for path in others if "noisefree" in path.lower())
+    train.series.setCurrentIndex(train.series.findData(noise_free))
+    traces = train._traces_for(layer)
+    assert layer.metadata["calcium_avae_series"] == noise_free
+    assert layer.metadata["calcium_avae_traces"] is traces
+    assert traces.data.shape == noisy.data.shape
+    assert not np.allclose(traces.data, noisy.data)
+
+
+def test_hovering_a_roi_plots_its_trace(make_napari_viewer, small_nwb: Path) -> None:
+    viewer = make_napari_viewer()
+    layer = open_rois(viewer, small_nwb)
+    plots = dock(viewer, "4. Latent space and traces")
+    row = 7
+    r, c = np.argwhere(layer.data == row + 1)[0]
+    plots._on_hover(layer, SimpleNamespace(position=(float(r), float(c))))
+    assert plots.current == (layer, row)
+    (line,) = plots.trace.ax.lines  # raw only: nothing applied yet
+    traces = layer.metadata["calcium_avae_traces"]
+    np.testing.assert_allclose(line.get_ydata(), traces.data[row])
+    assert plots.trace.ax.get_title().endswith(f"ROI {traces.roi_ids[row]}")
+
+
+def test_widgets_are_in_the_plugins_menu(make_napari_viewer) -> None:
+    viewer = make_napari_viewer()
+    menu = viewer.window.plugins_menu
+    titles = {a.text() for a in menu.actions()}
+    submenu = next(a.menu() for a in menu.actions() if a.text() == "Calcium AVAE")
+    names = [a.text().removesuffix(" (Calcium AVAE)") for a in submenu.actions()]
+    assert "Calcium AVAE" in titles
+    assert names == [
+        "1. Simulate cultures",
+        "2. Train AVAE",
+        "3. Apply and cluster",
+        "4. Latent space and traces",
+        "5. Save results to NWB",
+    ]
