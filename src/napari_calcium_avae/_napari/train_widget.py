@@ -275,15 +275,19 @@ class TrainWidget(QWidget):
         self.session.epoch_done.emit(report)
 
     def _on_trained(self, model: Any) -> None:
-        history = list(self.session.history)
         self.session.set_model(model)
-        if not self.session.history:
-            self.session.history = history
-        stopped = self._stop is not None and self._stop.is_set()
-        best = getattr(model, "best_epoch_", None)
+        last = self.session.history[-1] if self.session.history else {}
+        if self._stop is not None and self._stop.is_set():
+            how = "stopped"
+        elif last.get("stop_reason"):
+            how = f"stopped: {last['stop_reason']}"
+        elif last and last["epoch"] < last["n_epochs"]:
+            how = "stopped early"
+        else:
+            how = "done"
         self.status.setText(
-            ("stopped; " if stopped else "done; ")
-            + f"best epoch {best}, on {getattr(model, 'device_', 'cpu')}"
+            f"{how}; best epoch {model.best_epoch_} of {len(self.session.history)}, "
+            f"on {model.device_}"
         )
 
     def _on_finished(self) -> None:
@@ -293,7 +297,7 @@ class TrainWidget(QWidget):
 
     def _show_model(self) -> None:
         plot_losses(self.losses, self.session.history)
-        if not self.running and self.session.history:
+        if self.session.history:
             last = self.session.history[-1]
             self.progress.setRange(0, int(last["n_epochs"]))
             self.progress.setValue(int(last["epoch"]))
