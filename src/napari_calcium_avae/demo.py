@@ -103,28 +103,24 @@ def score(method: str, model, X_test, clean_test, types_test, min_samples: int) 
     )
 
 
-def print_table(scores: list[Score], noisy_mse: float, out=sys.stdout) -> None:
-    print("", file=out)
+def print_table(scores: list[Score], noisy_mse: float) -> None:
+    print()
     print(
         f"{'method':<8} {'MSE x1e3':>9} {'ARI (auto eps)':>15} {'ARI (best eps)':>15} "
         f"{'eps auto':>9} {'clusters':>9}",
-        file=out,
     )
     for s in scores:
         print(
             f"{s.method:<8} {s.mse * 1e3:>9.3f} {s.ari_auto:>15.3f} {s.ari_oracle:>15.3f} "
-            f"{s.eps_auto:>9.3g} {s.n_clusters_auto:>9d}",
-            file=out,
+            f"{s.eps_auto:>9.3g} {s.n_clusters_auto:>9d}"
         )
     print(
         f"{'(noisy)':<8} {noisy_mse * 1e3:>9.3f}   <- the noisy input itself against the truth",
-        file=out,
     )
     print(
         "MSE: held-out neurons, noise-free truth, in the noisy trace's [-0.5, 0.5] scale.\n"
         "ARI: DBSCAN on held-out latents against RS/IB/CH; 'best eps' is tuned against the\n"
         "true types (the paper's oracle), 'auto eps' is the label-free k-distance knee.",
-        file=out,
     )
 
 
