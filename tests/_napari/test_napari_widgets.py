@@ -293,3 +293,21 @@ def test_widgets_are_in_the_plugins_menu(make_napari_viewer) -> None:
         "4. Latent space and traces",
         "5. Save results to NWB",
     ]
+
+
+def test_plots_follow_the_theme_and_let_go_of_layers(
+    make_napari_viewer, qtbot, small_nwb: Path
+) -> None:
+    from matplotlib.colors import to_hex
+    from napari.utils.theme import get_theme
+
+    viewer = make_napari_viewer()
+    layer = open_rois(viewer, small_nwb)
+    dock_widget, plots = viewer.window.add_plugin_dock_widget(PLUGIN, "4. Latent space and traces")
+    viewer.theme = "light"
+    light = get_theme("light").background.as_hex()
+    assert to_hex(plots.trace.figure.get_facecolor()) == to_hex(light)
+    assert plots._on_hover in layer.mouse_move_callbacks
+    viewer.window.remove_dock_widget(dock_widget)
+    plots.deleteLater()
+    qtbot.waitUntil(lambda: plots._on_hover not in layer.mouse_move_callbacks, timeout=5000)

@@ -10,7 +10,7 @@ from typing import Any
 
 from napari.utils.notifications import show_error, show_warning
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QAbstractItemView, QListWidget, QListWidgetItem
+from qtpy.QtWidgets import QAbstractItemView, QListWidget, QListWidgetItem, QSpinBox
 
 from ..errors import CalciumAvaeError, CalciumAvaeWarning
 from ._layers import is_ours
@@ -110,3 +110,11 @@ class RoiLayerList(QListWidget):
                 "no ROI layer chosen: open an NWB file (File > Open) and tick its ROI layer"
             )
         return chosen
+
+
+def spin_box(low: int, high: int, value: int, tip: str) -> QSpinBox:
+    box = QSpinBox()
+    box.setRange(low, high)
+    box.setValue(int(value))
+    box.setToolTip(tip)
+    return box

@@ -67,6 +67,12 @@ def is_categorical(values: pd.Series) -> bool:
     return pd.api.types.is_bool_dtype(values) or values.nunique() <= MAX_CATEGORIES
 
 
+def unhook(layers: list[Any], callback: Any) -> None:
+    for layer in layers:
+        if callback in layer.mouse_move_callbacks:
+            layer.mouse_move_callbacks.remove(callback)
+
+
 class PlotsWidget(QWidget):
     """Latent scatter and trace of the chosen ROI (first tab), loss curves (second)."""
 
@@ -77,7 +83,7 @@ class PlotsWidget(QWidget):
         self.points = embedded_points([])
         self.current: tuple[Any, int] | None = None
         self._colorbar: Any = None
-        self._hooked: set[int] = set()
+        self._hooked: list[Any] = []
         self._picked_from: dict[Any, np.ndarray] = {}
         """Scatter artist -> indices into ``points`` of the points it draws."""
 
@@ -112,6 +118,9 @@ class PlotsWidget(QWidget):
         napari_viewer.layers.events.removed.connect(self.refresh)
         self.refresh()
         self.draw_losses()
+        # layers hold their mouse callbacks strongly: drop ours when the dock goes away
+        hooked, hover = self._hooked, self._on_hover
+        self.destroyed.connect(lambda *_: unhook(hooked, hover))
 
     # data ---------------------------------------------------------------------
     def our_layers(self) -> list[Any]:
@@ -120,8 +129,8 @@ class PlotsWidget(QWidget):
     def refresh(self, *_: Any) -> None:
         """Re-read the layers: new columns to colour by, new points, hooks on new layers."""
         for layer in self.our_layers():
-            if id(layer) not in self._hooked:
-                self._hooked.add(id(layer))
+            if not any(layer is hooked for hooked in self._hooked):
+                self._hooked.append(layer)
                 layer.events.selected_label.connect(self._on_selected_label)
                 layer.events.features.connect(self.refresh)
                 layer.mouse_move_callbacks.append(self._on_hover)

@@ -24,13 +24,12 @@ from qtpy.QtWidgets import (
     QLineEdit,
     QProgressBar,
     QPushButton,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
 from ..errors import CalciumAvaeError
-from ._common import guarded, notices, report_error, report_warning
+from ._common import guarded, notices, report_error, report_warning, spin_box
 from .reader import layers_from_file
 from .sample_data import side_by_side
 
@@ -68,8 +67,8 @@ class SimulateWidget(QWidget):
         for box in self.types.values():
             box.setChecked(True)
             type_row.addWidget(box)
-        self.cultures = _spin(1, 100, 1, "cultures simulated per neuron type")
-        self.neurons = _spin(1, 100000, 50, "imaged neurons per culture (among those that spike)")
+        self.cultures = spin_box(1, 100, 1, "cultures simulated per neuron type")
+        self.neurons = spin_box(1, 100000, 50, "imaged neurons per culture, among those that spike")
         self.duration = QDoubleSpinBox()
         self.duration.setRange(1.0, 3600.0)
         self.duration.setValue(30.0)
@@ -80,7 +79,7 @@ class SimulateWidget(QWidget):
         self.frame_rate.setSuffix(" Hz")
         self.noise = QLineEdit("1.0")
         self.noise.setToolTip("noise sigma(s) in fluorescence units (baseline 42), commas")
-        self.seed = _spin(0, 2**31 - 1, 0, "same seed, same cultures")
+        self.seed = spin_box(0, 2**31 - 1, 0, "same seed, same cultures")
         self.folder = QLineEdit(str(Path(tempfile.gettempdir()) / "calcium-avae-simulated"))
         browse = QPushButton("…")
         browse.setMaximumWidth(30)
@@ -183,11 +182,3 @@ class SimulateWidget(QWidget):
         with notices():
             for data, attributes, kind in side_by_side([layers_from_file(p) for p in chosen]):
                 self.viewer.add_layer(Layer.create(data, attributes, kind))
-
-
-def _spin(low: int, high: int, value: int, tip: str) -> QSpinBox:
-    box = QSpinBox()
-    box.setRange(low, high)
-    box.setValue(value)
-    box.setToolTip(tip)
-    return box

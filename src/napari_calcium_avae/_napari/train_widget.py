@@ -24,14 +24,13 @@ from qtpy.QtWidgets import (
     QLabel,
     QProgressBar,
     QPushButton,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
 from ..errors import CalciumAvaeError
 from ..traces import Traces
-from ._common import RoiLayerList, guarded, report_error, report_warning
+from ._common import RoiLayerList, guarded, report_error, report_warning, spin_box
 from ._layers import SERIES_KEY, SOURCE_KEY, TRACES_KEY, traces_of
 from ._plotting import ThemedCanvas
 from ._session import session_for
@@ -52,13 +51,6 @@ def available_devices() -> list[tuple[str, str]]:
     return devices
 
 
-def report_dict(report: Any) -> dict[str, Any]:
-    """An epoch report as a plain dict (the model yields a small dataclass)."""
-    if dataclasses.is_dataclass(report):
-        return dataclasses.asdict(report)
-    return dict(report)
-
-
 def training_epochs(
     model: Any, traces_list: Sequence[Traces], stop: threading.Event
 ) -> Iterator[dict[str, Any]]:
@@ -66,7 +58,7 @@ def training_epochs(
     from ..pipeline import fit_iter
 
     for report in fit_iter(model, traces_list, stop=stop):
-        yield report_dict(report)
+        yield dataclasses.asdict(report)  # plain dicts cross the thread boundary
     return model
 
 
@@ -109,17 +101,17 @@ class TrainWidget(QWidget):
         self.architecture = QComboBox()
         self.architecture.addItems(ARCHITECTURES)
         self.architecture.setCurrentText(str(defaults["architecture"]))
-        self.hidden = _spin(1, 4096, defaults["hidden_size"], "D1: hidden units")
-        self.latent = _spin(1, 256, defaults["latent_size"], "D2: latent dimensions")
+        self.hidden = spin_box(1, 4096, defaults["hidden_size"], "D1: hidden units")
+        self.latent = spin_box(1, 256, defaults["latent_size"], "D2: latent dimensions")
         self.beta = _dspin(0.0, 100.0, defaults["beta"], 2, "weight of the KL term")
         self.learning_rate = _dspin(1e-6, 1.0, defaults["learning_rate"], 5, "Adam step")
-        self.batch_size = _spin(1, 65536, defaults["batch_size"], "traces per step")
-        self.max_epochs = _spin(1, 100000, defaults["max_epochs"], "upper bound")
-        self.patience = _spin(1, 1000, defaults["patience"], "early stopping")
+        self.batch_size = spin_box(1, 65536, defaults["batch_size"], "traces per step")
+        self.max_epochs = spin_box(1, 100000, defaults["max_epochs"], "upper bound")
+        self.patience = spin_box(1, 1000, defaults["patience"], "early stopping")
         self.device = QComboBox()
         for label, device in available_devices():
             self.device.addItem(label, device)
-        self.seed = _spin(0, 2**31 - 1, defaults["random_state"] or 0, "same seed, same run")
+        self.seed = spin_box(0, 2**31 - 1, defaults["random_state"] or 0, "same seed, same run")
 
         form = QFormLayout()
         form.addRow("ROI layers", self.layer_list)
@@ -325,14 +317,6 @@ class TrainWidget(QWidget):
                 return
         self.session.set_model(AVAE.load(path))
         self.status.setText(f"model loaded from {Path(path).name}")
-
-
-def _spin(low: int, high: int, value: int, tip: str) -> QSpinBox:
-    box = QSpinBox()
-    box.setRange(low, high)
-    box.setValue(int(value))
-    box.setToolTip(tip)
-    return box
 
 
 def _dspin(low: float, high: float, value: float, decimals: int, tip: str) -> QDoubleSpinBox:
