@@ -311,3 +311,24 @@ def test_plots_follow_the_theme_and_let_go_of_layers(
     viewer.window.remove_dock_widget(dock_widget)
     plots.deleteLater()
     qtbot.waitUntil(lambda: plots._on_hover not in layer.mouse_move_callbacks, timeout=5000)
+
+
+def test_save_widget_appends_in_place_only_when_asked(
+    make_napari_viewer, qtbot, small_nwb: Path
+) -> None:
+    from napari_calcium_avae._napari._layers import put_results
+    from napari_calcium_avae.results import Results
+
+    viewer = make_napari_viewer()
+    layer = open_rois(viewer, small_nwb)
+    save = dock(viewer, "5. Save results to NWB")
+    assert save.output.text() == str(small_nwb.with_name("small_avae.nwb"))
+    n = layer.metadata["calcium_avae_traces"].n_rois
+    put_results(layer, Results(latents=np.arange(2.0 * n).reshape(n, 2), labels=np.zeros(n)))
+    save.in_place.setChecked(True)
+    assert not save.output.isEnabled()
+    save.save()
+    finish(qtbot, save)
+    assert not small_nwb.with_name("small_avae.nwb").exists()
+    back = read_traces(small_nwb)
+    np.testing.assert_allclose(back.roi_table["latent_1"], np.arange(1.0, 2.0 * n, 2))
