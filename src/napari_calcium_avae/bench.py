@@ -60,12 +60,9 @@ class BenchSettings:
     def quick(cls) -> BenchSettings:
         """A reduced protocol that keeps every step and the trends, <= 30 min on 2 CPU cores."""
         return cls(
-            cultures_per_type=2,
-            neurons_per_culture=40,
-            frame_rate=100.0,
+            frame_rate=50.0,
             noise_levels=(0.5, 1.5, 2.5),
             partitions=2,
-            sizes=((32, 2), (64, 4), (128, 8)),
             betas=(0.0, 1.0),
             batch_size=32,
             max_epochs=60,
