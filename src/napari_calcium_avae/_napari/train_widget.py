@@ -272,7 +272,7 @@ class TrainWidget(QWidget):
         if self._stop is not None and self._stop.is_set():
             how = "stopped"
         elif last.get("stop_reason"):
-            how = f"stopped: {last['stop_reason']}"
+            how = "stopped: " + str(last["stop_reason"]).replace("_", " ")
         elif last and last["epoch"] < last["n_epochs"]:
             how = "stopped early"
         else:
