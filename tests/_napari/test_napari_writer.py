@@ -51,7 +51,8 @@ def test_saving_through_the_viewer_and_reopening(
     viewer.open(str(small_nwb), plugin="napari-calcium-avae")
     layer = viewer.layers["small"]
     traces = layer.metadata["calcium_avae_traces"]
-    put_results(layer, fake_results(traces.n_rois, traces.n_frames))
+    results = fake_results(traces.n_rois, traces.n_frames)
+    put_results(layer, results)
     viewer.layers.selection = {layer}
     out = tmp_path / "saved.nwb"
     viewer.layers.save(str(out), selected=True, plugin="napari-calcium-avae")
@@ -63,6 +64,8 @@ def test_saving_through_the_viewer_and_reopening(
     # reopened results are coloured by cluster, noise grey
     noise_row = int(np.flatnonzero(again.features["cluster"] == -1)[0])
     np.testing.assert_allclose(again.colormap.map(noise_row + 1), [0.5, 0.5, 0.5, 1.0])
+    # the denoised traces come back with the layer, for the trace plot and a later save
+    np.testing.assert_allclose(again.metadata[RESULTS_KEY].reconstruction, results.reconstruction)
 
 
 def test_writing_a_layer_that_is_not_ours_is_a_notice(

@@ -12,7 +12,7 @@ import pytest
 
 from napari_calcium_avae import Results
 from napari_calcium_avae.errors import CalciumAvaeError
-from napari_calcium_avae.nwb import list_series, read_traces, write_results
+from napari_calcium_avae.nwb import list_series, read_reconstruction, read_traces, write_results
 from napari_calcium_avae.nwb.validate import dandi_validate_problems, validation_problems
 
 
@@ -89,6 +89,8 @@ def test_rerun_adds_numbered_results_and_reads_latest(neuroconv_file: Path, tmp_
     assert not any(s.is_default for s in list_series(second) if "calcium_avae" in s.path)
     latest = read_traces(second).roi_table
     np.testing.assert_allclose(latest["latent_0"], second_results.latents[:, 0], rtol=1e-6)
+    np.testing.assert_allclose(read_reconstruction(second), second_results.reconstruction)
+    assert read_reconstruction(neuroconv_file) is None
     assert validation_problems(second) == []
     assert dandi_validate_problems(second) == []
 
@@ -109,6 +111,7 @@ def test_latents_only(caiman_file: Path, tmp_path: Path) -> None:
     traces = read_traces(caiman_file)
     out = write_results(traces, Results(latents=np.ones((4, 1))), tmp_path / "o.nwb")
     assert list(read_traces(out).roi_table.columns) == ["latent_0"]
+    assert read_reconstruction(out) is None
     assert "processing/calcium_avae/reconstruction" not in [s.path for s in list_series(out)]
     assert validation_problems(out) == []
 

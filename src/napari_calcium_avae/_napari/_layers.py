@@ -60,8 +60,14 @@ def roi_features(traces: Traces) -> pd.DataFrame:
     return features
 
 
-def traces_layer_data(traces: Traces, name: str) -> list[LayerData]:
-    """Reference images (below) and the ROI Labels layer (on top) of one recording."""
+def traces_layer_data(
+    traces: Traces, name: str, reconstruction: np.ndarray | None = None
+) -> list[LayerData]:
+    """Reference images (below) and the ROI Labels layer (on top) of one recording.
+
+    ``reconstruction`` is the denoised traces a file saved with its results: kept with
+    the layer, like a fresh run's, so the trace plot and a later save find them.
+    """
     out: list[LayerData] = []
     for image_name, image in traces.images.items():
         if np.asarray(image).ndim == 2:
@@ -80,6 +86,8 @@ def traces_layer_data(traces: Traces, name: str) -> list[LayerData]:
     }
     if "cluster" in features.columns:
         attributes["colormap"] = cluster_colormap(features["cluster"].to_numpy())
+    if reconstruction is not None and _latent_columns(features):
+        attributes["metadata"][RESULTS_KEY] = _results(features, reconstruction, {})
     out.append((labels, attributes, "labels"))
     return out
 
@@ -168,7 +176,7 @@ def results_from_features(
 
     Features are the source of truth, so edits a user made there are what gets saved. The
     reconstruction is not a feature: it comes from the Results kept in metadata when the
-    layer was trained and applied in this session.
+    layer was applied in this session, or from the file it was read from.
     """
     traces = metadata.get(TRACES_KEY) if metadata else None
     if not isinstance(traces, Traces):
@@ -176,11 +184,7 @@ def results_from_features(
             f"layer '{name}' holds no calcium traces: only ROI layers opened by this plugin "
             "from an NWB file can be saved with AVAE results"
         )
-    latent_cols = sorted(
-        (c for c in features.columns if c.startswith("latent_")),
-        key=lambda c: int(c.rsplit("_", 1)[1]),
-    )
-    if not latent_cols:
+    if not _latent_columns(features):
         raise CalciumAvaeError(
             f"layer '{name}' has no AVAE results to save: train and apply a model first"
         )
@@ -189,31 +193,42 @@ def results_from_features(
             f"layer '{name}' has {len(features)} feature rows but {traces.n_rois} ROIs"
         )
     kept = metadata.get(RESULTS_KEY)
-    labels = features["cluster"].to_numpy(dtype=np.int64) if "cluster" in features else None
-    embedding = None
-    if {"embedding_0", "embedding_1"} <= set(features.columns):
-        embedding = features[["embedding_0", "embedding_1"]].to_numpy(dtype=np.float32)
     reconstruction = None
     if isinstance(kept, Results) and kept.reconstruction is not None:
         if kept.reconstruction.shape == traces.data.shape:
             reconstruction = kept.reconstruction
-    results = Results(
-        latents=features[latent_cols].to_numpy(dtype=np.float32),
+    provenance = dict(kept.provenance) if isinstance(kept, Results) else {}
+    return traces, _results(features, reconstruction, provenance)
+
+
+def _latent_columns(features: pd.DataFrame) -> list[str]:
+    return sorted(
+        (c for c in features.columns if c.startswith("latent_")),
+        key=lambda c: int(c.rsplit("_", 1)[1]),
+    )
+
+
+def _results(
+    features: pd.DataFrame, reconstruction: np.ndarray | None, provenance: dict[str, Any]
+) -> Results:
+    """Results from a layer's feature columns plus what features cannot hold."""
+    labels = features["cluster"].to_numpy(dtype=np.int64) if "cluster" in features else None
+    embedding = None
+    if {"embedding_0", "embedding_1"} <= set(features.columns):
+        embedding = features[["embedding_0", "embedding_1"]].to_numpy(dtype=np.float32)
+    return Results(
+        latents=features[_latent_columns(features)].to_numpy(dtype=np.float32),
         labels=labels,
         embedding=embedding,
         reconstruction=reconstruction,
-        provenance=dict(kept.provenance) if isinstance(kept, Results) else {},
+        provenance=provenance,
     )
-    return traces, results
 
 
 def latents_of(layer: Any) -> np.ndarray:
     """(n_rois, D2) latents shown on a layer, or a one-line error when it has none."""
     features = layer.features
-    cols = sorted(
-        (c for c in features.columns if c.startswith("latent_")),
-        key=lambda c: int(c.rsplit("_", 1)[1]),
-    )
+    cols = _latent_columns(features)
     if not cols:
         raise CalciumAvaeError(
             f"layer '{layer.name}' has no latents yet: apply a model to it first"

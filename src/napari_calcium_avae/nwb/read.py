@@ -34,6 +34,10 @@ from ..traces import Traces
 _NOT_DEFAULT = ("neuropil", "deconvolved", "denoised", "noise_free", "noisefree", "reconstruction")
 _MASK_COLUMNS = ("image_mask", "pixel_mask", "voxel_mask")
 _RESULTS_MODULE = "processing/calcium_avae"
+TABLE_NAME = "results"
+"""Per-ROI results table written by write_results (``results_2``... on reruns)."""
+SERIES_NAME = "reconstruction"
+"""Its denoised traces, with the same numeric suffix as the table of the same run."""
 _BLOCK_BYTES = 64 * 2**20
 _MAX_VECTOR_COLUMN = 16
 
@@ -381,12 +385,10 @@ def _image_shape(
     return extent if pixels else None
 
 
-def _merge_results(
-    f: h5py.File, series_path: str, table_path: str, rows: np.ndarray, roi_table: pd.DataFrame
-) -> pd.DataFrame:
-    """Add the latest calcium_avae results written for this series as columns."""
+def _latest_results(f: h5py.File, series_path: str, table_path: str) -> h5py.Group | None:
+    """The newest results table written by write_results for this series, if any."""
     if _RESULTS_MODULE not in f:
-        return roi_table
+        return None
     found = []
     for key, group in f[_RESULTS_MODULE].items():
         if not isinstance(group, h5py.Group) or "rois" not in group or "latent" not in group:
@@ -401,8 +403,17 @@ def _merge_results(
         suffix = re.search(r"_(\d+)$", key)
         found.append((int(suffix.group(1)) if suffix else 1, key))
     if not found:
+        return None
+    return f[_RESULTS_MODULE][max(found)[1]]
+
+
+def _merge_results(
+    f: h5py.File, series_path: str, table_path: str, rows: np.ndarray, roi_table: pd.DataFrame
+) -> pd.DataFrame:
+    """Add the latest calcium_avae results written for this series as columns."""
+    group = _latest_results(f, series_path, table_path)
+    if group is None:
         return roi_table
-    group = f[_RESULTS_MODULE][max(found)[1]]
     position = {int(r): i for i, r in enumerate(group["rois"][()])}
     index = np.array([position.get(int(r), -1) for r in rows])
     present = index >= 0
@@ -425,28 +436,34 @@ def _merge_results(
     return merged
 
 
+def _choose_series(path: Path, objects: list[tuple[str, h5py.HLObject]], series: str | None) -> str:
+    """The path of the series to read: the one asked for, or the default one."""
+    all_series = _series_groups(objects)
+    if not all_series:
+        raise CalciumAvaeError(_no_series_message(path, objects))
+    paths = [name for name, _ in all_series]
+    if series is None:
+        chosen = _default_path(all_series)
+        if chosen is None:
+            raise CalciumAvaeError(
+                f"{path} has only neuropil/deconvolved/derived series; choose one of: "
+                + ", ".join(paths)
+            )
+    else:
+        chosen = series.strip("/")
+        if chosen not in paths:
+            raise CalciumAvaeError(
+                f"no RoiResponseSeries '{series}' in {path}; available: " + ", ".join(paths)
+            )
+    return chosen
+
+
 def read_traces(path: str | Path, series: str | None = None) -> Traces:
     """Load one RoiResponseSeries (the default one unless ``series`` names it) as Traces."""
     path = Path(path)
     with _open(path) as f:
         objects = _walk(f)
-        all_series = _series_groups(objects)
-        if not all_series:
-            raise CalciumAvaeError(_no_series_message(path, objects))
-        paths = [name for name, _ in all_series]
-        if series is None:
-            chosen = _default_path(all_series)
-            if chosen is None:
-                raise CalciumAvaeError(
-                    f"{path} has only neuropil/deconvolved/derived series; choose one of: "
-                    + ", ".join(paths)
-                )
-        else:
-            chosen = series.strip("/")
-            if chosen not in paths:
-                raise CalciumAvaeError(
-                    f"no RoiResponseSeries '{series}' in {path}; available: " + ", ".join(paths)
-                )
+        chosen = _choose_series(path, objects, series)
         group = f[chosen]
         suite2p = _is_suite2p(f, objects)
         try:
@@ -503,3 +520,34 @@ def read_traces(path: str | Path, series: str | None = None) -> Traces:
             roi_rows=rows,
             images=images,
         )
+
+
+def read_reconstruction(path: str | Path, series: str | None = None) -> np.ndarray | None:
+    """Denoised traces of the latest write_results run for a series, or None.
+
+    ROIs x frames float32 in the series' own ROI order, so the rows line up with
+    ``read_traces(path, series)``; ROIs the run did not cover are NaN.
+    """
+    path = Path(path)
+    with _open(path) as f:
+        chosen = _choose_series(path, _walk(f), series)
+        group = f[chosen]
+        if "rois" not in group or "table" not in group["rois"].attrs:
+            return None
+        table_path = f[group["rois"].attrs["table"]].name.strip("/")
+        results = _latest_results(f, chosen, table_path)
+        if results is None:
+            return None
+        key = results.name.rsplit("/", 1)[1]
+        name = SERIES_NAME + key[len(TABLE_NAME) :]
+        module = f[_RESULTS_MODULE]
+        if name not in module or "data" not in module[name]:
+            return None
+        recon = module[name]
+        rows = np.asarray(group["rois"][()], dtype=np.int64)
+        position = {int(r): i for i, r in enumerate(recon["rois"][()])}
+        index = np.array([position.get(int(r), -1) for r in rows])
+        data = _read_data(recon["data"])
+        out = np.full((len(rows), data.shape[1]), np.nan, dtype=np.float32)
+        out[index >= 0] = data[index[index >= 0]]
+        return out

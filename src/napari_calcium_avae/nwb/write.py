@@ -23,10 +23,7 @@ from .. import __version__
 from ..errors import CalciumAvaeError
 from ..results import Results
 from ..traces import Traces
-from .read import _open, _text
-
-TABLE_NAME = "results"
-SERIES_NAME = "reconstruction"
+from .read import SERIES_NAME, TABLE_NAME, _open, _text
 
 
 class _FramesByRois(GenericDataChunkIterator):
