@@ -137,13 +137,20 @@ def cluster(
         results.labels = clustering.labels[rows]
         results.embedding = None if emb is None else emb[rows]
         results.provenance.update(
-            dbscan_eps=round(clustering.eps, 6),
-            dbscan_eps_choice="auto (k-distance knee)" if clustering.eps_was_auto else "manual",
-            dbscan_min_samples=min_samples,
+            clustering_facts(clustering),
             embedding=embedding or "none",
             clustered_with=f"{len(results_list)} recording(s), {len(all_z)} ROIs",
         )
     return clustering
+
+
+def clustering_facts(clustering: Clustering) -> dict[str, str | int | float]:
+    """How the labels were made, for provenance (also after re-clustering in the GUI)."""
+    return {
+        "dbscan_eps": round(clustering.eps, 6),
+        "dbscan_eps_choice": "auto (k-distance knee)" if clustering.eps_was_auto else "manual",
+        "dbscan_min_samples": clustering.min_samples,
+    }
 
 
 def apply(

@@ -205,6 +205,7 @@ class ApplyWidget(QWidget):
     def recluster(self) -> None:
         """DBSCAN on the latents the chosen layers already show, with the current eps."""
         from ..analysis.clustering import cluster_latents
+        from ..pipeline import clustering_facts
 
         layers = self.layer_list.layers()
         blocks = [latents_of(layer) for layer in layers]
@@ -217,11 +218,7 @@ class ApplyWidget(QWidget):
         clustering = cluster_latents(
             latents, eps=self.eps_value(), min_samples=self.min_samples.value()
         )
-        facts = {
-            "dbscan_eps": round(clustering.eps, 6),
-            "dbscan_eps_choice": "auto (k-distance knee)" if clustering.eps_was_auto else "manual",
-            "dbscan_min_samples": self.min_samples.value(),
-        }
+        facts = clustering_facts(clustering)
         bounds = np.cumsum([0] + [len(b) for b in blocks])
         for i, layer in enumerate(layers):
             set_clusters(layer, clustering.labels[bounds[i] : bounds[i + 1]], facts)
