@@ -3,11 +3,14 @@
 Three cultures (RS, IB, CH) of 30 imaged neurons, 20 s at 30 Hz, on 1.5 mm dishes (a
 quarter of the paper's, about 560 neurons each, same density): big enough to train and
 cluster in the GUI, small enough to appear within seconds. Files go to a fresh temp
-folder that outlives the call, because the layers point at them for saving results.
+folder that outlives the call, because the layers point at them for saving results; it is
+removed when Python exits, so repeated samples do not pile up.
 """
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -55,4 +58,5 @@ def side_by_side(per_file: list[list[LayerData]]) -> list[LayerData]:
 def simulated_culture() -> list[LayerData]:
     """The sample: one simulated culture per neuron type, ROIs and reference images."""
     folder = Path(tempfile.mkdtemp(prefix="calcium-avae-sample-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
     return side_by_side([layers_from_file(path) for path in simulate_sample(folder)])
