@@ -249,9 +249,8 @@ def write_results(
                 io.write(nwbfile)
         except (OSError, ValueError) as err:
             raise CalciumAvaeError(
-                f"cannot append to {source} in place ({err}); it may be open elsewhere, "
-                "read-only, or hold tables that cannot grow (files of pynwb 2.x / hdmf 3.x "
-                "are unchunked): write a new file instead"
+                f"cannot append to {source} in place ({err}); it may be open elsewhere or "
+                "read-only: write a new file instead"
             ) from err
         return source
     temporary = target.with_name(f".{target.stem}.{uuid.uuid4().hex}.tmp.nwb")
