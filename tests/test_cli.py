@@ -196,3 +196,28 @@ def test_not_a_checkpoint_is_a_one_line_error(tmp_path, capsys, tiny_sessions):
     bogus.write_text("hello")
     assert main(["apply", str(bogus), str(tiny_sessions[0]), "-o", str(tmp_path / "o")]) == 2
     assert "checkpoint" in one_line_error(capsys)
+
+
+def test_ctrl_c_during_fit_saves_the_best_model_so_far(
+    tmp_path, capsys, monkeypatch, tiny_sessions
+):
+    from napari_calcium_avae.model import AVAE
+
+    original = AVAE.fit_iter
+
+    def interrupted_after_two_epochs(self, X, stop=None):
+        epochs = original(self, X, stop)
+        for i, report in enumerate(epochs):
+            yield report
+            if i == 1:
+                epochs.close()
+                raise KeyboardInterrupt
+
+    monkeypatch.setattr(AVAE, "fit_iter", interrupted_after_two_epochs)
+    model = tmp_path / "m.pt"
+    args = ["--epochs", "50", "--hidden-size", "8", "--latent-size", "2"]
+    assert main(["fit", str(tiny_sessions[0]), "-o", str(model), *args]) == 0
+    assert "interrupted" in capsys.readouterr().out
+    from napari_calcium_avae.model import load_model
+
+    assert len(load_model(model).history_) == 2

@@ -126,13 +126,23 @@ def cmd_fit(args: argparse.Namespace) -> None:
     model = _model_from_args(args)
     n_rois = sum(t.n_rois for t in recordings)
     print(f"training on {n_rois} ROIs from {len(files)} file(s)", file=sys.stderr)
+    epochs = pipeline.fit_iter(model, recordings)
+    interrupted = False
     with tqdm(total=args.epochs, desc="training", unit="epoch", file=sys.stderr) as bar:
-        for report in pipeline.fit_iter(model, recordings):
-            bar.total = report.n_epochs
-            bar.set_postfix(train=f"{report.train_loss:.4g}", val=f"{report.val_loss:.4g}")
-            bar.update(1)
+        try:
+            for report in epochs:
+                bar.total = report.n_epochs
+                bar.set_postfix(train=f"{report.train_loss:.4g}", val=f"{report.val_loss:.4g}")
+                bar.update(1)
+        except KeyboardInterrupt:
+            # closing the generator puts the best weights back: keep what was learned
+            epochs.close()
+            interrupted = True
+    if not getattr(model, "history_", None):
+        raise KeyboardInterrupt  # stopped before one epoch was done: nothing to keep
     model.save(args.output)
-    print(f"saved model to {args.output} (best epoch {model.best_epoch_})")
+    how = "interrupted; " if interrupted else ""
+    print(f"saved model to {args.output} ({how}best epoch {model.best_epoch_})")
 
 
 def _output_paths(files: Sequence[Path], output: Path) -> list[Path]:
