@@ -6,6 +6,7 @@ Usage: python benchmarks/bench_model.py [case ...]  (default: all cases)
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import resource
@@ -139,7 +140,13 @@ def main(argv: list[str]) -> None:
         result["peak_mb"] = _peak_mb()
         print(json.dumps(result))
         return
-    for name in argv or list(CASES):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("cases", nargs="*", help=f"any of {', '.join(CASES)} (default: all)")
+    cases = parser.parse_args(argv).cases or list(CASES)
+    unknown = sorted(set(cases) - set(CASES))
+    if unknown:
+        parser.error(f"unknown case(s): {', '.join(unknown)}")
+    for name in cases:
         proc = subprocess.run(
             [sys.executable, __file__, "--child", name], capture_output=True, text=True
         )
