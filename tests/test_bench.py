@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from napari_calcium_avae import bench
 from napari_calcium_avae.bench import (
     BenchSettings,
     check_claims,
@@ -16,7 +17,7 @@ from napari_calcium_avae.bench import (
     partition,
     run_bench,
 )
-from napari_calcium_avae.errors import CalciumAvaeError
+from napari_calcium_avae.errors import CalciumAvaeError, CalciumAvaeWarning
 
 TINY = BenchSettings(
     cultures_per_type=1,
@@ -129,6 +130,7 @@ def test_tiny_bench_writes_every_run(tiny_bench):
     assert runs["ari_oracle"].between(-1, 1).all()
     assert (runs["ari_oracle"] >= runs["ari_auto"] - 1e-9).all()  # the oracle is a bound
     assert set(runs["device"]) == {"cpu"}
+    assert (runs["distinct_latents"] <= runs["n_test"]).all()
     assert (runs.loc[runs["model"] == "AVAE", "epochs_run"] <= 2).all()
     for level in TINY.noise_levels:
         measured = runs.loc[runs["noise_sigma"] == level, "measured_sigma"].iloc[0]
@@ -155,3 +157,18 @@ def test_label_free_eps_stays_positive_when_latents_coincide():
     eps = label_free_eps(z, 5)
     assert eps > 0
     assert label_free_eps(np.zeros((10, 2)), 5) > 0
+
+
+def test_a_bad_device_is_refused_before_simulating(tmp_path):
+    with pytest.raises(CalciumAvaeError, match="device"):
+        run_bench(tmp_path, device="abacus", settings=TINY)
+    assert not (tmp_path / "data").exists()
+
+
+def test_the_full_protocol_on_a_cpu_warns_first(tmp_path, monkeypatch):
+    def stop(*args, **kwargs):
+        raise RuntimeError("stopped before simulating")
+
+    monkeypatch.setattr(bench, "_simulate", stop)
+    with pytest.warns(CalciumAvaeWarning, match="--quick"), pytest.raises(RuntimeError):
+        run_bench(tmp_path, device="cpu")

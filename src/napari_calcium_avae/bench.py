@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import CalciumAvaeError
+from .errors import CalciumAvaeError, CalciumAvaeWarning
 
 PARAMETERS = ("a", "b", "v0", "du")
 """Izhikevich parameters per ROI; v0 and du tell the types apart, a and b do not."""
@@ -365,6 +366,15 @@ def _build(hyper: dict[str, Any], s: BenchSettings, device: str, seed: int) -> A
     )
 
 
+def _describe(hyper: dict[str, Any]) -> str:
+    if hyper["model"] == "PCA":
+        return f"PCA D2={hyper['latent_size']}"
+    return (
+        f"{hyper['architecture']} ({hyper['hidden_size']}, {hyper['latent_size']}) "
+        f"β={hyper['beta']:g}"
+    )
+
+
 def _is_showcase(hyper: dict[str, Any], showcase: tuple[str, int, int, float]) -> bool:
     keys = ("architecture", "hidden_size", "latent_size", "beta")
     return hyper["model"] == "AVAE" and tuple(hyper[k] for k in keys) == showcase
@@ -410,9 +420,18 @@ def run_bench(
     from tqdm import tqdm
 
     from .analysis import reconstruction_mse
+    from .model.device import resolve_device
 
     s = settings or (BenchSettings.quick() if quick else BenchSettings())
     s.check()
+    where = resolve_device(device)  # a bad device fails now, not after the simulation
+    if settings is None and not quick and where.type == "cpu":
+        warnings.warn(
+            "the paper's full protocol is 1,400 fits of 15,000-frame traces: a day or more "
+            "on a CPU; use --quick for the reduced protocol or run it on a GPU",
+            CalciumAvaeWarning,
+            stacklevel=2,
+        )
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -432,10 +451,7 @@ def run_bench(
                 test = partition(len(X), s.test_fraction, seed)
                 noisy_mse = float(reconstruction_mse(X[test], data.clean[test], X[test]).mean())
                 for hyper in grid:
-                    bar.set_postfix_str(
-                        f"σ={level:g} partition {part} "
-                        + " ".join(f"{v}" for k, v in hyper.items() if k != "model")
-                    )
+                    bar.set_postfix_str(f"σ={level:g} partition {part}: {_describe(hyper)}")
                     model = _build(hyper, s, device, seed)
                     tick = time.perf_counter()
                     model.fit(X[~test])
