@@ -12,7 +12,6 @@ from napari_calcium_avae import bench
 from napari_calcium_avae.bench import (
     BenchSettings,
     check_claims,
-    label_free_eps,
     latent_correlations,
     partition,
     run_bench,
@@ -148,15 +147,6 @@ def test_tiny_bench_writes_figures_and_summary(tiny_bench):
     assert len(report.claims) == 5
     assert list(report.correlations.index) == ["a", "b", "v0", "du"]
     assert report.correlations.shape[1] == 4  # the showcase model's D2
-
-
-def test_label_free_eps_stays_positive_when_latents_coincide():
-    z = np.zeros((20, 2))
-    z[:12] = 1.0  # twelve neurons share one latent vector, as a saturated encoder gives
-    z[12:] += np.linspace(0, 1, 8)[:, None]
-    eps = label_free_eps(z, 5)
-    assert eps > 0
-    assert label_free_eps(np.zeros((10, 2)), 5) > 0
 
 
 def test_a_bad_device_is_refused_before_simulating(tmp_path):

@@ -297,23 +297,6 @@ def _correlation_claim(correlations: pd.DataFrame) -> Claim:
     )
 
 
-def label_free_eps(latents: np.ndarray, min_samples: int) -> float:
-    """The k-distance knee, kept above zero.
-
-    When at least min_samples test neurons share one latent vector (a saturated encoder
-    does this) the knee can sit on a zero distance, which DBSCAN refuses; the smallest
-    positive k-distance is then the nearest label-free choice.
-    """
-    from .analysis import k_distances, knee_eps
-
-    curve = k_distances(latents, min_samples)
-    eps = knee_eps(curve)
-    if eps > 0:
-        return eps
-    positive = curve[curve > 0]
-    return float(positive[0]) if len(positive) else 1e-6
-
-
 def score_model(
     model: Any, X: np.ndarray, clean: np.ndarray, types: np.ndarray, min_samples: int
 ) -> dict[str, float]:
@@ -321,7 +304,7 @@ def score_model(
     from .analysis import adjusted_rand, cluster_latents, oracle_eps_ari, reconstruction_mse
 
     z = model.transform(X)
-    auto = cluster_latents(z, label_free_eps(z, min_samples), min_samples)
+    auto = cluster_latents(z, "auto", min_samples)
     best, best_eps = oracle_eps_ari(z, types, min_samples)
     return {
         "mse": float(reconstruction_mse(model.reconstruct(X), clean, X).mean()),

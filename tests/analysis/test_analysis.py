@@ -49,6 +49,16 @@ def test_knee_of_a_hockey_stick():
     assert knee_eps(curve) == pytest.approx(0.2, abs=0.02)
 
 
+def test_auto_eps_stays_positive_when_latents_coincide():
+    z = np.zeros((20, 2))
+    z[:12] = 1.0  # twelve ROIs share one latent vector, as a saturated encoder gives
+    z[12:] += np.linspace(0, 1, 8)[:, None]
+    result = cluster_latents(z, "auto", min_samples=5)
+    assert result.eps > 0
+    assert (result.labels[:12] == result.labels[0]).all() and result.labels[0] >= 0
+    assert cluster_latents(np.zeros((10, 2)), "auto", min_samples=5).eps > 0
+
+
 def test_manual_eps_and_bad_eps():
     latents, _ = three_blobs(np.random.default_rng(2))
     assert cluster_latents(latents, eps=0.01, min_samples=5).n_clusters == 0

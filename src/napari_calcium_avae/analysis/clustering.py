@@ -47,16 +47,25 @@ def k_distances(latents: np.ndarray, min_samples: int) -> np.ndarray:
 
 
 def knee_eps(sorted_distances: np.ndarray) -> float:
-    """The knee of an increasing curve: the point farthest below the chord joining its ends."""
+    """The knee of an increasing curve: the point farthest below the chord joining its ends.
+
+    The knee is kept above zero: when at least min_samples ROIs share one latent vector (a
+    saturated encoder does this) it can land on a zero distance, which DBSCAN refuses, and
+    the smallest positive distance is then the nearest label-free choice.
+    """
     d = np.asarray(sorted_distances, dtype=np.float64)
     if len(d) == 0:
         raise CalciumAvaeError("cannot choose eps without any points")
     span = d[-1] - d[0]
     if len(d) < 3 or span <= 0:
-        return float(d[-1]) if d[-1] > 0 else 1e-6
-    x = np.linspace(0.0, 1.0, len(d))
-    y = (d - d[0]) / span
-    return float(d[int(np.argmax(x - y))])
+        knee = float(d[-1])
+    else:
+        x = np.linspace(0.0, 1.0, len(d))
+        knee = float(d[int(np.argmax(x - (d - d[0]) / span))])
+    if knee > 0:
+        return knee
+    positive = d[d > 0]
+    return float(positive.min()) if len(positive) else 1e-6
 
 
 def cluster_latents(
