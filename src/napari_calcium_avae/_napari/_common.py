@@ -1,4 +1,5 @@
-"""Pieces every dock widget uses: the ROI layer picker and turning errors into notices."""
+"""Pieces every dock widget uses: the ROI layer picker, turning errors into notices, and
+the small controls each form repeats."""
 
 from __future__ import annotations
 
@@ -10,7 +11,14 @@ from typing import Any
 
 from napari.utils.notifications import show_error, show_warning
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QAbstractItemView, QListWidget, QListWidgetItem, QSpinBox
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QProgressBar,
+    QSpinBox,
+)
 
 from ..errors import CalciumAvaeError, CalciumAvaeWarning
 from ._layers import is_ours
@@ -118,3 +126,18 @@ def spin_box(low: int, high: int, value: int, tip: str) -> QSpinBox:
     box.setValue(int(value))
     box.setToolTip(tip)
     return box
+
+
+def idle_progress_bar(text: str) -> QProgressBar:
+    """A bar at rest that shows ``text``; a job sets its range when it starts."""
+    bar = QProgressBar()
+    bar.setRange(0, 1)
+    bar.setValue(0)
+    bar.setFormat(text)
+    return bar
+
+
+def wrapped_label(text: str = "") -> QLabel:
+    label = QLabel(text)
+    label.setWordWrap(True)
+    return label

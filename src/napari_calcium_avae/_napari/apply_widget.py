@@ -20,7 +20,6 @@ from qtpy.QtWidgets import (
     QDoubleSpinBox,
     QFormLayout,
     QHBoxLayout,
-    QLabel,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
@@ -30,7 +29,7 @@ from qtpy.QtWidgets import (
 from ..errors import CalciumAvaeError
 from ..results import Results
 from ..traces import Traces
-from ._common import RoiLayerList, guarded, report_error, report_warning
+from ._common import RoiLayerList, guarded, report_error, report_warning, wrapped_label
 from ._layers import latents_of, put_results, set_clusters, traces_of
 from ._plotting import ThemedCanvas
 from ._session import session_for
@@ -91,8 +90,7 @@ class ApplyWidget(QWidget):
         self.session = session_for(napari_viewer)
         self.worker: Any = None
         self.layer_list = RoiLayerList(napari_viewer)
-        self.model_label = QLabel()
-        self.model_label.setWordWrap(True)
+        self.model_label = wrapped_label()
         self.auto_eps = QCheckBox("knee of the k-distance curve")
         self.auto_eps.setChecked(True)
         self.eps = QDoubleSpinBox()
@@ -126,8 +124,7 @@ class ApplyWidget(QWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(self.apply_button)
         buttons.addWidget(self.recluster_button)
-        self.summary = QLabel("")
-        self.summary.setWordWrap(True)
+        self.summary = wrapped_label()
         self.curve = ThemedCanvas(napari_viewer, height=2.2)
         self.curve.canvas.mpl_connect("button_press_event", self._on_curve_click)
         self.curve.canvas.setToolTip("click to set eps by hand")

@@ -16,7 +16,6 @@ from qtpy.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
-    QLabel,
     QLineEdit,
     QPushButton,
     QVBoxLayout,
@@ -24,7 +23,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..errors import CalciumAvaeError
-from ._common import guarded, report_error, report_warning
+from ._common import guarded, report_error, report_warning, wrapped_label
 from ._layers import SOURCE_KEY, is_ours
 from .writer import save_layer_results
 
@@ -61,8 +60,7 @@ class SaveWidget(QWidget):
         form.addRow("", self.in_place)
         self.save_button = QPushButton("Save to NWB")
         self.save_button.clicked.connect(lambda: self.save())
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
+        self.status = wrapped_label()
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.save_button)

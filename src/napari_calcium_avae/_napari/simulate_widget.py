@@ -20,16 +20,22 @@ from qtpy.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
-    QLabel,
     QLineEdit,
-    QProgressBar,
     QPushButton,
     QVBoxLayout,
     QWidget,
 )
 
 from ..errors import CalciumAvaeError
-from ._common import guarded, notices, report_error, report_warning, spin_box
+from ._common import (
+    guarded,
+    idle_progress_bar,
+    notices,
+    report_error,
+    report_warning,
+    spin_box,
+    wrapped_label,
+)
 from .reader import layers_from_file
 from .sample_data import side_by_side
 
@@ -103,12 +109,8 @@ class SimulateWidget(QWidget):
 
         self.run_button = QPushButton("Simulate")
         self.run_button.clicked.connect(lambda: self.run())
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1)
-        self.progress.setValue(0)
-        self.progress.setFormat("")
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
+        self.progress = idle_progress_bar("")
+        self.status = wrapped_label()
         self.relay = _Relay()
         self.relay.step.connect(self._on_step)
 

@@ -21,8 +21,6 @@ from qtpy.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
-    QLabel,
-    QProgressBar,
     QPushButton,
     QVBoxLayout,
     QWidget,
@@ -30,7 +28,15 @@ from qtpy.QtWidgets import (
 
 from ..errors import CalciumAvaeError
 from ..traces import Traces
-from ._common import RoiLayerList, guarded, report_error, report_warning, spin_box
+from ._common import (
+    RoiLayerList,
+    guarded,
+    idle_progress_bar,
+    report_error,
+    report_warning,
+    spin_box,
+    wrapped_label,
+)
 from ._layers import SERIES_KEY, SOURCE_KEY, TRACES_KEY, traces_of
 from ._plotting import ThemedCanvas
 from ._session import session_for
@@ -129,14 +135,10 @@ class TrainWidget(QWidget):
 
         self.train_button = QPushButton("Train")
         self.train_button.clicked.connect(lambda: self.toggle())
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1)
-        self.progress.setValue(0)
-        self.progress.setFormat("not trained")
+        self.progress = idle_progress_bar("not trained")
         self.losses = ThemedCanvas(napari_viewer, height=2.2)
         plot_losses(self.losses, [])
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
+        self.status = wrapped_label()
         save = QPushButton("Save model…")
         save.clicked.connect(lambda: self.save_model())
         load = QPushButton("Load model…")
