@@ -114,15 +114,16 @@ def case_apply() -> dict:
     rng = np.random.default_rng(0)
     model = AVAE(max_epochs=1, device="cpu").fit(rng.normal(size=(32, n_frames)))
     X = rng.standard_normal((n, n_frames), dtype=np.float32)  # no float64 copy
-    start, cpu = time.perf_counter(), time.process_time()
-    z = model.transform(X)
+    start = time.perf_counter()
+    model.transform(X)
     t_transform = time.perf_counter() - start
-    recon = model.reconstruct(X)
+    start, cpu = time.perf_counter(), time.process_time()
+    z, recon = model.transform_reconstruct(X)  # what apply runs: one encoder pass
     assert z.shape == (n, LATENT) and recon.shape == X.shape
     return {
         "s_transform": t_transform,
-        "s_transform_plus_reconstruct": time.perf_counter() - start,
-        "cpu_s_transform_plus_reconstruct": time.process_time() - cpu,
+        "s_transform_reconstruct": time.perf_counter() - start,
+        "cpu_s_transform_reconstruct": time.process_time() - cpu,
     }
 
 

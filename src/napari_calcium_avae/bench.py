@@ -303,11 +303,11 @@ def score_model(
     """Held-out scores of one fitted model: the paper's MSE and ARI (both eps choices)."""
     from .analysis import adjusted_rand, cluster_latents, oracle_eps_ari, reconstruction_mse
 
-    z = model.transform(X)
+    z, recon = model.transform_reconstruct(X)
     auto = cluster_latents(z, "auto", min_samples)
     best, best_eps = oracle_eps_ari(z, types, min_samples)
     return {
-        "mse": float(reconstruction_mse(model.reconstruct(X), clean, X).mean()),
+        "mse": float(reconstruction_mse(recon, clean, X).mean()),
         "ari_auto": adjusted_rand(types, auto.labels),
         "ari_oracle": best,
         "eps_auto": auto.eps,

@@ -88,8 +88,8 @@ def load_sessions(paths: list[Path]) -> tuple[list[Traces], list[Traces]]:
 
 def score(method: str, model, X_test, clean_test, types_test, min_samples: int) -> Score:
     """Held-out reconstruction MSE and clustering ARI of one fitted model."""
-    mse = float(reconstruction_mse(model.reconstruct(X_test), clean_test, X_test).mean())
-    z = model.transform(X_test)
+    z, recon = model.transform_reconstruct(X_test)
+    mse = float(reconstruction_mse(recon, clean_test, X_test).mean())
     auto = cluster_latents(z, "auto", min_samples)
     best, best_eps = oracle_eps_ari(z, types_test, min_samples)
     return Score(
@@ -213,10 +213,9 @@ def save_figure(path: Path, model, X, clean, types, avae_score: Score, s: DemoSe
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    z = model.transform(X)
+    z, recon = model.transform_reconstruct(X)
     emb = embed_2d(z, "tsne", s.seed)
     clusters = cluster_latents(z, avae_score.eps_auto, s.min_samples).labels
-    recon = model.reconstruct(X)
     fig = plt.figure(figsize=(13, 8), layout="constrained")
     grid = fig.add_gridspec(3, 3)
     ax = fig.add_subplot(grid[0:2, 0])

@@ -32,6 +32,7 @@ class TraceModel(Protocol):
 
     def transform(self, X: np.ndarray) -> np.ndarray: ...
     def reconstruct(self, X: np.ndarray) -> np.ndarray: ...
+    def transform_reconstruct(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
     def get_params(self) -> dict[str, Any]: ...
 
 
@@ -101,10 +102,10 @@ def encode(model: TraceModel, traces_list: Sequence[Traces]) -> list[Results]:
     for traces in traces_list:
         ok = _usable(traces)
         data = traces.data if ok.all() else traces.data[ok]
-        z = model.transform(data)
+        z, recon = model.transform_reconstruct(data)
         latents = np.full((traces.n_rois, z.shape[1]), np.nan, dtype=np.float32)
         latents[ok] = z
-        recon = np.asarray(model.reconstruct(data), dtype=np.float32)
+        recon = np.asarray(recon, dtype=np.float32)
         if not ok.all():
             full = np.full(traces.data.shape, np.nan, dtype=np.float32)
             full[ok] = recon

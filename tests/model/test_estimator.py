@@ -35,6 +35,15 @@ def test_reconstruct_is_in_source_units(traces):
     np.testing.assert_allclose(model.reconstruct(shifted), expected, rtol=1e-5)
 
 
+@pytest.mark.parametrize("make", [lambda: AVAE(**SMALL), lambda: PCABaseline(n_components=2)])
+def test_transform_reconstruct_equals_the_two_calls(traces, make):
+    model = make().fit(traces)
+    z, recon = model.transform_reconstruct(traces)
+    np.testing.assert_array_equal(z, model.transform(traces))
+    np.testing.assert_array_equal(recon, model.reconstruct(traces))
+    assert z.dtype == recon.dtype == np.float32
+
+
 def test_global_normalisation_uses_training_range(traces):
     model = AVAE(normalisation="global", **SMALL).fit(traces)
     lo, span = model.norm_

@@ -279,6 +279,12 @@ class AVAE(_Normalised, TransformerMixin, BaseEstimator):
         assert recon is not None
         return recon
 
+    def transform_reconstruct(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Both of the above from one pass of the encoder (apply needs both)."""
+        latents, recon = self._encode_decode(X, decode=True)
+        assert recon is not None
+        return latents, recon
+
     def inverse_transform(self, Z: Any) -> np.ndarray:
         """Decoded traces (n, n_frames_) in the normalised scale [-0.5, 0.5]: a latent
         carries no trace's offset and range, so source units are undefined here."""
@@ -372,7 +378,12 @@ class PCABaseline(_Normalised, TransformerMixin, BaseEstimator):
 
     def reconstruct(self, X: Any) -> np.ndarray:
         """Projection onto the components, in X's own units."""
+        return self.transform_reconstruct(X)[1]
+
+    def transform_reconstruct(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Both from one projection, as for the AVAE."""
         self._check_length(np.shape(X)[-1])
         Xn, (lo, span) = self.normalise(X)
-        out = self.pca_.inverse_transform(self.pca_.transform(Xn))
-        return ((out + 0.5) * span + lo).astype(np.float32)
+        z = self.pca_.transform(Xn)
+        out = self.pca_.inverse_transform(z)
+        return z.astype(np.float32), ((out + 0.5) * span + lo).astype(np.float32)
