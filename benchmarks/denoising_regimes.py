@@ -19,22 +19,7 @@ from sklearn.neighbors import KNeighborsClassifier
 
 from napari_calcium_avae.analysis import reconstruction_mse
 from napari_calcium_avae.model import AVAE, PCABaseline
-from napari_calcium_avae.simulate import add_noise, culture_fluorescence, simulate_culture
-
-
-def simulated_cultures(seed: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    clean, types = [], []
-    for code, name in enumerate(("RS", "IB", "CH")):
-        for index in range(2):
-            culture = simulate_culture(
-                name, dish_size_mm=2.0, duration_s=20.0, seed=100 * seed + 10 * code + index
-            )
-            active = np.flatnonzero(culture.spike_counts() > 0)
-            imaged = rng.choice(active, 30, replace=False)
-            clean.append(culture_fluorescence(culture, imaged, frame_rate=20.0))
-            types += [code] * 30
-    return np.concatenate(clean).astype(np.float32), np.array(types)
+from napari_calcium_avae.simulate import simulate_imaged_cultures
 
 
 def main() -> None:
@@ -44,10 +29,24 @@ def main() -> None:
     args = parser.parse_args()
     rows: dict[tuple[float, str], list[tuple[float, float]]] = {}
     for seed in range(args.seeds):
-        clean, types = simulated_cultures(seed)
+        cultures = list(
+            simulate_imaged_cultures(
+                cultures_per_type=2,
+                neurons_per_culture=30,
+                duration_s=20.0,
+                frame_rate=20.0,
+                noise_levels=tuple(args.noise_levels),
+                seed=seed,
+                dish_size_mm=2.0,
+            )
+        )
+        clean = np.concatenate([c.clean for c in cultures])
+        types = np.concatenate([[c.culture.neuron_type] * len(c.imaged) for c in cultures])
+        noisy_levels = [
+            np.concatenate([c.noisy[i] for c in cultures]) for i in range(len(args.noise_levels))
+        ]
         order = np.random.default_rng(seed).permutation(len(clean))
         test, train = order[: len(order) // 3], order[len(order) // 3 :]
-        noisy_levels = add_noise(clean, tuple(args.noise_levels), np.random.default_rng(seed))
         for sigma, noisy in zip(args.noise_levels, noisy_levels, strict=True):
             x_test = noisy[test]
             flat = np.repeat(x_test.mean(axis=1, keepdims=True), x_test.shape[1], axis=1)

@@ -4,7 +4,12 @@ from pynwb import NWBHDF5IO
 
 from napari_calcium_avae.errors import CalciumAvaeError, CalciumAvaeWarning
 from napari_calcium_avae.nwb.validate import dandi_validate_problems, validation_problems
-from napari_calcium_avae.simulate import culture_fluorescence, simulate_culture, simulate_dataset
+from napari_calcium_avae.simulate import (
+    culture_fluorescence,
+    simulate_culture,
+    simulate_dataset,
+    simulate_imaged_cultures,
+)
 
 SMALL = {"density_per_mm2": 400.0, "dish_size_mm": 1.0, "duration_s": 3.0}
 
@@ -104,6 +109,27 @@ def test_same_seed_same_data(dataset, tmp_path):
         fb = b.read().processing["ophys"]["Fluorescence"]
         for name in fa.roi_response_series:
             np.testing.assert_array_equal(fa[name].data[:], fb[name].data[:])
+
+
+def test_in_memory_cultures_are_what_the_files_hold(dataset):
+    _, paths, _ = dataset
+    cultures = list(
+        simulate_imaged_cultures(
+            types=("RS", "CH"), cultures_per_type=1, neurons_per_culture=12,
+            frame_rate=33.0, noise_levels=(1.0, 2.5), seed=4, **SMALL,
+        )
+    )  # fmt: skip
+    assert [c.label for c in cultures] == ["RS01", "CH01"]
+    for c, path in zip(cultures, paths, strict=True):
+        with NWBHDF5IO(str(path), "r") as io:
+            fluorescence = io.read().processing["ophys"]["Fluorescence"]
+            np.testing.assert_array_equal(fluorescence["RoiResponseSeries"].data[:].T, c.noisy[0])
+            np.testing.assert_array_equal(
+                fluorescence["RoiResponseSeries_sigma_2.5"].data[:].T, c.noisy[1]
+            )
+            np.testing.assert_array_equal(fluorescence["NoiseFreeFluorescence"].data[:].T, c.clean)
+    with pytest.raises(CalciumAvaeError, match="Unknown neuron type"):
+        simulate_imaged_cultures(types=("XX",))  # checked before iterating
 
 
 def test_too_few_active_neurons_warns_and_none_active_raises(tmp_path):

@@ -5,15 +5,18 @@ from .fluorescence import add_noise, fluorescence, saturation_kappa
 from .network import Network, build_network
 from .session import (
     Culture,
+    ImagedCulture,
     culture_fluorescence,
     firing_statistics,
     simulate_culture,
     simulate_dataset,
+    simulate_imaged_cultures,
 )
 
 __all__ = [
     "NEURON_TYPES",
     "Culture",
+    "ImagedCulture",
     "Network",
     "add_noise",
     "build_network",
@@ -23,4 +26,5 @@ __all__ = [
     "saturation_kappa",
     "simulate_culture",
     "simulate_dataset",
+    "simulate_imaged_cultures",
 ]

@@ -11,7 +11,7 @@ import os
 import tempfile
 import uuid
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -199,6 +199,80 @@ def _sub_seed(*parts: int) -> int:
     return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
 
 
+@dataclass(frozen=True)
+class ImagedCulture:
+    """One culture as the microscope sees it: the imaged neurons' traces and ground truth."""
+
+    label: str
+    """e.g. "IB03": type and 1-based index, the NWB subject id."""
+    culture: Culture
+    imaged: np.ndarray
+    """Indices of the imaged neurons in the culture, one per ROI."""
+    clean: np.ndarray
+    """(ROIs, frames) noise-free fluorescence, the ground truth of every noise level."""
+    noisy: list[np.ndarray]
+    """One (ROIs, frames) float32 array per noise level, all sharing the same spikes."""
+    noise_levels: tuple[float, ...]
+
+
+def simulate_imaged_cultures(
+    types: tuple[str, ...] = ("RS", "IB", "CH"),
+    cultures_per_type: int = 5,
+    neurons_per_culture: int | None = 50,
+    duration_s: float = 30.0,
+    frame_rate: float = 500.0,
+    noise_levels: tuple[float, ...] = (1.0,),
+    seed: int = 0,
+    density_per_mm2: float = 250.0,
+    dish_size_mm: float = 3.0,
+    released_wiring: bool = False,
+    per_spike_fluorescence: bool = False,
+) -> Iterator[ImagedCulture]:
+    """The cultures of a dataset in memory, one at a time, type by type (no files).
+
+    Imaged neurons are drawn among those that spiked at least once in the recorded window
+    (all neurons when ``neurons_per_culture`` is None). Each culture's seed comes from
+    (seed, type, culture index), so the same seed gives the same data and adding a type
+    leaves the other cultures unchanged. The options are checked before anything runs.
+    """
+    if not types:
+        raise CalciumAvaeError("No neuron types given; choose among RS, IB, CH.")
+    for t in types:
+        if t not in NEURON_TYPES:
+            known = ", ".join(NEURON_TYPES)
+            raise CalciumAvaeError(f"Unknown neuron type {t!r}; choose one of {known}.")
+    if cultures_per_type < 1:
+        raise CalciumAvaeError("cultures_per_type must be at least 1.")
+    if not noise_levels:
+        raise CalciumAvaeError("Give at least one noise level (sigma in fluorescence units).")
+    if neurons_per_culture is not None and neurons_per_culture < 1:
+        raise CalciumAvaeError("neurons_per_culture must be at least 1 (or None for all).")
+    if frame_rate <= 0:
+        raise CalciumAvaeError(f"Frame rate must be positive; got {frame_rate}.")
+
+    def cultures() -> Iterator[ImagedCulture]:
+        for neuron_type in types:
+            type_index = list(NEURON_TYPES).index(neuron_type)
+            for ci in range(cultures_per_type):
+                label = f"{neuron_type}{ci + 1:02d}"
+                culture = simulate_culture(
+                    neuron_type,
+                    None,
+                    density_per_mm2,
+                    dish_size_mm,
+                    duration_s,
+                    _sub_seed(seed, type_index, ci, 0),
+                    released_wiring,
+                )
+                rng = np.random.default_rng(_sub_seed(seed, type_index, ci, 1))
+                imaged = _choose_imaged(culture, neurons_per_culture, rng, label)
+                clean = culture_fluorescence(culture, imaged, frame_rate, per_spike_fluorescence)
+                noisy = add_noise(clean, tuple(noise_levels), rng)
+                yield ImagedCulture(label, culture, imaged, clean, noisy, tuple(noise_levels))
+
+    return cultures()
+
+
 def simulate_dataset(
     output_dir: str | Path,
     types: tuple[str, ...] = ("RS", "IB", "CH"),
@@ -216,52 +290,34 @@ def simulate_dataset(
 ) -> list[Path]:
     """Write one NWB session per culture: output_dir/sub-<TYPE><NN>/..._ses-culture_ophys.nwb.
 
-    Imaged neurons are drawn among those that spiked at least once in the recorded window
-    (all neurons when ``neurons_per_culture`` is None). The same seed gives the same data.
+    The cultures are those of :func:`simulate_imaged_cultures` with the same arguments.
     ``progress(done, total, message)`` is called after each culture.
     """
-    if not types:
-        raise CalciumAvaeError("No neuron types given; choose among RS, IB, CH.")
-    for t in types:
-        if t not in NEURON_TYPES:
-            known = ", ".join(NEURON_TYPES)
-            raise CalciumAvaeError(f"Unknown neuron type {t!r}; choose one of {known}.")
-    if cultures_per_type < 1:
-        raise CalciumAvaeError("cultures_per_type must be at least 1.")
-    if not noise_levels:
-        raise CalciumAvaeError("Give at least one noise level (sigma in fluorescence units).")
-    if neurons_per_culture is not None and neurons_per_culture < 1:
-        raise CalciumAvaeError("neurons_per_culture must be at least 1 (or None for all).")
-    if frame_rate <= 0:
-        raise CalciumAvaeError(f"Frame rate must be positive; got {frame_rate}.")
+    cultures = simulate_imaged_cultures(
+        types,
+        cultures_per_type,
+        neurons_per_culture,
+        duration_s,
+        frame_rate,
+        noise_levels,
+        seed,
+        density_per_mm2,
+        dish_size_mm,
+        released_wiring,
+        per_spike_fluorescence,
+    )
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     total = len(types) * cultures_per_type
     paths: list[Path] = []
-    for ti, neuron_type in enumerate(types):
-        type_index = list(NEURON_TYPES).index(neuron_type)
-        for ci in range(cultures_per_type):
-            label = f"{neuron_type}{ci + 1:02d}"
-            culture = simulate_culture(
-                neuron_type,
-                None,
-                density_per_mm2,
-                dish_size_mm,
-                duration_s,
-                _sub_seed(seed, type_index, ci, 0),
-                released_wiring,
-            )
-            rng = np.random.default_rng(_sub_seed(seed, type_index, ci, 1))
-            imaged = _choose_imaged(culture, neurons_per_culture, rng, label)
-            clean = culture_fluorescence(culture, imaged, frame_rate, per_spike_fluorescence)
-            noisy = add_noise(clean, tuple(noise_levels), rng)
-            path = out / f"sub-{label}" / f"sub-{label}_ses-culture_ophys.nwb"
-            write_session(
-                path, culture, imaged, clean, noisy, tuple(noise_levels), frame_rate, label
-            )
-            paths.append(path)
-            if progress is not None:
-                progress(ti * cultures_per_type + ci + 1, total, f"wrote {path.name}")
+    for done, c in enumerate(cultures, start=1):
+        path = out / f"sub-{c.label}" / f"sub-{c.label}_ses-culture_ophys.nwb"
+        write_session(
+            path, c.culture, c.imaged, c.clean, c.noisy, c.noise_levels, frame_rate, c.label
+        )
+        paths.append(path)
+        if progress is not None:
+            progress(done, total, f"wrote {path.name}")
     return paths
 
 
