@@ -9,6 +9,7 @@ claims from the numbers, so that a claim that does not reproduce says so.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 import warnings
@@ -297,26 +298,6 @@ def _correlation_claim(correlations: pd.DataFrame) -> Claim:
     )
 
 
-def score_model(
-    model: Any, X: np.ndarray, clean: np.ndarray, types: np.ndarray, min_samples: int
-) -> dict[str, float]:
-    """Held-out scores of one fitted model: the paper's MSE and ARI (both eps choices)."""
-    from .analysis import adjusted_rand, cluster_latents, oracle_eps_ari, reconstruction_mse
-
-    z, recon = model.transform_reconstruct(X)
-    auto = cluster_latents(z, "auto", min_samples)
-    best, best_eps = oracle_eps_ari(z, types, min_samples)
-    return {
-        "mse": float(reconstruction_mse(recon, clean, X).mean()),
-        "ari_auto": adjusted_rand(types, auto.labels),
-        "ari_oracle": best,
-        "eps_auto": auto.eps,
-        "eps_oracle": best_eps,
-        "n_clusters_auto": auto.n_clusters,
-        "distinct_latents": len(np.unique(np.round(z, 5), axis=0)),
-    }
-
-
 def _grid(s: BenchSettings) -> list[dict[str, Any]]:
     """Every model of one partition: the AVAE grid, then PCA at each latent size."""
     avae = [
@@ -402,7 +383,7 @@ def run_bench(
     """
     from tqdm import tqdm
 
-    from .analysis import reconstruction_mse
+    from .analysis import reconstruction_mse, score_held_out
     from .model.device import resolve_device
 
     s = settings or (BenchSettings.quick() if quick else BenchSettings())
@@ -439,7 +420,7 @@ def run_bench(
                     tick = time.perf_counter()
                     model.fit(X[~test])
                     seconds = time.perf_counter() - tick
-                    result = score_model(
+                    result = score_held_out(
                         model, X[test], data.clean[test], types[test], s.min_samples
                     )
                     avae = hyper["model"] == "AVAE"
@@ -462,7 +443,7 @@ def run_bench(
                             "n_test": int(test.sum()),
                             "n_frames": X.shape[1],
                             "frame_rate": data.frame_rate,
-                            **result,
+                            **dataclasses.asdict(result),
                             "noisy_mse": noisy_mse,
                             "fit_seconds": seconds,
                             "device": _device_of(model) if avae else "cpu",

@@ -15,8 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from . import pipeline
-from .analysis import adjusted_rand, cluster_latents, embed_2d, oracle_eps_ari
-from .analysis.metrics import reconstruction_mse
+from .analysis import (
+    HeldOutScores,
+    cluster_latents,
+    embed_2d,
+    reconstruction_mse,
+    score_held_out,
+)
 from .errors import CalciumAvaeError
 from .traces import Traces
 
@@ -56,17 +61,6 @@ class DemoSettings:
         )
 
 
-@dataclass
-class Score:
-    method: str
-    mse: float
-    ari_auto: float
-    ari_oracle: float
-    eps_auto: float
-    eps_oracle: float
-    n_clusters_auto: int
-
-
 def noise_free_series(path: Path) -> str:
     """Path of a simulated session's ground-truth series."""
     from .nwb import list_series
@@ -86,32 +80,15 @@ def load_sessions(paths: list[Path]) -> tuple[list[Traces], list[Traces]]:
     return noisy, clean
 
 
-def score(method: str, model, X_test, clean_test, types_test, min_samples: int) -> Score:
-    """Held-out reconstruction MSE and clustering ARI of one fitted model."""
-    z, recon = model.transform_reconstruct(X_test)
-    mse = float(reconstruction_mse(recon, clean_test, X_test).mean())
-    auto = cluster_latents(z, "auto", min_samples)
-    best, best_eps = oracle_eps_ari(z, types_test, min_samples)
-    return Score(
-        method,
-        mse,
-        adjusted_rand(types_test, auto.labels),
-        best,
-        auto.eps,
-        best_eps,
-        auto.n_clusters,
-    )
-
-
-def print_table(scores: list[Score], noisy_mse: float) -> None:
+def print_table(scores: dict[str, HeldOutScores], noisy_mse: float) -> None:
     print()
     print(
         f"{'method':<8} {'MSE x1e3':>9} {'ARI (auto eps)':>15} {'ARI (best eps)':>15} "
         f"{'eps auto':>9} {'clusters':>9}",
     )
-    for s in scores:
+    for method, s in scores.items():
         print(
-            f"{s.method:<8} {s.mse * 1e3:>9.3f} {s.ari_auto:>15.3f} {s.ari_oracle:>15.3f} "
+            f"{method:<8} {s.mse * 1e3:>9.3f} {s.ari_auto:>15.3f} {s.ari_oracle:>15.3f} "
             f"{s.eps_auto:>9.3g} {s.n_clusters_auto:>9d}"
         )
     print(
@@ -124,7 +101,9 @@ def print_table(scores: list[Score], noisy_mse: float) -> None:
     )
 
 
-def run_demo(output_dir: Path, quick: bool = False, settings: DemoSettings | None = None):
+def run_demo(
+    output_dir: Path, quick: bool = False, settings: DemoSettings | None = None
+) -> dict[str, HeldOutScores]:
     """Simulate, fit, score, write NWB results and a figure; returns the scores."""
     from tqdm import tqdm
 
@@ -182,10 +161,10 @@ def run_demo(output_dir: Path, quick: bool = False, settings: DemoSettings | Non
     avae.save(output_dir / "model.pt")
 
     print(f"3/4 scoring on {int(test.sum())} held-out neurons", file=sys.stderr)
-    scores = [
-        score(name, m, X[test], truth[test], types[test], s.min_samples)
+    scores = {
+        name: score_held_out(m, X[test], truth[test], types[test], s.min_samples)
         for name, m in (("AVAE", avae), ("PCA", pca))
-    ]
+    }
     noisy_mse = float(reconstruction_mse(X[test], truth[test], X[test]).mean())
     print_table(scores, noisy_mse)
 
@@ -198,7 +177,7 @@ def run_demo(output_dir: Path, quick: bool = False, settings: DemoSettings | Non
         for t, r in zip(noisy, results, strict=True)
     ]
     figure = output_dir / "demo.png"
-    save_figure(figure, avae, X[test], truth[test], types[test], scores[0], s)
+    save_figure(figure, avae, X[test], truth[test], types[test], scores["AVAE"], s)
     print(
         f"wrote {len(written)} result files to {result_dir}, the model to "
         f"{output_dir / 'model.pt'} and the figure to {figure}"
@@ -206,7 +185,9 @@ def run_demo(output_dir: Path, quick: bool = False, settings: DemoSettings | Non
     return scores
 
 
-def save_figure(path: Path, model, X, clean, types, avae_score: Score, s: DemoSettings) -> None:
+def save_figure(
+    path: Path, model, X, clean, types, avae_score: HeldOutScores, s: DemoSettings
+) -> None:
     """Latent embedding by type and by cluster, example reconstructions, loss curves."""
     import matplotlib
 

@@ -10,6 +10,7 @@ from napari_calcium_avae.analysis import (
     knee_eps,
     oracle_eps_ari,
     reconstruction_mse,
+    score_held_out,
 )
 from napari_calcium_avae.errors import CalciumAvaeError, CalciumAvaeWarning
 
@@ -108,3 +109,18 @@ def test_oracle_ari_is_an_upper_bound_of_the_auto_eps():
     best, eps = oracle_eps_ari(latents, truth, 5)
     auto = adjusted_rand(truth, cluster_latents(latents, "auto", 5).labels)
     assert best >= auto - 1e-12 and eps > 0
+
+
+def test_held_out_scores_of_a_model_that_separates_three_shapes():
+    from napari_calcium_avae.model import PCABaseline
+
+    rng = np.random.default_rng(6)
+    t = np.linspace(0, 1, 64)
+    shapes = np.stack([np.sin(2 * np.pi * t), t, np.exp(-5 * t)])
+    truth = np.repeat(np.arange(3), 20)
+    clean = shapes[truth] * rng.uniform(0.8, 1.2, (60, 1))
+    noisy = clean + rng.normal(0, 0.05, clean.shape)
+    scores = score_held_out(PCABaseline(n_components=2).fit(noisy), noisy, clean, truth)
+    assert scores.mse < reconstruction_mse(noisy, clean, noisy).mean()  # denoises
+    assert scores.ari_oracle > 0.9 and scores.ari_oracle >= scores.ari_auto - 1e-12
+    assert scores.distinct_latents == 60 and scores.eps_auto > 0

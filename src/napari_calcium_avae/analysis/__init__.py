@@ -2,10 +2,17 @@
 
 from .clustering import Clustering, cluster_latents, k_distances, knee_eps
 from .embedding import embed_2d
-from .metrics import adjusted_rand, oracle_eps_ari, reconstruction_mse
+from .metrics import (
+    HeldOutScores,
+    adjusted_rand,
+    oracle_eps_ari,
+    reconstruction_mse,
+    score_held_out,
+)
 
 __all__ = [
     "Clustering",
+    "HeldOutScores",
     "adjusted_rand",
     "cluster_latents",
     "embed_2d",
@@ -13,4 +20,5 @@ __all__ = [
     "knee_eps",
     "oracle_eps_ari",
     "reconstruction_mse",
+    "score_held_out",
 ]
