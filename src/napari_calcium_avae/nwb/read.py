@@ -407,6 +407,16 @@ def _latest_results(f: h5py.File, series_path: str, table_path: str) -> h5py.Gro
     return f[_RESULTS_MODULE][max(found)[1]]
 
 
+def _positions(written_rows: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Where each of ``rows`` sits in a results object's ``rois`` column (-1: not there).
+
+    Results may cover a subset of the ROIs, in any order; this lines them up with the
+    series being read.
+    """
+    position = {int(r): i for i, r in enumerate(written_rows)}
+    return np.array([position.get(int(r), -1) for r in rows], dtype=np.int64)
+
+
 def _merge_results(
     f: h5py.File, series_path: str, table_path: str, rows: np.ndarray, roi_table: pd.DataFrame
 ) -> pd.DataFrame:
@@ -414,8 +424,7 @@ def _merge_results(
     group = _latest_results(f, series_path, table_path)
     if group is None:
         return roi_table
-    position = {int(r): i for i, r in enumerate(group["rois"][()])}
-    index = np.array([position.get(int(r), -1) for r in rows])
+    index = _positions(group["rois"][()], rows)
     present = index >= 0
     merged = roi_table.copy()
 
@@ -545,8 +554,7 @@ def read_reconstruction(path: str | Path, series: str | None = None) -> np.ndarr
             return None
         recon = module[name]
         rows = np.asarray(group["rois"][()], dtype=np.int64)
-        position = {int(r): i for i, r in enumerate(recon["rois"][()])}
-        index = np.array([position.get(int(r), -1) for r in rows])
+        index = _positions(recon["rois"][()], rows)
         data = _read_data(recon["data"])
         out = np.full((len(rows), data.shape[1]), np.nan, dtype=np.float32)
         out[index >= 0] = data[index[index >= 0]]
