@@ -72,6 +72,14 @@ def test_claims_fail_when_the_numbers_say_so():
     assert claims[3].verdict == "does not hold"
 
 
+def test_collapsed_fits_are_counted_per_setting():
+    runs = _runs(5e-4, (0.8, 0.85), (0.6, 0.3)).assign(n_test=10, distinct_latents=10)
+    assert bench._collapsed_fits(runs).endswith(": 0 of 8")
+    small = (runs["model"] == "AVAE") & (runs["latent_size"] == 2)
+    runs.loc[small & (runs["partition"] == 0), "distinct_latents"] = 3
+    assert bench._collapsed_fits(runs).endswith(": 2 of 8 (released D2=2 β=0.5: 2)")
+
+
 def test_stability_is_not_tested_with_one_latent_size():
     runs = _runs(5e-4, (0.8, 0.85), (0.6, 0.3))
     claims = check_claims(runs[runs["latent_size"] == 2], _correlations(0.9, 0.05))

@@ -683,6 +683,25 @@ def _markdown_table(frame: pd.DataFrame, digits: int = 3, scale: float = 1.0) ->
     return "\n".join(lines)
 
 
+def _collapsed_fits(runs: pd.DataFrame) -> str:
+    """Summary line: AVAE fits whose encoder saturated (many test neurons share a latent)."""
+    avae = runs[runs["model"] == "AVAE"]
+    collapsed = avae[avae["distinct_latents"] < avae["n_test"] / 2]
+    line = (
+        "- AVAE fits whose test neurons share latent vectors (fewer distinct latents than "
+        f"half the test neurons, a saturated encoder): {len(collapsed)} of {len(avae)}"
+    )
+    if len(collapsed) == 0:
+        return line
+    counts = collapsed.groupby(["architecture", "latent_size", "beta"]).size()
+    return (
+        line
+        + " ("
+        + ", ".join(f"{arch} D2={d2} β={beta:g}: {n}" for (arch, d2, beta), n in counts.items())
+        + ")"
+    )
+
+
 def summary_markdown(
     s: BenchSettings,
     data: Dataset,
@@ -697,8 +716,6 @@ def summary_markdown(
     devices = ", ".join(sorted(set(runs["device"])))
     sigma = ", ".join(f"{k:g} -> {v:.3f}" for k, v in data.measured_sigma.items())
     noisy = runs.groupby("noise_sigma")["noisy_mse"].median()
-    avae = runs[runs["model"] == "AVAE"]
-    collapsed = avae[avae["distinct_latents"] < avae["n_test"] / 2]
     parts = [
         "# calcium-avae bench: the paper's benchmarks (seed 000 sections 3.1-3.2)",
         "",
@@ -711,20 +728,7 @@ def summary_markdown(
         f"at most {s.max_epochs} epochs, patience {s.patience}, min delta {s.min_delta:g}",
         f"- DBSCAN min_samples {s.min_samples}; {len(runs)} fits on {devices}, "
         f"{seconds / 60:.1f} min in all",
-        f"- AVAE fits whose test neurons share latent vectors (fewer distinct latents than half "
-        f"the test neurons, a saturated encoder): {len(collapsed)} of {len(avae)}"
-        + (
-            " ("
-            + ", ".join(
-                f"{k[0]} D2={k[1]} β={k[2]:g}: {v}"
-                for k, v in collapsed.groupby(["architecture", "latent_size", "beta"])
-                .size()
-                .items()
-            )
-            + ")"
-            if len(collapsed)
-            else ""
-        ),
+        _collapsed_fits(runs),
         "",
         "## The paper's claims",
         "",
