@@ -26,19 +26,14 @@ def _train_steps(net, batch: int, n_frames: int, steps: int) -> tuple[float, flo
     """(wall seconds, CPU seconds of all threads) per step; CPU time resists other load."""
     import torch
 
-    from napari_calcium_avae.model.training import vae_loss
+    from napari_calcium_avae.model.training import adam, training_step
 
-    opt = torch.optim.Adam(net.parameters(), lr=5e-3, eps=1e-6, fused=True)
     x = torch.rand(batch, n_frames) - 0.5
+    optimiser = adam(net.parameters(), 5e-3, x.device)
+    noise = torch.Generator().manual_seed(0)
 
     def step() -> None:
-        mu, logvar = net.encode(x)
-        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
-        loss, _, _ = vae_loss(net.decode(z, n_frames), x, mu, logvar, 0.5)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-        opt.step()
+        training_step(net, optimiser, x, 0.5, noise)
 
     step()  # warm-up
     start, cpu = time.perf_counter(), time.process_time()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -68,6 +68,37 @@ def _sample(mu: torch.Tensor, logvar: torch.Tensor, gen: torch.Generator) -> tor
     return mu + noise * torch.exp(0.5 * logvar)
 
 
+def adam(
+    parameters: Iterable[nn.Parameter], learning_rate: float, device: torch.device
+) -> torch.optim.Optimizer:
+    """The released scripts' optimiser (Adam, eps 1e-6), fused where torch has the kernel."""
+    fused = device.type in ("cpu", "cuda")  # one kernel for all parameters
+    return torch.optim.Adam(parameters, lr=learning_rate, eps=1e-6, fused=fused or None)
+
+
+def training_step(
+    net: nn.Module,
+    optimiser: torch.optim.Optimizer,
+    xb: torch.Tensor,
+    beta: float,
+    noise: torch.Generator,
+) -> float:
+    """One optimiser step on a batch, gradient norm clipped at 1; returns the batch loss.
+
+    A NaN/Inf loss is returned without a step, so the weights stay as they were.
+    """
+    mu, logvar = net.encode(xb)
+    recon = net.decode(_sample(mu, logvar, noise), xb.shape[1])
+    loss, _, _ = vae_loss(recon, xb, mu, logvar, beta)
+    if not torch.isfinite(loss):
+        return loss.item()
+    optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+    optimiser.step()
+    return loss.item()
+
+
 def _evaluate(
     net: nn.Module, X: torch.Tensor, beta: float, batch_size: int
 ) -> tuple[float, float, float]:
@@ -106,16 +137,12 @@ def train_iter(
     loss is a sum over frames, so an absolute threshold would mean something different
     for every trace length and noise level.
     """
-    fused = X_train.device.type in ("cpu", "cuda")  # one kernel for all parameters
-    optimiser = torch.optim.Adam(
-        net.parameters(), lr=config.learning_rate, eps=1e-6, fused=fused or None
-    )
+    optimiser = adam(net.parameters(), config.learning_rate, X_train.device)
     schedule = torch.optim.lr_scheduler.ExponentialLR(optimiser, gamma=config.lr_decay)
     best_state = _snapshot(net)
     best_loss = math.inf
     best_epoch = 0
     since_best = 0
-    n_frames = X_train.shape[1]
     try:
         for epoch in range(1, config.max_epochs + 1):
             lr = optimiser.param_groups[0]["lr"]
@@ -129,17 +156,11 @@ def train_iter(
                     reason = "stopped"
                     break
                 xb = X_train[order[start : start + config.batch_size]]
-                mu, logvar = net.encode(xb)
-                recon = net.decode(_sample(mu, logvar, noise_generator), n_frames)
-                loss, _, _ = vae_loss(recon, xb, mu, logvar, config.beta)
-                if not torch.isfinite(loss):
+                loss = training_step(net, optimiser, xb, config.beta, noise_generator)
+                if not math.isfinite(loss):
                     reason = "diverged"
                     break
-                optimiser.zero_grad(set_to_none=True)
-                loss.backward()
-                nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-                optimiser.step()
-                train_sum += loss.item() * len(xb)
+                train_sum += loss * len(xb)
                 seen += len(xb)
             if reason is None:
                 val_loss, sse, kl = _evaluate(net, X_val, config.beta, config.batch_size)
