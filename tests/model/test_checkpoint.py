@@ -68,3 +68,16 @@ def test_checkpoint_with_unknown_settings_is_refused(tmp_path, traces):
     torch.save(payload, path)
     with pytest.raises(CalciumAvaeError, match="settings this version does not know"):
         AVAE.load(path, device="cpu")
+
+
+def test_checkpoint_from_before_the_timing_path_loads_without_one(tmp_path, traces):
+    model = AVAE(timing_channels=0, **SMALL).fit(traces)
+    path = model.save(tmp_path / "m.pt")
+    payload = torch.load(path, weights_only=True)
+    config = json.loads(payload["config"])
+    del config["params"]["timing_channels"]  # as in checkpoints from before it
+    payload["config"] = json.dumps(config)
+    torch.save(payload, path)
+    loaded = AVAE.load(path, device="cpu")
+    assert loaded.timing_channels == 0 and loaded.module_.timing is None
+    np.testing.assert_array_equal(loaded.reconstruct(traces), model.reconstruct(traces))

@@ -26,13 +26,36 @@ def test_fit_transform_shapes_and_attributes(traces):
     assert recon.shape == traces.shape and recon.dtype == np.float32
 
 
-def test_reconstruct_is_in_source_units(traces):
-    model = AVAE(**SMALL).fit(traces)
+@pytest.mark.parametrize("timing_channels", [0, 1])
+def test_reconstruct_is_in_source_units(traces, timing_channels):
+    model = AVAE(timing_channels=timing_channels, **SMALL).fit(traces)
     shifted = traces * 10 + 100
     Xn, (lo, span) = model.normalise(shifted)
     assert Xn.min() == pytest.approx(-0.5) and Xn.max() == pytest.approx(0.5)
-    expected = (model.inverse_transform(model.transform(shifted)) + 0.5) * span + lo
-    np.testing.assert_allclose(model.reconstruct(shifted), expected, rtol=1e-5)
+    np.testing.assert_allclose(
+        model.reconstruct(shifted), model.reconstruct(traces) * 10 + 100, rtol=1e-5
+    )
+    if timing_channels == 0:  # no per-trace latents: the neuron latent says it all
+        expected = (model.inverse_transform(model.transform(shifted)) + 0.5) * span + lo
+        np.testing.assert_allclose(model.reconstruct(shifted), expected, rtol=1e-5)
+
+
+def test_timing_path_adds_per_trace_detail(traces):
+    model = AVAE(timing_channels=2, **SMALL).fit(traces)
+    assert model.module_.timing.channels == 2
+    assert AVAE(timing_channels=0, **SMALL).fit(traces).module_.timing is None
+    z = model.transform(traces)
+    # inverse_transform puts the timing latents at their prior mean; sample draws them
+    assert not np.allclose(
+        model.inverse_transform(z), model.normalise(model.reconstruct(traces))[0]
+    )
+    a, b = model.sample(3, random_state=4), model.sample(3, random_state=4)
+    np.testing.assert_array_equal(a, b)
+    assert a.shape == (3, traces.shape[1])
+    with pytest.raises(CalciumAvaeError, match="too short for the timing path"):
+        AVAE(**SMALL).fit(traces[:, :7])
+    with pytest.raises(CalciumAvaeError, match="timing_channels"):
+        AVAE(timing_channels=-1, **SMALL).fit(traces)
 
 
 @pytest.mark.parametrize("make", [lambda: AVAE(**SMALL), lambda: PCABaseline(n_components=2)])

@@ -1,10 +1,9 @@
 """The AVAE on simulated cultures of the three neuron types, scored on held-out neurons.
 
 At the paper's highest noise level (sigma = 2.5) the latents must tell the types apart well
-above chance, and the reconstructions must follow each neuron's own activity: closer to the
-noise-free trace than a flat line at the trace's mean, which is what a model that ignored
-its input (or collapsed to the prior) would give. They are not closer than the noisy input
-itself: no low-dimensional code is, on these cultures (docs/benchmarks.md).
+above chance, and the reconstructions must be closer to the noise-free traces than the
+noisy input is: the denoising the product promises. The neuron latent alone cannot do the
+second (docs/model.md, "The timing path"); the estimator's default timing path does.
 """
 
 import numpy as np
@@ -54,9 +53,9 @@ def test_avae_separates_types_and_follows_each_neuron(cultures):
 
     knn = KNeighborsClassifier(5).fit(model.transform(noisy[train]), types[train])
     accuracy = knn.score(model.transform(noisy[test]), types[test])
-    assert accuracy > 0.6  # chance: 1/3; trained: 0.87
+    assert accuracy > 0.75  # chance: 1/3; trained: 0.83-0.90 over seeds; one epoch: 0.70
 
     mse = reconstruction_mse(model.reconstruct(noisy[test]), clean[test], noisy[test]).mean()
-    flat = np.repeat(noisy[test].mean(axis=1, keepdims=True), noisy.shape[1], axis=1)
-    mse_flat = reconstruction_mse(flat, clean[test], noisy[test]).mean()
-    assert mse < 0.95 * mse_flat  # trained: 0.85 (0.69-0.82 on other data); one epoch: 1.22
+    mse_noisy = reconstruction_mse(noisy[test], clean[test], noisy[test]).mean()
+    # trained: 0.33-0.36 over seeds; without the timing path 2.7; one epoch 7.2
+    assert mse < 0.6 * mse_noisy

@@ -6,8 +6,16 @@ import pytest
 import torch
 
 from napari_calcium_avae.errors import CalciumAvaeWarning
-from napari_calcium_avae.model.architectures import ReleasedAVAE
-from napari_calcium_avae.model.training import TrainingConfig, train_iter, vae_loss
+from napari_calcium_avae.model.architectures import ReleasedAVAE, build
+from napari_calcium_avae.model.training import (
+    NOISE_FLOOR,
+    TrainingConfig,
+    batch_loss,
+    noise_sd,
+    timing_loss,
+    train_iter,
+    vae_loss,
+)
 
 
 def test_loss_is_sse_plus_beta_kl_per_trace():
@@ -21,6 +29,47 @@ def test_loss_is_sse_plus_beta_kl_per_trace():
     assert sse.item() == pytest.approx(2.5)
     assert k.item() == pytest.approx(kl)
     assert loss.item() == pytest.approx(2.5 + 0.5 * kl)
+
+
+def test_noise_sd_reads_white_noise_and_ignores_transients():
+    gen = torch.Generator().manual_seed(0)
+    x = 0.05 * torch.randn(4, 4000, generator=gen)
+    x[:, 1000:1100] += torch.linspace(0, 0.4, 100)  # a rise: a few large differences
+    torch.testing.assert_close(noise_sd(x), torch.full((4,), 0.05), rtol=0.05, atol=0)
+    assert noise_sd(torch.zeros(1, 50)).item() == pytest.approx(NOISE_FLOOR)
+
+
+def test_timing_loss_weighs_errors_by_each_traces_noise():
+    gen = torch.Generator().manual_seed(1)
+    x = torch.cat(
+        [0.02 * torch.randn(1, 2000, generator=gen), 0.2 * torch.randn(1, 2000, generator=gen)]
+    )
+    recon = x + 0.1  # the same error on both traces
+    mu, logvar = torch.zeros(2, 1, 500), torch.zeros(2, 1, 500)  # the prior: KL 0
+    loss, sse, kl = timing_loss(recon, x, mu, logvar)
+    sd = noise_sd(x)
+    expected = (2000 * 0.01 / (2 * sd**2)).mean()
+    assert kl.item() == pytest.approx(0.0)
+    assert sse.item() == pytest.approx(2000 * 0.01, rel=1e-4)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-4)
+    # the quiet trace's error costs (0.2 / 0.02)^2 = 100 times more: it has to be explained
+    assert (sd[1] / sd[0]).item() == pytest.approx(10, rel=0.1)
+
+
+@pytest.mark.parametrize("architecture", ["released", "recurrent"])
+def test_timing_path_gradients_never_reach_the_neuron_model(architecture):
+    torch.manual_seed(0)
+    net = build(architecture, 64, 16, 2, timing_channels=1)
+    x = torch.rand(6, 64) - 0.5
+    batch_loss(net, x, 0.5, None)[0].backward()
+    core, timing = net.parameter_groups()
+    with_timing = [p.grad.clone() for p in core]
+    assert any(p.grad.abs().sum() > 0 for p in timing)
+    net.zero_grad()
+    mu, logvar = net.encode(x)
+    vae_loss(net.decode(mu, 64), x, mu, logvar, 0.5)[0].backward()
+    for a, p in zip(with_timing, core, strict=True):
+        torch.testing.assert_close(a, p.grad)
 
 
 def _setup(max_epochs=30, patience=3, min_delta=0.0, lr=5e-3, T=32):

@@ -1,7 +1,11 @@
-"""The two networks behind the AVAE: the released function class and a recurrent model.
+"""The networks behind the AVAE: the released function class, a recurrent model, and
+the timing path either of them can carry.
 
-Both map a batch of normalised traces (B, T) to the posterior parameters (mu, logvar),
-each (B, D2), and decode latents (B, D2) back to traces (B, T) in the normalised scale.
+Both architectures map a batch of normalised traces (B, T) to the posterior parameters
+(mu, logvar) of the neuron's latent vector, each (B, D2), and decode latents (B, D2)
+back to traces (B, T) in the normalised scale. A vector of D2 numbers describes what
+kind of neuron this is, not when it fired, so on its own it cannot denoise a trace: the
+optional :class:`TimingPath` adds a short sequence of latents that says when.
 """
 
 from __future__ import annotations
@@ -11,6 +15,103 @@ import torch.nn.functional as F
 from torch import nn
 
 ARCHITECTURES = ("released", "recurrent")
+
+
+class TimingPath(nn.Module):
+    """Latents every ``STRIDE`` frames that add to the neuron-level reconstruction.
+
+    The encoder sees the trace and the neuron-level reconstruction (the two as input
+    channels) and gives a Gaussian posterior for ``channels`` latents per ``STRIDE``
+    frames; the decoder turns them into a correction added to that reconstruction.
+    The stride caps how fast the correction can change and the KL term prices every
+    value it holds, so it keeps what stands out of the noise (when the neuron fired)
+    and not the noise itself. Plain convolutions: cheap on a CPU at any length.
+    """
+
+    STRIDE = 4
+    WIDTH = 16
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        s, w = self.STRIDE, self.WIDTH
+        self.channels = channels
+        self.encoder = nn.Sequential(
+            nn.Conv1d(2, w, 2 * s, stride=s, padding=s // 2),
+            nn.GELU(),
+            nn.Conv1d(w, w, 5, padding=2),
+            nn.GELU(),
+            nn.Conv1d(w, w, 5, padding=4, dilation=2),
+            nn.GELU(),
+            nn.Conv1d(w, 2 * channels, 1),
+        )
+        self.decoder = nn.Sequential(
+            nn.ConvTranspose1d(channels, w, 2 * s, stride=s, padding=s // 2),
+            nn.GELU(),
+            nn.Conv1d(w, w, 5, padding=2),
+            nn.GELU(),
+            nn.Conv1d(w, 1, 5, padding=2),
+        )
+
+    @classmethod
+    def n_steps(cls, n_frames: int) -> int:
+        return -(-n_frames // cls.STRIDE)
+
+    def encode(self, x: torch.Tensor, coarse: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mu, logvar), each (B, channels, ceil(T / STRIDE))."""
+        seq = torch.stack([x, coarse], dim=1)
+        pad = -x.shape[-1] % self.STRIDE
+        if pad:
+            seq = F.pad(seq, (0, pad), mode="replicate")
+        return self.encoder(seq).chunk(2, dim=1)
+
+    def decode(self, u: torch.Tensor, n_frames: int) -> torch.Tensor:
+        return self.decoder(u)[:, 0, :n_frames]
+
+
+class TraceNet(nn.Module):
+    """What the estimator and the training loop need of a network, whichever it is.
+
+    Subclasses give ``encode`` (traces to the neuron's posterior) and ``decode`` (its
+    latent to a trace); ``timing`` is a :class:`TimingPath` or None.
+    """
+
+    timing: TimingPath | None
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def decode(self, z: torch.Tensor, n_frames: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def reconstruct(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(posterior means, reconstruction): the denoised trace, every latent at its mean."""
+        mu, _ = self.encode(x)
+        out = self.decode(mu, x.shape[-1])
+        if self.timing is not None:
+            detail, _ = self.timing.encode(x, out)
+            out = out + self.timing.decode(detail, x.shape[-1])
+        return mu, out
+
+    def generate(
+        self, z: torch.Tensor, n_frames: int, detail: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Traces from neuron latents and timing latents (None: their prior mean, 0)."""
+        out = self.decode(z, n_frames)
+        if self.timing is not None:
+            if detail is None:
+                shape = (len(z), self.timing.channels, self.timing.n_steps(n_frames))
+                detail = z.new_zeros(shape)
+            out = out + self.timing.decode(detail, n_frames)
+        return out
+
+    def parameter_groups(self) -> list[list[nn.Parameter]]:
+        """The neuron-level model's parameters, then the timing path's (if any): each
+        group has its own gradient clipping, so one path's large gradients do not
+        shrink the other's steps."""
+        timing = list(self.timing.parameters()) if self.timing is not None else []
+        owned = {id(p) for p in timing}
+        core = [p for p in self.parameters() if id(p) not in owned]
+        return [core, timing] if timing else [core]
 
 
 class OneStepLSTM(nn.Module):
@@ -51,14 +152,17 @@ class OneStepLSTM(nn.Module):
         return layer
 
 
-class ReleasedAVAE(nn.Module):
+class ReleasedAVAE(TraceNet):
     """The released model's function: one-step LSTM encoder and decoder over whole traces.
 
     The input size is the trace length, so a model only takes traces of ``n_frames``.
     """
 
-    def __init__(self, n_frames: int, hidden_size: int, latent_size: int) -> None:
+    def __init__(
+        self, n_frames: int, hidden_size: int, latent_size: int, timing_channels: int = 0
+    ) -> None:
         super().__init__()
+        self.timing = TimingPath(timing_channels) if timing_channels else None
         self.n_frames = n_frames
         self.encoder = OneStepLSTM(n_frames, hidden_size)
         self.mu = nn.Linear(hidden_size, latent_size)
@@ -76,7 +180,7 @@ class ReleasedAVAE(nn.Module):
         return self.decoder(self.expand(z))
 
 
-class RecurrentAVAE(nn.Module):
+class RecurrentAVAE(TraceNet):
     """An LSTM that reads the trace as a sequence and one that generates it.
 
     Strided convolutions shorten time by ``STRIDE`` around the recurrent core, so a
@@ -91,8 +195,9 @@ class RecurrentAVAE(nn.Module):
     CHANNELS = (16, 32, 64)
     STRIDE = 256
 
-    def __init__(self, hidden_size: int, latent_size: int) -> None:
+    def __init__(self, hidden_size: int, latent_size: int, timing_channels: int = 0) -> None:
         super().__init__()
+        self.timing = TimingPath(timing_channels) if timing_channels else None
         width = max(hidden_size // 2, 1)
         down: list[nn.Module] = []
         up: list[nn.Module] = []
@@ -130,11 +235,15 @@ class RecurrentAVAE(nn.Module):
 
 
 def build(
-    architecture: str, n_frames: int, hidden_size: int, latent_size: int
-) -> ReleasedAVAE | RecurrentAVAE:
+    architecture: str,
+    n_frames: int,
+    hidden_size: int,
+    latent_size: int,
+    timing_channels: int = 0,
+) -> TraceNet:
     """The network for an estimator's settings (n_frames matters for "released" only)."""
     if architecture == "released":
-        return ReleasedAVAE(n_frames, hidden_size, latent_size)
+        return ReleasedAVAE(n_frames, hidden_size, latent_size, timing_channels)
     if architecture == "recurrent":
-        return RecurrentAVAE(hidden_size, latent_size)
+        return RecurrentAVAE(hidden_size, latent_size, timing_channels)
     raise ValueError(f"unknown architecture {architecture!r}")

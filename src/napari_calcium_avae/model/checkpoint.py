@@ -91,7 +91,8 @@ def load_checkpoint(path: str | Path, device: str = "auto") -> AVAE:
 
     path = Path(path)
     config, state = _read(path)
-    params = dict(config["params"], device=device)
+    # checkpoints from before the timing path have no timing_channels: they had none
+    params = {"timing_channels": 0, **config["params"], "device": device}
     try:
         model = AVAE(**params)
     except TypeError:
@@ -101,7 +102,13 @@ def load_checkpoint(path: str | Path, device: str = "auto") -> AVAE:
             f"(napari-calcium-avae {made_by}); update napari-calcium-avae"
         ) from None
     model._check_params()
-    net = build(model.architecture, config["n_frames"], model.hidden_size, model.latent_size)
+    net = build(
+        model.architecture,
+        config["n_frames"],
+        model.hidden_size,
+        model.latent_size,
+        model.timing_channels,
+    )
     try:
         net.load_state_dict(state)
     except (RuntimeError, TypeError) as error:

@@ -21,7 +21,7 @@ from sklearn.decomposition import PCA
 from sklearn.utils.validation import check_is_fitted
 
 from ..errors import CalciumAvaeError
-from .architectures import ARCHITECTURES, build
+from .architectures import ARCHITECTURES, TimingPath, build
 from .device import is_out_of_memory, resolve_device
 from .training import EpochReport, TrainingConfig, train_iter
 
@@ -97,8 +97,10 @@ class AVAE(_Normalised, TransformerMixin, BaseEstimator):
     """Autoregressive beta-VAE of seed 000: one latent vector per neuron's trace.
 
     ``architecture="released"`` is the released model's function class (fixed trace
-    length); ``"recurrent"`` reads and writes the trace as a sequence (any length). See
-    docs/model.md for the parameters and the speed of each.
+    length); ``"recurrent"`` reads and writes the trace as a sequence (any length).
+    ``timing_channels`` > 0 adds the timing path (latents every 4 frames that say when
+    the neuron fired), which is what makes reconstructions denoise; 0 is the paper's
+    model. See docs/model.md for the parameters and the speed of each.
     """
 
     def __init__(
@@ -107,6 +109,7 @@ class AVAE(_Normalised, TransformerMixin, BaseEstimator):
         latent_size: int = 8,
         beta: float = 0.5,
         architecture: str = "released",
+        timing_channels: int = 1,
         learning_rate: float = 5e-3,
         lr_decay: float = 0.99,
         batch_size: int = 256,
@@ -122,6 +125,7 @@ class AVAE(_Normalised, TransformerMixin, BaseEstimator):
         self.latent_size = latent_size
         self.beta = beta
         self.architecture = architecture
+        self.timing_channels = timing_channels
         self.learning_rate = learning_rate
         self.lr_decay = lr_decay
         self.batch_size = batch_size
@@ -144,6 +148,10 @@ class AVAE(_Normalised, TransformerMixin, BaseEstimator):
             value = getattr(self, name)
             if not isinstance(value, int | np.integer) or value < 1:
                 raise CalciumAvaeError(f"{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.timing_channels, int | np.integer) or self.timing_channels < 0:
+            raise CalciumAvaeError(
+                f"timing_channels must be an integer >= 0, got {self.timing_channels!r}"
+            )
         if not 0 < self.validation_fraction < 1:
             raise CalciumAvaeError(
                 f"validation_fraction must be between 0 and 1, got {self.validation_fraction}"
@@ -185,6 +193,11 @@ class AVAE(_Normalised, TransformerMixin, BaseEstimator):
                 f"only {n_rois} trace(s) to train on; at least {MIN_FIT_ROIS} are needed "
                 "(a validation split is held out)"
             )
+        if self.timing_channels and n_frames < 2 * TimingPath.STRIDE:
+            raise CalciumAvaeError(
+                f"traces of {n_frames} frames are too short for the timing path (at least "
+                f"{2 * TimingPath.STRIDE}); use timing_channels=0"
+            )
         device = resolve_device(self.device)
         self._fit_norm(X)
         Xn, _ = self.normalise(X)
@@ -193,7 +206,13 @@ class AVAE(_Normalised, TransformerMixin, BaseEstimator):
         n_val = min(max(1, round(self.validation_fraction * n_rois)), n_rois - 1)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.random_state)
-            net = build(self.architecture, n_frames, self.hidden_size, self.latent_size)
+            net = build(
+                self.architecture,
+                n_frames,
+                self.hidden_size,
+                self.latent_size,
+                int(self.timing_channels),
+            )
         config = TrainingConfig(
             beta=float(self.beta),
             learning_rate=float(self.learning_rate),
@@ -258,11 +277,13 @@ class AVAE(_Normalised, TransformerMixin, BaseEstimator):
             with torch.inference_mode():
                 for rows in _chunks(n, n_frames):
                     Xn, (lo, span) = self.normalise(X[rows])
-                    mu, _ = self.module_.encode(torch.from_numpy(Xn).to(self.device_))
+                    x = torch.from_numpy(Xn).to(self.device_)
+                    if recon is None:
+                        mu, _ = self.module_.encode(x)
+                    else:
+                        mu, out = self.module_.reconstruct(x)
+                        recon[rows] = (out.cpu().numpy() + 0.5) * span + lo
                     latents[rows] = mu.cpu().numpy()
-                    if recon is not None:
-                        out = self.module_.decode(mu, n_frames).cpu().numpy()
-                        recon[rows] = (out + 0.5) * span + lo
         except RuntimeError as error:
             if is_out_of_memory(error):
                 raise self._oom_error("inference") from None
@@ -287,7 +308,23 @@ class AVAE(_Normalised, TransformerMixin, BaseEstimator):
 
     def inverse_transform(self, Z: Any) -> np.ndarray:
         """Decoded traces (n, n_frames_) in the normalised scale [-0.5, 0.5]: a latent
-        carries no trace's offset and range, so source units are undefined here."""
+        carries no trace's offset and range, so source units are undefined here. The
+        timing latents, which belong to a trace and not to a neuron, sit at their prior
+        mean, so this is the neuron's typical trace rather than one recording of it."""
+        return self._generate(Z, None)
+
+    def sample(self, n: int, random_state: int | None = None) -> np.ndarray:
+        """n new traces with every latent drawn from its prior N(0, I), normalised scale."""
+        check_is_fitted(self, "module_")
+        rng = np.random.default_rng(random_state)
+        z = rng.standard_normal((n, self.latent_size))
+        timing = self.module_.timing
+        if timing is None:
+            return self._generate(z, None)
+        shape = (n, timing.channels, timing.n_steps(self.n_frames_))
+        return self._generate(z, rng.standard_normal(shape).astype(np.float32))
+
+    def _generate(self, Z: Any, detail: np.ndarray | None) -> np.ndarray:
         check_is_fitted(self, "module_")
         Z = np.asarray(Z, dtype=np.float32)
         if Z.ndim != 2 or Z.shape[1] != self.latent_size:
@@ -299,13 +336,9 @@ class AVAE(_Normalised, TransformerMixin, BaseEstimator):
         with torch.inference_mode():
             for rows in _chunks(len(Z), self.n_frames_):
                 z = torch.from_numpy(Z[rows]).to(self.device_)
-                out[rows] = self.module_.decode(z, self.n_frames_).cpu().numpy()
+                d = None if detail is None else torch.from_numpy(detail[rows]).to(self.device_)
+                out[rows] = self.module_.generate(z, self.n_frames_, d).cpu().numpy()
         return out
-
-    def sample(self, n: int, random_state: int | None = None) -> np.ndarray:
-        """n new traces drawn from the prior N(0, I), in the normalised scale."""
-        rng = np.random.default_rng(random_state)
-        return self.inverse_transform(rng.standard_normal((n, self.latent_size)))
 
     def to(self, device: str) -> AVAE:
         """Move a fitted model (e.g. to the CPU after a GPU ran out of memory)."""
