@@ -38,6 +38,7 @@ def main() -> None:
     p.add_argument("--architectures", type=lambda t: tuple(t.split(",")))
     p.add_argument("--sizes", type=_sizes, help="(D1, D2) pairs, e.g. 32x2,128x8")
     p.add_argument("--betas", type=_floats, help="e.g. 0,0.5,1")
+    p.add_argument("--timing-channels", type=int, help="0 (default): the paper's model")
     p.add_argument("--cultures-per-type", type=int)
     p.add_argument("--frame-rate", type=float)
     p.add_argument("--max-epochs", type=int)

@@ -4,6 +4,7 @@ import h5py
 import pytest
 
 from napari_calcium_avae.cli import build_parser, main
+from napari_calcium_avae.model import load_model
 
 COMMANDS = ["inspect", "simulate", "fit", "apply", "demo", "bench"]
 
@@ -123,11 +124,13 @@ def test_simulate_inspect_fit_apply_end_to_end(tmp_path, capsys):
                 "2",
                 "--batch-size",
                 "4",
+                "--timing-channels",
+                "2",
             ]
         )
         == 0
     )
-    assert model.is_file()
+    assert load_model(model, device="cpu").module_.timing.channels == 2
     assert (
         main(
             [

@@ -47,6 +47,8 @@ class BenchSettings:
     architectures: tuple[str, ...] = ("released", "recurrent")
     sizes: tuple[tuple[int, int], ...] = ((32, 2), (64, 4), (128, 8), (256, 16))
     betas: tuple[float, ...] = (0.0, 0.5, 1.0)
+    timing_channels: int = 0
+    """0 scores the paper's model; > 0 adds the timing path to every AVAE (docs/model.md)."""
     learning_rate: float = 5e-3
     batch_size: int = 256
     max_epochs: int = 200
@@ -320,6 +322,7 @@ def _build(hyper: dict[str, Any], s: BenchSettings, device: str, seed: int) -> A
         latent_size=hyper["latent_size"],
         beta=hyper["beta"],
         architecture=hyper["architecture"],
+        timing_channels=s.timing_channels,
         learning_rate=s.learning_rate,
         batch_size=s.batch_size,
         max_epochs=s.max_epochs,
@@ -724,7 +727,8 @@ def summary_markdown(
         f"- noise sigma requested -> measured in the files: {sigma}",
         f"- {s.partitions} random train/test partition(s), test fraction {s.test_fraction:g}; "
         f"architectures {', '.join(s.architectures)}; (D1, D2) {list(s.sizes)}; "
-        f"beta {list(s.betas)}; learning rate {s.learning_rate:g}, batch {s.batch_size}, "
+        f"beta {list(s.betas)}; timing channels {s.timing_channels}; "
+        f"learning rate {s.learning_rate:g}, batch {s.batch_size}, "
         f"at most {s.max_epochs} epochs, patience {s.patience}, min delta {s.min_delta:g}",
         f"- DBSCAN min_samples {s.min_samples}; {len(runs)} fits on {devices}, "
         f"{seconds / 60:.1f} min in all",

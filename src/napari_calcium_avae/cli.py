@@ -106,6 +106,7 @@ def _model_from_args(args: argparse.Namespace):
         latent_size=args.latent_size,
         beta=args.beta,
         architecture=args.architecture,
+        timing_channels=args.timing_channels,
         learning_rate=args.learning_rate,
         batch_size=args.batch_size,
         max_epochs=args.epochs,
@@ -209,6 +210,13 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--hidden-size", type=int, default=128, help="D1 (default 128)")
     g.add_argument("--latent-size", type=int, default=8, help="D2 (default 8)")
     g.add_argument("--beta", type=float, default=0.5, help="KL weight (default 0.5)")
+    g.add_argument(
+        "--timing-channels",
+        type=int,
+        default=2,
+        help="timing latents per 4 frames, which let reconstructions denoise; 0 is the "
+        "paper's model (default 2)",
+    )
     g.add_argument("--learning-rate", type=float, default=5e-3)
     g.add_argument("--batch-size", type=int, default=256)
     g.add_argument("--epochs", type=int, default=200, help="maximum epochs (default 200)")

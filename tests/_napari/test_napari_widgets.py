@@ -67,10 +67,12 @@ def test_open_train_apply_cluster_plot_save(
     assert train.series.count() >= 2  # noisy default first, the noise-free one offered too
     assert train.series.currentData() == layers[0].metadata["calcium_avae_series"]
     tiny(train, epochs=3)
+    train.timing.setValue(2)
     qtbot.mouseClick(train.train_button, Qt.MouseButton.LeftButton)
     assert train.train_button.text() == "Stop"
     finish(qtbot, train)
     assert train.train_button.text() == "Train"
+    assert train.session.model.module_.timing.channels == 2
     assert [h["epoch"] for h in train.session.history] == [1, 2, 3]
     assert train.progress.value() == 3 and train.progress.maximum() == 3
     assert "val" in train.progress.text()

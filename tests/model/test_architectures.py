@@ -5,6 +5,7 @@ from napari_calcium_avae.model.architectures import (
     OneStepLSTM,
     RecurrentAVAE,
     ReleasedAVAE,
+    TimingPath,
     build,
 )
 
@@ -60,3 +61,24 @@ def test_recurrent_accepts_any_length(n_frames):
 def test_from_lstm_refuses_bidirectional():
     with pytest.raises(ValueError, match="one-direction"):
         OneStepLSTM.from_lstm(torch.nn.LSTM(4, 3, bidirectional=True))
+
+
+def test_timing_path_is_local_in_time():
+    """Frame j lands in latent step j // 4 (the fold), and each latent shapes only the
+    frames its convolutions reach: 2 layers of kernel 5, +-4 steps."""
+    torch.manual_seed(0)
+    path = TimingPath(2)
+    x, coarse = torch.randn(1, 101), torch.randn(1, 101)
+    with torch.no_grad():
+        mu, _ = path.encode(x, coarse)
+        assert mu.shape == (1, 2, TimingPath.n_steps(101)) == (1, 2, 26)
+        nudged = x.clone()
+        nudged[0, 41] += 1.0  # step 10
+        changed = (path.encode(nudged, coarse)[0] != mu).any(dim=1)[0]
+        assert changed.nonzero().flatten().tolist() == list(range(6, 15))
+        u = torch.zeros(1, 2, 26)
+        base = path.decode(u, 101)
+        u[0, 0, 10] = 1.0
+        changed = (path.decode(u, 101) != base)[0]
+        assert base.shape == (1, 101)
+        assert changed.nonzero().flatten().tolist() == list(range(24, 60))

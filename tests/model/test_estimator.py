@@ -161,10 +161,10 @@ def test_avae_learns_two_families(make_families):
     span = np.ptp(test_noisy, axis=1, keepdims=True)
     err_model = np.mean(((model.reconstruct(test_noisy) - test_clean) / span) ** 2)
     err_noisy = np.mean(((test_noisy - test_clean) / span) ** 2)
-    assert err_model < 0.7 * err_noisy
+    assert err_model < 0.5 * err_noisy  # 0.24; 0.37-0.39 without the timing path
     z = model.transform(test_noisy)
     accuracy = cross_val_score(LogisticRegression(), z, test_family, cv=5).mean()
-    assert accuracy > 0.85
+    assert accuracy > 0.8  # chance 0.5; 0.85-0.97 over seeds and timing settings
 
 
 def test_out_of_memory_gives_clear_error_and_model_stays_usable(traces, monkeypatch):

@@ -110,6 +110,9 @@ class TrainWidget(QWidget):
         self.hidden = spin_box(1, 4096, defaults["hidden_size"], "D1: hidden units")
         self.latent = spin_box(1, 256, defaults["latent_size"], "D2: latent dimensions")
         self.beta = _dspin(0.0, 100.0, defaults["beta"], 2, "weight of the KL term")
+        self.timing = spin_box(
+            0, 16, defaults["timing_channels"], "timing latents per 4 frames (0: the paper's model)"
+        )
         self.learning_rate = _dspin(1e-6, 1.0, defaults["learning_rate"], 5, "Adam step")
         self.batch_size = spin_box(1, 65536, defaults["batch_size"], "traces per step")
         self.max_epochs = spin_box(1, 100000, defaults["max_epochs"], "upper bound")
@@ -126,6 +129,7 @@ class TrainWidget(QWidget):
         form.addRow("hidden size", self.hidden)
         form.addRow("latent size", self.latent)
         form.addRow("β", self.beta)
+        form.addRow("timing channels", self.timing)
         form.addRow("learning rate", self.learning_rate)
         form.addRow("batch size", self.batch_size)
         form.addRow("max epochs", self.max_epochs)
@@ -201,6 +205,7 @@ class TrainWidget(QWidget):
             "hidden_size": self.hidden.value(),
             "latent_size": self.latent.value(),
             "beta": self.beta.value(),
+            "timing_channels": self.timing.value(),
             "learning_rate": self.learning_rate.value(),
             "batch_size": self.batch_size.value(),
             "max_epochs": self.max_epochs.value(),

@@ -109,7 +109,7 @@ class AVAE(_Normalised, TransformerMixin, BaseEstimator):
         latent_size: int = 8,
         beta: float = 0.5,
         architecture: str = "released",
-        timing_channels: int = 1,
+        timing_channels: int = 2,
         learning_rate: float = 5e-3,
         lr_decay: float = 0.99,
         batch_size: int = 256,
