@@ -51,6 +51,15 @@ def case_released_ours() -> dict:
     return {"s_per_step": wall, "cpu_s_per_step": cpu, "batch": 256, "params": n_params}
 
 
+def case_released_timing() -> dict:
+    """The estimator's default network: the released function class and the timing path."""
+    from napari_calcium_avae.model.architectures import ReleasedAVAE
+
+    net = ReleasedAVAE(T, HIDDEN, LATENT, timing_channels=2)
+    wall, cpu = _train_steps(net, 256, T, 5)
+    return {"s_per_step": wall, "cpu_s_per_step": cpu, "batch": 256}
+
+
 class _TorchLSTMAVAE:
     """The released architecture as published: nn.LSTM layers run for one step."""
 
@@ -124,6 +133,7 @@ def case_apply() -> dict:
 
 CASES = {
     "released_ours": case_released_ours,
+    "released_timing": case_released_timing,
     "released_lstm": case_released_lstm,
     "recurrent_epoch": case_recurrent_epoch,
     "apply": case_apply,

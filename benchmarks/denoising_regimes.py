@@ -1,13 +1,14 @@
-"""When does a reconstruction beat the noisy input? AVAE, PCA and two trivial denoisers
-over noise levels, on held-out neurons of simulated cultures (figures go to
-docs/benchmarks.md).
+"""When does a reconstruction beat the noisy input? The AVAE with and without its timing
+path, PCA, a Gaussian filter and a flat line over noise levels, on held-out neurons of
+simulated cultures (figures go to docs/benchmarks.md).
 
 Run: .venv/bin/python benchmarks/denoising_regimes.py [--seeds 3] [--noise-levels 1 2.5 5 8]
 Each seed simulates 3 types x 2 cultures (2 mm dish, 20 s at 20 Hz) and images 30 active
 neurons per culture; a third of the neurons are held out. MSE is the paper's (against the
 noise-free trace, in the noisy trace's [-0.5, 0.5] scale). "flat" is each held-out trace's
-own mean, what a model that ignored its input would give; kNN is the 5-neighbour accuracy
-of the held-out latents' types (chance 1/3).
+own mean, what a model that ignored its input would give; the Gaussian filter (SD 2
+frames) is the simplest denoiser there is. kNN is the 5-neighbour accuracy of the held-out
+latents' types (chance 1/3).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
+from scipy.ndimage import gaussian_filter1d
 from sklearn.neighbors import KNeighborsClassifier
 
 from napari_calcium_avae.analysis import reconstruction_mse
@@ -53,13 +55,16 @@ def main() -> None:
             candidates = {
                 "noisy input": (x_test, np.nan),
                 "flat (trace mean)": (flat, np.nan),
+                "Gaussian filter, SD 2 frames": (gaussian_filter1d(x_test, 2.0, axis=1), np.nan),
             }
             models = {"PCA, D2 = 8": PCABaseline(8)}
-            for beta in (0.5, 0.0):
-                models[f"AVAE (128, 8), beta {beta:g}"] = AVAE(
+            for beta, timing in ((0.5, 0), (0.0, 0), (0.5, 2)):
+                name = f"AVAE (128, 8), beta {beta:g}" + (", timing path" if timing else "")
+                models[name] = AVAE(
                     hidden_size=128,
                     latent_size=8,
                     beta=beta,
+                    timing_channels=timing,
                     batch_size=16,
                     max_epochs=150,
                     patience=15,

@@ -82,3 +82,17 @@ def test_timing_path_is_local_in_time():
         changed = (path.decode(u, 101) != base)[0]
         assert base.shape == (1, 101)
         assert changed.nonzero().flatten().tolist() == list(range(24, 60))
+
+
+def test_timing_path_denoises_in_blocks_as_in_one_go(monkeypatch):
+    torch.manual_seed(0)
+    net = build("released", 40, 8, 2, timing_channels=2)
+    x = torch.rand(7, 40) - 0.5
+    with torch.no_grad():
+        _, whole = net.reconstruct(x)
+        monkeypatch.setattr(TimingPath, "BLOCK_FRAMES", 100)  # 2 traces per block
+        _, blocked = net.reconstruct(x)
+        coarse = net.decode(net.encode(x)[0], 40)
+        detail, _ = net.timing.encode(x, coarse)
+    torch.testing.assert_close(blocked, whole)
+    torch.testing.assert_close(whole, coarse + net.timing.decode(detail, 40))
