@@ -81,7 +81,7 @@ def plot_losses(canvas: ThemedCanvas, history: Sequence[dict[str, Any]]) -> None
             ax.axvline(best, color=canvas.colours["text"], lw=0.8, ls=":", label="best")
         ax.legend(fontsize=8, loc="upper right")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("loss (SSE + β KL)")
+    ax.set_ylabel("loss (per trace)")
     canvas.restyle()
 
 
