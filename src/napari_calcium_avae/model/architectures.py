@@ -55,9 +55,9 @@ class TimingPath(nn.Module):
             nn.Conv1d(w, s, k, padding=k // 2),
         )
 
-    @classmethod
-    def n_steps(cls, n_frames: int) -> int:
-        return -(-n_frames // cls.STRIDE)
+    def latent_shape(self, n_traces: int, n_frames: int) -> tuple[int, int, int]:
+        """(traces, channels, steps) of the timing latents of traces of ``n_frames``."""
+        return (n_traces, self.channels, -(-n_frames // self.STRIDE))
 
     def encode(self, x: torch.Tensor, coarse: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(mu, logvar), each (B, channels, ceil(T / STRIDE))."""
@@ -90,7 +90,9 @@ class TraceNet(nn.Module):
     latent to a trace); ``timing`` is a :class:`TimingPath` or None.
     """
 
-    timing: TimingPath | None
+    def __init__(self, timing_channels: int) -> None:
+        super().__init__()
+        self.timing = TimingPath(timing_channels) if timing_channels else None
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
@@ -113,8 +115,7 @@ class TraceNet(nn.Module):
         out = self.decode(z, n_frames)
         if self.timing is not None:
             if detail is None:
-                shape = (len(z), self.timing.channels, self.timing.n_steps(n_frames))
-                detail = z.new_zeros(shape)
+                detail = z.new_zeros(self.timing.latent_shape(len(z), n_frames))
             out = out + self.timing.decode(detail, n_frames)
         return out
 
@@ -175,8 +176,7 @@ class ReleasedAVAE(TraceNet):
     def __init__(
         self, n_frames: int, hidden_size: int, latent_size: int, timing_channels: int = 0
     ) -> None:
-        super().__init__()
-        self.timing = TimingPath(timing_channels) if timing_channels else None
+        super().__init__(timing_channels)
         self.n_frames = n_frames
         self.encoder = OneStepLSTM(n_frames, hidden_size)
         self.mu = nn.Linear(hidden_size, latent_size)
@@ -210,8 +210,7 @@ class RecurrentAVAE(TraceNet):
     STRIDE = 256
 
     def __init__(self, hidden_size: int, latent_size: int, timing_channels: int = 0) -> None:
-        super().__init__()
-        self.timing = TimingPath(timing_channels) if timing_channels else None
+        super().__init__(timing_channels)
         width = max(hidden_size // 2, 1)
         down: list[nn.Module] = []
         up: list[nn.Module] = []

@@ -321,7 +321,7 @@ class AVAE(_Normalised, TransformerMixin, BaseEstimator):
         timing = self.module_.timing
         if timing is None:
             return self._generate(z, None)
-        shape = (n, timing.channels, timing.n_steps(self.n_frames_))
+        shape = timing.latent_shape(n, self.n_frames_)
         return self._generate(z, rng.standard_normal(shape).astype(np.float32))
 
     def _generate(self, Z: Any, detail: np.ndarray | None) -> np.ndarray:

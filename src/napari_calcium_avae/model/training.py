@@ -60,8 +60,13 @@ def vae_loss(
     eq. 11); the KL term is eq. 12 against N(0, I).
     """
     sse = (recon - x).pow(2).sum(dim=1).mean()
-    kl = (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1)).mean()
+    kl = gaussian_kl(mu, logvar)
     return sse + beta * kl, sse, kl
+
+
+def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL of N(mu, exp(logvar)) to N(0, I), summed over each trace's latents, batch mean."""
+    return (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).flatten(1).sum(dim=1)).mean()
 
 
 NOISE_FLOOR = 0.01
@@ -91,7 +96,7 @@ def timing_loss(
     """
     sq = (recon - x).pow(2)
     fit = (sq.sum(dim=1) / (2 * noise_sd(x).pow(2))).mean()
-    kl = (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).flatten(1).sum(dim=1)).mean()
+    kl = gaussian_kl(mu, logvar)
     return fit + kl, sq.sum(dim=1).mean(), kl
 
 
