@@ -10,7 +10,6 @@ claims from the numbers, so that a claim that does not reproduce says so.
 from __future__ import annotations
 
 import dataclasses
-import sys
 import time
 import warnings
 from collections.abc import Sequence
@@ -22,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import CalciumAvaeError, CalciumAvaeWarning
+from .progress import progress_bar, progress_callback
 
 PARAMETERS = ("a", "b", "v0", "du")
 """Izhikevich parameters per ROI; v0 and du tell the types apart, a and b do not."""
@@ -348,30 +348,19 @@ def _is_showcase(hyper: dict[str, Any], showcase: tuple[str, int, int, float]) -
 
 
 def _simulate(output: Path, s: BenchSettings) -> list[Path]:
-    from tqdm import tqdm
-
     from .simulate import simulate_dataset
 
-    n_cultures = len(s.types) * s.cultures_per_type
-    with tqdm(total=n_cultures, desc="simulating", unit="culture", file=sys.stderr) as bar:
-
-        def progress(done: int, total: int, message: str) -> None:
-            bar.total = total
-            bar.n = done
-            bar.set_postfix_str(message)
-            bar.refresh()
-
-        return simulate_dataset(
-            output,
-            types=s.types,
-            cultures_per_type=s.cultures_per_type,
-            neurons_per_culture=s.neurons_per_culture,
-            duration_s=s.duration_s,
-            frame_rate=s.frame_rate,
-            noise_levels=s.noise_levels,
-            seed=s.seed,
-            progress=progress,
-        )
+    return simulate_dataset(
+        output,
+        types=s.types,
+        cultures_per_type=s.cultures_per_type,
+        neurons_per_culture=s.neurons_per_culture,
+        duration_s=s.duration_s,
+        frame_rate=s.frame_rate,
+        noise_levels=s.noise_levels,
+        seed=s.seed,
+        progress=progress_callback("simulating", unit="culture"),
+    )
 
 
 def run_bench(
@@ -384,8 +373,6 @@ def run_bench(
 
     runs.csv is rewritten after every fit, so an interrupted sweep keeps what it measured.
     """
-    from tqdm import tqdm
-
     from .analysis import reconstruction_mse, score_held_out
     from .model.device import resolve_device
 
@@ -410,7 +397,7 @@ def run_bench(
     rows: list[dict[str, Any]] = []
     kept: tuple[Any, np.ndarray] | None = None
     total = len(s.noise_levels) * s.partitions * len(grid)
-    with tqdm(total=total, desc="benchmark", unit="fit", file=sys.stderr) as bar:
+    with progress_bar(total=total, desc="benchmark", unit="fit") as bar:
         for level in s.noise_levels:
             X = data.noisy[level]
             for part in range(s.partitions):

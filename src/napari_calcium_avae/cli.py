@@ -9,11 +9,12 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
 from .errors import CalciumAvaeError, CalciumAvaeWarning
+from .progress import progress_callback, show_epochs
 
 EXIT_USAGE = 2
 
@@ -39,24 +40,6 @@ def _read_all(files: Sequence[Path], series: str | None) -> list:
     from .nwb import read_traces
 
     return [read_traces(f, series=series) for f in files]
-
-
-def _tqdm_progress(desc: str) -> Callable[[int, int, str], None]:
-    """A progress(done, total, message) callback drawing a terminal bar."""
-    from tqdm import tqdm
-
-    bar: dict[str, tqdm] = {}
-
-    def progress(done: int, total: int, message: str) -> None:
-        if "bar" not in bar:
-            bar["bar"] = tqdm(total=total, desc=desc, unit="step", file=sys.stderr)
-        bar["bar"].set_postfix_str(message, refresh=False)
-        bar["bar"].n = done
-        bar["bar"].refresh()
-        if done >= total:
-            bar["bar"].close()
-
-    return progress
 
 
 # --- sub-commands ---------------------------------------------------------------------
@@ -93,7 +76,7 @@ def cmd_simulate(args: argparse.Namespace) -> None:
         dish_size_mm=args.dish_size,
         released_wiring=args.released_wiring,
         per_spike_fluorescence=args.per_spike_fluorescence,
-        progress=_tqdm_progress("simulating"),
+        progress=progress_callback("simulating"),
     )
     print(f"wrote {len(paths)} NWB session(s) under {args.output}")
 
@@ -118,8 +101,6 @@ def _model_from_args(args: argparse.Namespace):
 
 
 def cmd_fit(args: argparse.Namespace) -> None:
-    from tqdm import tqdm
-
     from . import pipeline
 
     files = _nwb_inputs(args.inputs)
@@ -129,16 +110,12 @@ def cmd_fit(args: argparse.Namespace) -> None:
     print(f"training on {n_rois} ROIs from {len(files)} file(s)", file=sys.stderr)
     epochs = pipeline.fit_iter(model, recordings)
     interrupted = False
-    with tqdm(total=args.epochs, desc="training", unit="epoch", file=sys.stderr) as bar:
-        try:
-            for report in epochs:
-                bar.total = report.n_epochs
-                bar.set_postfix(train=f"{report.train_loss:.4g}", val=f"{report.val_loss:.4g}")
-                bar.update(1)
-        except KeyboardInterrupt:
-            # closing the generator puts the best weights back: keep what was learned
-            epochs.close()
-            interrupted = True
+    try:
+        show_epochs(epochs, args.epochs)
+    except KeyboardInterrupt:
+        # closing the generator puts the best weights back: keep what was learned
+        epochs.close()
+        interrupted = True
     if not getattr(model, "history_", None):
         raise KeyboardInterrupt  # stopped before one epoch was done: nothing to keep
     model.save(args.output)

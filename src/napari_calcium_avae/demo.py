@@ -23,6 +23,7 @@ from .analysis import (
     score_held_out,
 )
 from .errors import CalciumAvaeError
+from .progress import progress_callback, show_epochs
 from .traces import Traces
 
 NOISE_FREE_NAME = "NoiseFree"
@@ -105,8 +106,6 @@ def run_demo(
     output_dir: Path, quick: bool = False, settings: DemoSettings | None = None
 ) -> dict[str, HeldOutScores]:
     """Simulate, fit, score, write NWB results and a figure; returns the scores."""
-    from tqdm import tqdm
-
     from .model import AVAE, PCABaseline
     from .nwb import write_results
     from .simulate import simulate_dataset
@@ -116,25 +115,17 @@ def run_demo(
     output_dir.mkdir(parents=True, exist_ok=True)
 
     print(f"1/4 simulating {3 * s.cultures_per_type} cultures (RS, IB, CH)", file=sys.stderr)
-    with tqdm(desc="simulating", unit="culture", file=sys.stderr) as bar:
-
-        def progress(done: int, total: int, message: str) -> None:
-            bar.total = total
-            bar.n = done
-            bar.set_postfix_str(message)
-            bar.refresh()
-
-        paths = simulate_dataset(
-            output_dir / "data",
-            types=("RS", "IB", "CH"),
-            cultures_per_type=s.cultures_per_type,
-            neurons_per_culture=s.neurons_per_culture,
-            duration_s=s.duration_s,
-            frame_rate=s.frame_rate,
-            noise_levels=(s.noise,),
-            seed=s.seed,
-            progress=progress,
-        )
+    paths = simulate_dataset(
+        output_dir / "data",
+        types=("RS", "IB", "CH"),
+        cultures_per_type=s.cultures_per_type,
+        neurons_per_culture=s.neurons_per_culture,
+        duration_s=s.duration_s,
+        frame_rate=s.frame_rate,
+        noise_levels=(s.noise,),
+        seed=s.seed,
+        progress=progress_callback("simulating", unit="culture"),
+    )
     noisy, clean = load_sessions(paths)
     X = np.concatenate([t.data for t in noisy])
     truth = np.concatenate([t.data for t in clean])
@@ -153,10 +144,7 @@ def run_demo(
         patience=s.patience,
         random_state=s.seed,
     )
-    with tqdm(total=s.max_epochs, desc="training", unit="epoch", file=sys.stderr) as bar:
-        for report in avae.fit_iter(X[~test]):
-            bar.set_postfix(train=f"{report.train_loss:.3g}", val=f"{report.val_loss:.3g}")
-            bar.update(1)
+    show_epochs(avae.fit_iter(X[~test]), s.max_epochs)
     pca = PCABaseline(n_components=s.latent_size).fit(X[~test])
     avae.save(output_dir / "model.pt")
 

@@ -8,8 +8,6 @@ stays readable by any tool.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +15,7 @@ import torch
 
 from .. import __version__
 from ..errors import CalciumAvaeError
+from ..files import atomic_output
 from .architectures import build
 from .device import resolve_device
 
@@ -46,14 +45,8 @@ def save_checkpoint(model: AVAE, path: str | Path) -> Path:
         "state_dict": state,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_output(path, overwrite=True) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

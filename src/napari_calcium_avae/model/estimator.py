@@ -168,12 +168,9 @@ class AVAE(_Normalised, TransformerMixin, BaseEstimator):
         """Train to the end (or early stop); ``progress`` shows a tqdm bar."""
         reports = self.fit_iter(X)
         if progress:
-            from tqdm import tqdm
+            from ..progress import show_epochs
 
-            with tqdm(total=self.max_epochs, desc="training", unit="epoch") as bar:
-                for report in reports:
-                    bar.set_postfix(train=f"{report.train_loss:.4g}", val=f"{report.val_loss:.4g}")
-                    bar.update(1)
+            show_epochs(reports, self.max_epochs)
         else:
             for _ in reports:
                 pass

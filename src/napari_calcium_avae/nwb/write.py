@@ -8,7 +8,6 @@ into place only when complete, so a crash leaves no half-written NWB.
 
 from __future__ import annotations
 
-import os
 import uuid
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from pynwb.ophys import RoiResponseSeries
 
 from .. import __version__
 from ..errors import CalciumAvaeError
+from ..files import atomic_output
 from ..results import Results
 from ..traces import Traces
 from .read import SERIES_NAME, TABLE_NAME, _open, _text
@@ -253,9 +253,8 @@ def write_results(
                 "read-only: write a new file instead"
             ) from err
         return source
-    temporary = target.with_name(f".{target.stem}.{uuid.uuid4().hex}.tmp.nwb")
     try:
-        with NWBHDF5IO(str(source), "r") as io:
+        with NWBHDF5IO(str(source), "r") as io, atomic_output(target, overwrite=True) as tmp:
             nwbfile = io.read()
             containers = _containers(nwbfile, traces)
             _load_compound_columns(nwbfile)
@@ -264,12 +263,8 @@ def write_results(
             nwbfile.fields["identifier"] = str(uuid.uuid4())
             nwbfile.set_modified()
             _add_results(nwbfile, containers, traces, results, name)
-            with NWBHDF5IO(str(temporary), "w") as out:
+            with NWBHDF5IO(str(tmp), "w") as out:
                 out.export(src_io=io, nwbfile=nwbfile)
-        os.replace(temporary, target)
     except OSError as err:
         raise CalciumAvaeError(f"cannot write {target}: {err}") from err
-    finally:
-        if temporary.exists():
-            temporary.unlink()
     return target

@@ -7,8 +7,6 @@ number the method should recover is in the file next to the data.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
@@ -21,6 +19,7 @@ import scipy.sparse as sp
 
 from .. import __version__
 from ..errors import CalciumAvaeError, CalciumAvaeWarning
+from ..files import atomic_output
 from .dynamics import NEURON_TYPES, draw_parameters, simulate_spikes
 from .fluorescence import add_noise, fluorescence
 from .network import build_network
@@ -563,13 +562,6 @@ def write_session(
     )
     sim.add(conn)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".nwb", dir=path.parent)
-    os.close(fd)
-    try:
-        with NWBHDF5IO(tmp, "w") as io:
-            io.write(nwb)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_output(path, overwrite=True) as tmp, NWBHDF5IO(tmp, "w") as io:
+        io.write(nwb)
     return path
