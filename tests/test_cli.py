@@ -72,6 +72,18 @@ def test_truncated_file(tmp_path, capsys):
     assert "truncated" in one_line_error(capsys)
 
 
+def test_file_without_series_inspect_says_what_fit_says(tmp_path, capsys):
+    path = tmp_path / "input.nwb"
+    with h5py.File(path, "w") as f:
+        f.attrs["neurodata_type"] = "NWBFile"
+        f.create_group("acquisition/running").attrs["neurodata_type"] = "TimeSeries"
+    assert main(["inspect", str(path)]) == 2
+    from_inspect = one_line_error(capsys)
+    assert "contains TimeSeries 'running' but no RoiResponseSeries" in from_inspect
+    assert main(["fit", str(path), "-o", str(tmp_path / "m.pt")]) == 2
+    assert one_line_error(capsys) == from_inspect
+
+
 def test_apply_needs_an_output(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["apply", "m.pt", "x.nwb"])

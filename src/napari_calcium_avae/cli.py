@@ -46,9 +46,11 @@ def _read_all(files: Sequence[Path], series: str | None) -> list:
 
 
 def cmd_inspect(args: argparse.Namespace) -> None:
-    from .nwb import list_series
+    from .nwb.read import list_series, no_series_message
 
     infos = list_series(args.file)
+    if not infos:
+        raise CalciumAvaeError(no_series_message(args.file))
     print(f"{args.file}: {len(infos)} RoiResponseSeries")
     for info in infos:
         rate = f"{info.rate:g} Hz" if info.rate else "irregular timestamps"

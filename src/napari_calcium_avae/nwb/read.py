@@ -167,6 +167,12 @@ def _no_series_message(path: Path, objects: list[tuple[str, h5py.HLObject]]) -> 
     )
 
 
+def no_series_message(path: str | Path) -> str:
+    """What a file holds instead of RoiResponseSeries: the line read_traces raises for it."""
+    with _open(path) as f:
+        return _no_series_message(Path(path), _walk(f))
+
+
 def list_series(path: str | Path) -> list[SeriesInfo]:
     """Every RoiResponseSeries in the file, with the one :func:`read_traces` reads by default."""
     with _open(path) as f:
