@@ -14,6 +14,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -122,6 +123,44 @@ def _held_by_a_live_run(lock_path: Path) -> bool:
     finally:
         os.close(fd)
     return False
+
+
+_FICLONE = 0x40049409  # Linux ioctl: share the source's blocks (btrfs, XFS, bcachefs)
+
+
+def copy_file(source: str | Path, target: str | Path) -> None:
+    """Copy ``source`` to ``target``: a reflink where the filesystem offers one, else bytes."""
+    with open(source, "rb") as src, open(target, "wb") as dst:
+        try:
+            fcntl.ioctl(dst.fileno(), _FICLONE, src.fileno())
+        except OSError:
+            shutil.copyfileobj(src, dst, length=16 * 1024 * 1024)
+    shutil.copymode(source, target)
+
+
+@contextlib.contextmanager
+def atomic_update(path: str | Path) -> Iterator[Path]:
+    """Yield a private copy of ``path`` to modify; on success it replaces ``path`` durably.
+
+    HDF5 updates its metadata in place, and a kill halfway through leaves a file that no
+    reader opens. Editing a copy and renaming it over the original means the original is
+    either untouched or completely updated, whenever the process dies.
+    """
+    path = Path(path).resolve()  # replace the file a symbolic link points to, not the link
+    if not path.is_file():
+        raise CalciumAvaeError(f"no such file: {path}")
+    if not os.access(path.parent, os.W_OK) or not os.access(path, os.W_OK):
+        raise CalciumAvaeError(f"cannot modify {path}: it or its folder is read-only")
+    with open(path, "rb") as original:
+        # HDF5 holds an exclusive flock while a file is open for writing: share-lock it so
+        # that no writer changes it under the copy, and none opens it until we are done
+        try:
+            fcntl.flock(original.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as err:
+            raise CalciumAvaeError(f"{path} is open for writing elsewhere; close it first") from err
+        with atomic_output(path, overwrite=True) as temporary:
+            copy_file(path, temporary)
+            yield temporary
 
 
 def remove_stale_temporaries(folder: str | Path) -> list[Path]:

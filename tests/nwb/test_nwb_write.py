@@ -142,13 +142,26 @@ def test_missing_output_folder(caiman_file: Path, tmp_path: Path) -> None:
         write_results(traces, Results(latents=np.zeros((4, 2))), tmp_path / "no" / "o.nwb")
 
 
-def test_in_place_failure_is_one_line(caiman_file: Path, tmp_path: Path) -> None:
+def test_in_place_refuses_a_file_open_for_writing(caiman_file: Path, tmp_path: Path) -> None:
     path = tmp_path / "busy.nwb"
     shutil.copy(caiman_file, path)
     traces = read_traces(path)
     with (
-        h5py.File(path, "r"),
-        pytest.raises(CalciumAvaeError, match=r"cannot append .* write a new file instead"),
+        h5py.File(path, "a"),
+        pytest.raises(CalciumAvaeError, match=r"open for writing elsewhere; close it first"),
     ):
         write_results(traces, Results(latents=np.ones((4, 2))), None, in_place=True)
     assert "calcium_avae" not in [s.path.split("/")[1] for s in list_series(path)]
+
+
+def test_in_place_beside_a_reader_replaces_the_file_whole(caiman_file: Path, tmp_path: Path):
+    """A reader keeps the version it opened; the file on disk gets the results."""
+    path = tmp_path / "read.nwb"
+    shutil.copy(caiman_file, path)
+    traces = read_traces(path)
+    with h5py.File(path, "r") as reader:
+        before = sorted(reader)
+        write_results(traces, Results(latents=np.ones((4, 2))), None, in_place=True)
+        assert sorted(reader) == before
+    with h5py.File(path, "r") as after:
+        assert "calcium_avae" in after["processing"]

@@ -20,7 +20,7 @@ from pynwb.ophys import RoiResponseSeries
 
 from .. import __version__
 from ..errors import CalciumAvaeError
-from ..files import atomic_output
+from ..files import atomic_output, atomic_update
 from ..results import Results
 from ..traces import Traces
 from .read import SERIES_NAME, TABLE_NAME, _open, _text
@@ -243,10 +243,12 @@ def write_results(
             raise CalciumAvaeError(f"the output folder {target.parent} does not exist")
     if in_place:
         try:
-            with NWBHDF5IO(str(source), "a") as io:
+            with atomic_update(source) as tmp, NWBHDF5IO(str(tmp), "a") as io:
                 nwbfile = io.read()
                 _add_results(nwbfile, _containers(nwbfile, traces), traces, results, name)
                 io.write(nwbfile)
+        except CalciumAvaeError:
+            raise  # already says what is wrong (it is a ValueError too)
         except (OSError, ValueError) as err:
             raise CalciumAvaeError(
                 f"cannot append to {source} in place ({err}); it may be open elsewhere or "
