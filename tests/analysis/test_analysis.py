@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from sklearn.cluster import DBSCAN
 from sklearn.metrics import silhouette_score
 
 from napari_calcium_avae.analysis import (
@@ -34,15 +35,25 @@ def test_auto_eps_separates_clusters_from_scattered_outliers():
     assert (result.labels[len(truth) :] == -1).mean() >= 0.75
 
 
-def test_k_distance_curve_agrees_with_dbscan_core_points():
+@pytest.mark.parametrize("min_samples", [2, 4, 7])
+def test_k_distance_curve_agrees_with_dbscan_core_points(min_samples):
     rng = np.random.default_rng(1)
     latents = rng.normal(size=(50, 3))
-    curve = k_distances(latents, 4)
+    curve = k_distances(latents, min_samples)
     assert np.all(np.diff(curve) >= 0)
-    eps = float(np.median(curve))
-    result = cluster_latents(latents, eps=eps, min_samples=4)
-    # every point whose 3rd-neighbour distance is <= eps is core, hence not noise
-    assert (result.labels >= 0).sum() >= (curve <= eps).sum()
+    # each row sorted: column 0 is the point itself, column k its k-th nearest other point
+    own = np.sort(np.linalg.norm(latents[:, None] - latents[None], axis=-1), axis=1)
+    np.testing.assert_allclose(curve, np.sort(own[:, min_samples - 1]))
+    levels = np.unique(curve)
+    for q in (0.1, 0.5, 0.9):
+        # eps halfway between two distinct curve values, so no distance sits on the boundary
+        i = int(q * (len(levels) - 1))
+        eps = float((levels[i] + levels[i + 1]) / 2)
+        core = DBSCAN(eps=eps, min_samples=min_samples).fit(latents).core_sample_indices_
+        # exactly the points whose k-distance is <= eps are core: as many, and the same ones
+        assert (curve <= eps).sum() == len(core) > 0
+        assert set(np.flatnonzero(own[:, min_samples - 1] <= eps)) == set(core.tolist())
+        assert (cluster_latents(latents, eps, min_samples).labels[core] >= 0).all()
 
 
 def test_knee_of_a_hockey_stick():
