@@ -1,4 +1,4 @@
-"""The paper's benchmarks (seed 000 sections 3.1-3.2, Figs. 3-5), reproduced end to end.
+"""The paper's benchmarks (Abante et al. 2025, sections 3.1-3.2, Figs. 3-5), reproduced.
 
 Simulate three neuron types at several noise levels that share spikes, train the AVAE over
 the paper's grid and PCA with the same latent size on random train/test partitions, score
@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .citation import PAPER
 from .errors import CalciumAvaeError, CalciumAvaeWarning
 from .progress import progress_bar, progress_callback
 
@@ -34,7 +35,7 @@ ARI_MARGIN = 0.2
 
 @dataclass(frozen=True)
 class BenchSettings:
-    """One benchmark protocol; the defaults are the paper's (seed 000 sections 2.1, 2.5-2.7)."""
+    """One benchmark protocol; the defaults are the paper's (sections 2.1, 2.5-2.7)."""
 
     types: tuple[str, ...] = ("RS", "IB", "CH")
     cultures_per_type: int = 5
@@ -187,7 +188,7 @@ def load_dataset(paths: Sequence[Path], noise_levels: Sequence[float]) -> Datase
 
 
 def partition(n: int, test_fraction: float, seed: int) -> np.ndarray:
-    """Boolean test mask of one random train/test partition (seed 000 section 2.6)."""
+    """Boolean test mask of one random train/test partition (the paper's section 2.6)."""
     test = np.zeros(n, dtype=bool)
     rng = np.random.default_rng(seed)
     test[rng.choice(n, round(test_fraction * n), replace=False)] = True
@@ -707,7 +708,9 @@ def summary_markdown(
     sigma = ", ".join(f"{k:g} -> {v:.3f}" for k, v in data.measured_sigma.items())
     noisy = runs.groupby("noise_sigma")["noisy_mse"].median()
     parts = [
-        "# calcium-avae bench: the paper's benchmarks (seed 000 sections 3.1-3.2)",
+        "# calcium-avae bench: the paper's benchmarks (sections 3.1-3.2)",
+        "",
+        f"{PAPER}.",
         "",
         f"- {n} neurons ({len(s.types)} types x {s.cultures_per_type} cultures x "
         f"{s.neurons_per_culture}), {frames} frames ({s.duration_s:g} s at {data.frame_rate:g} Hz)",

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
+from .citation import PAPER
 from .errors import CalciumAvaeError, CalciumAvaeWarning
 from .progress import progress_callback, show_epochs
 
@@ -208,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="calcium-avae",
         description="Learn single-neuron representations from calcium imaging (NWB in, NWB out).",
+        epilog=f"Method: {PAPER}.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

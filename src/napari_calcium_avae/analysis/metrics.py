@@ -17,7 +17,7 @@ def reconstruction_mse(
     """Per-trace MSE between a reconstruction and the noise-free trace, in the noisy input's
     min-max scale.
 
-    Seed 000 scores both traces after the noisy trace's own [-0.5, 0.5] scaling; that map
+    Abante et al. 2025 score both traces after the noisy trace's own [-0.5, 0.5] scaling; that map
     is affine, so the difference is (reconstruction - clean) / (max - min of the noisy trace)
     and the offset cancels. ``reconstruction`` is in the source's units.
     """

@@ -1,4 +1,4 @@
-"""The AVAE of seed 000 (two architectures), its training loop, checkpoints and PCA baseline."""
+"""The AVAE of Abante et al. 2025 (two architectures), training loop, checkpoints, PCA baseline."""
 
 from .checkpoint import load_checkpoint as load_model
 from .estimator import AVAE, PCABaseline

@@ -1,7 +1,7 @@
 """The AVAE estimator and its PCA baseline, with scikit-learn conventions.
 
 Both take clean ROIs x frames arrays (the pipeline drops NaN/flat ROIs first), min-max
-scale each trace to [-0.5, 0.5] (seed 000 eq. 4) or all traces with one global range,
+scale each trace to [-0.5, 0.5] (Abante et al. 2025, eq. 4) or all traces with one global range,
 and give latents, decoded traces in that normalised scale, and reconstructions in the
 input's own units.
 """
@@ -94,7 +94,7 @@ class _Normalised:
 
 
 class AVAE(_Normalised, TransformerMixin, BaseEstimator):
-    """Autoregressive beta-VAE of seed 000: one latent vector per neuron's trace.
+    """Autoregressive beta-VAE of Abante et al. 2025: one latent vector per neuron's trace.
 
     ``architecture="released"`` is the released model's function class (fixed trace
     length); ``"recurrent"`` reads and writes the trace as a sequence (any length).

@@ -56,8 +56,8 @@ def vae_loss(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(loss, reconstruction, KL), each a mean over the batch of a per-trace sum.
 
-    Sum of squared errors is the Gaussian log-likelihood with fixed variance (seed 000
-    eq. 11); the KL term is eq. 12 against N(0, I).
+    Sum of squared errors is the Gaussian log-likelihood with fixed variance (Abante et
+    al. 2025, eq. 11); the KL term is eq. 12 against N(0, I).
     """
     sse = (recon - x).pow(2).sum(dim=1).mean()
     kl = gaussian_kl(mu, logvar)

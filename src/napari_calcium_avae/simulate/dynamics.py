@@ -17,7 +17,7 @@ import scipy.sparse as sp
 
 from ..errors import CalciumAvaeError
 
-# Table 1 of seed 000: (a, b, v0 = c, du = d)
+# Table 1 of Abante et al. 2025: (a, b, v0 = c, du = d)
 NEURON_TYPES: dict[str, tuple[float, float, float, float]] = {
     "RS": (0.02, 0.2, -65.0, 8.0),
     "IB": (0.02, 0.2, -55.0, 4.0),

@@ -1,4 +1,4 @@
-"""GCaMP6s fluorescence from spike times (seed 000 eq. 2, after Deneux et al. 2016).
+"""GCaMP6s fluorescence from spike times (Abante et al. 2025, eq. 2, after Deneux et al. 2016).
 
 Calcium kappa(t) = sum_k exp(-(t - t_k) / tau) is evaluated exactly at each frame time
 from the 1 ms spike times (each spike weighted by its exact distance to the next frame,

@@ -1,6 +1,6 @@
 """Culture geometry and wiring: somata on a circular dish, grown axons, dendritic discs.
 
-Follows the growth model of Orlandi et al. (2013) as used by seed 000: a soma's axon is a
+Follows the growth model of Orlandi et al. (2013) as used by Abante et al. 2025: a soma's axon is a
 chain of 1 um segments whose direction turns by N(0, 0.1) rad at every segment, its
 length is Rayleigh distributed, and the dish wall stops it. Neuron j connects to neuron i
 (kept with probability 0.5) when j's axon passes within i's dendritic radius. All axons
