@@ -1,13 +1,59 @@
-"""Small NWB recordings for the GUI tests, written with pynwb in a few milliseconds."""
+"""Small NWB recordings for the GUI tests, written with pynwb in a few milliseconds, and a
+one-line failure for each GUI test when Qt cannot start here."""
 
 from __future__ import annotations
 
+import functools
+import os
+import shutil
+import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
+from qt_libraries import missing_libraries
+
+PROBE = "from qtpy.QtWidgets import QApplication; QApplication([])"
+PROBE_TIMEOUT_S = 60
+
+
+@functools.cache
+def qt_cannot_start() -> str | None:
+    """Why Qt cannot create a QApplication on this display, in one line; None if it can.
+
+    Tried once, in a subprocess: Qt aborts the whole process when its platform plugin cannot
+    load, which would hide every other test's result behind a core dump.
+    """
+    try:
+        probe = subprocess.run(
+            [sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=PROBE_TIMEOUT_S
+        )
+    except subprocess.TimeoutExpired:
+        return f"Qt did not create a QApplication within {PROBE_TIMEOUT_S} s"
+    if probe.returncode == 0:
+        return None
+    reasons = []
+    if missing := missing_libraries():
+        reasons.append(f"Qt's xcb plugin lacks {', '.join(missing)} (ldd)")
+    if "DISPLAY" not in os.environ:
+        no_xvfb = " and Xvfb, which pytest-xvfb starts, is not installed"
+        reasons.append(f"DISPLAY is unset{no_xvfb if shutil.which('Xvfb') is None else ''}")
+    if reasons:
+        fix = "bash scripts/test.sh installs what is missing"
+        return f"Qt cannot start: {'; '.join(reasons)}; {fix}"
+    lines = probe.stderr.strip().splitlines() or [f"exit status {probe.returncode}"]
+    return f"Qt cannot start: {next((line for line in lines if 'qt.qpa' in line), lines[-1])}"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test that needs a QApplication fails in one line, before pytest-qt would create it."""
+    if "qapp" in getattr(item, "fixturenames", ()) and (reason := qt_cannot_start()):
+        pytest.fail(reason, pytrace=False)
+
 
 N_ROIS = 24
 N_FRAMES = 64
