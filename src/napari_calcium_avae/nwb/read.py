@@ -30,14 +30,19 @@ import pandas as pd
 
 from ..errors import CalciumAvaeError
 from ..traces import Traces
+from .common import RESULTS_MODULE, SERIES_NAME, TABLE_NAME, neurodata_type, open_nwb, text
+from .session import NOISE_FREE
 
-_NOT_DEFAULT = ("neuropil", "deconvolved", "denoised", "noise_free", "noisefree", "reconstruction")
+_NOT_DEFAULT = (
+    "neuropil",
+    "deconvolved",
+    "denoised",
+    "noise_free",
+    NOISE_FREE.lower(),
+    "reconstruction",
+)
 _MASK_COLUMNS = ("image_mask", "pixel_mask", "voxel_mask")
-_RESULTS_MODULE = "processing/calcium_avae"
-TABLE_NAME = "results"
-"""Per-ROI results table written by write_results (``results_2``... on reruns)."""
-SERIES_NAME = "reconstruction"
-"""Its denoised traces, with the same numeric suffix as the table of the same run."""
+_RESULTS_MODULE = f"processing/{RESULTS_MODULE}"
 _BLOCK_BYTES = 64 * 2**20
 _MAX_VECTOR_COLUMN = 16
 
@@ -55,39 +60,6 @@ class SeriesInfo:
     description: str
 
 
-def _text(value: object) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    if isinstance(value, np.ndarray) and value.shape == ():
-        return _text(value[()])
-    return str(value)
-
-
-def _type(obj: h5py.HLObject) -> str:
-    return _text(obj.attrs.get("neurodata_type", ""))
-
-
-def _open(path: str | Path) -> h5py.File:
-    """Open an NWB file read-only, turning every way it can be unreadable into one line."""
-    path = Path(path)
-    if not path.exists():
-        raise CalciumAvaeError(f"no such file: {path}")
-    if path.is_dir():
-        raise CalciumAvaeError(f"{path} is a folder, not an NWB file")
-    if not h5py.is_hdf5(path):
-        raise CalciumAvaeError(f"{path} is not an NWB file (not HDF5)")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as err:
-        raise CalciumAvaeError(
-            f"cannot open {path}: the file is truncated or damaged ({err})"
-        ) from err
-    if _type(f) != "NWBFile":
-        f.close()
-        raise CalciumAvaeError(f"{path} is an HDF5 file but not an NWB file")
-    return f
-
-
 def _walk(f: h5py.File) -> list[tuple[str, h5py.HLObject]]:
     found: list[tuple[str, h5py.HLObject]] = []
     f.visititems(lambda name, obj: found.append((name, obj)))
@@ -97,11 +69,11 @@ def _walk(f: h5py.File) -> list[tuple[str, h5py.HLObject]]:
 def _is_suite2p(f: h5py.File, objects: list[tuple[str, h5py.HLObject]]) -> bool:
     if "general/source_script" in f:
         script = f["general/source_script"][()]
-        if "suite2p" in _text(script).lower():
+        if "suite2p" in text(script).lower():
             return True
     for name, obj in objects:
         leaf = name.rsplit("/", 1)[-1]
-        kind = _type(obj)
+        kind = neurodata_type(obj)
         if kind == "Images" and leaf.startswith("Backgrounds_"):
             return True
         if kind == "RoiResponseSeries" and re.fullmatch(r"plane\d+", leaf):
@@ -127,7 +99,11 @@ def _default_path(series: list[tuple[str, h5py.Group]]) -> str | None:
         if _is_excluded(path):
             continue
         parent = group.parent
-        is_dff = _type(parent) == "DfOverF" or "dff" in path.lower() or "dfoverf" in path.lower()
+        is_dff = (
+            neurodata_type(parent) == "DfOverF"
+            or "dff" in path.lower()
+            or "dfoverf" in path.lower()
+        )
         leaf = path.rsplit("/", 1)[-1]
         name_rank = 0 if leaf == "RoiResponseSeries" else 1 if leaf == "plane0" else 2
         ranked.append((not is_dff, name_rank, path))
@@ -138,7 +114,7 @@ def _series_groups(objects: list[tuple[str, h5py.HLObject]]) -> list[tuple[str, 
     return [
         (name, obj)
         for name, obj in objects
-        if isinstance(obj, h5py.Group) and _type(obj) == "RoiResponseSeries"
+        if isinstance(obj, h5py.Group) and neurodata_type(obj) == "RoiResponseSeries"
     ]
 
 
@@ -157,7 +133,7 @@ def _no_series_message(path: Path, objects: list[tuple[str, h5py.HLObject]]) -> 
     }
     seen = []
     for name, obj in objects:
-        kind = _type(obj)
+        kind = neurodata_type(obj)
         if kind not in skip and not name.startswith("specifications"):
             seen.append(f"{kind} '{name.rsplit('/', 1)[-1]}'")
     contents = ", ".join(seen[:8]) + (f" and {len(seen) - 8} more" if len(seen) > 8 else "")
@@ -169,13 +145,13 @@ def _no_series_message(path: Path, objects: list[tuple[str, h5py.HLObject]]) -> 
 
 def no_series_message(path: str | Path) -> str:
     """What a file holds instead of RoiResponseSeries: the line read_traces raises for it."""
-    with _open(path) as f:
+    with open_nwb(path) as f:
         return _no_series_message(Path(path), _walk(f))
 
 
 def list_series(path: str | Path) -> list[SeriesInfo]:
     """Every RoiResponseSeries in the file, with the one :func:`read_traces` reads by default."""
-    with _open(path) as f:
+    with open_nwb(path) as f:
         objects = _walk(f)
         series = _series_groups(objects)
         default = _default_path(series)
@@ -190,9 +166,9 @@ def list_series(path: str | Path) -> list[SeriesInfo]:
                     n_rois=int(n_rois),
                     n_frames=int(shape[0]),
                     rate=_rate(group),
-                    unit=_text(data.attrs.get("unit", "a.u.")),
+                    unit=text(data.attrs.get("unit", "a.u.")),
                     is_default=name == default,
-                    description=_text(group.attrs.get("description", "")),
+                    description=text(group.attrs.get("description", "")),
                 )
             )
         return infos
@@ -330,7 +306,7 @@ def _masks(
 def _roi_table(table: h5py.Group, rows: np.ndarray) -> pd.DataFrame:
     """Scalar and short vector columns of a DynamicTable, in the given row order."""
     columns: dict[str, np.ndarray] = {}
-    names = [_text(c) for c in np.atleast_1d(table.attrs.get("colnames", []))]
+    names = [text(c) for c in np.atleast_1d(table.attrs.get("colnames", []))]
     for name in names:
         if name in _MASK_COLUMNS or name not in table or f"{name}_index" in table:
             continue
@@ -343,9 +319,7 @@ def _roi_table(table: h5py.Group, rows: np.ndarray) -> pd.DataFrame:
             continue
         values = dataset[()][rows]
         if h5py.check_string_dtype(dataset.dtype) is not None or values.dtype.kind == "S":
-            values = np.array([_text(v) for v in values.ravel()], dtype=object).reshape(
-                values.shape
-            )
+            values = np.array([text(v) for v in values.ravel()], dtype=object).reshape(values.shape)
         if values.ndim == 1:
             columns[name] = values
         else:
@@ -357,7 +331,7 @@ def _roi_table(table: h5py.Group, rows: np.ndarray) -> pd.DataFrame:
 def _images(objects: list[tuple[str, h5py.HLObject]], suite2p: bool) -> dict[str, np.ndarray]:
     images: dict[str, np.ndarray] = {}
     for name, obj in objects:
-        if not isinstance(obj, h5py.Group) or _type(obj) != "Images":
+        if not isinstance(obj, h5py.Group) or neurodata_type(obj) != "Images":
             continue
         for key, item in obj.items():
             if not isinstance(item, h5py.Dataset) or item.ndim != 2:
@@ -399,7 +373,7 @@ def _latest_results(f: h5py.File, series_path: str, table_path: str) -> h5py.Gro
     for key, group in f[_RESULTS_MODULE].items():
         if not isinstance(group, h5py.Group) or "rois" not in group or "latent" not in group:
             continue
-        description = _text(group.attrs.get("description", ""))
+        description = text(group.attrs.get("description", ""))
         match = re.search(r"source series: (\S+?);", description + ";")
         if match is None or match.group(1).strip("/") != series_path:
             continue
@@ -476,7 +450,7 @@ def _choose_series(path: Path, objects: list[tuple[str, h5py.HLObject]], series:
 def read_traces(path: str | Path, series: str | None = None) -> Traces:
     """Load one RoiResponseSeries (the default one unless ``series`` names it) as Traces."""
     path = Path(path)
-    with _open(path) as f:
+    with open_nwb(path) as f:
         objects = _walk(f)
         chosen = _choose_series(path, objects, series)
         group = f[chosen]
@@ -497,7 +471,7 @@ def read_traces(path: str | Path, series: str | None = None) -> Traces:
             if timestamps is not None and len(timestamps)
             else 0.0
         )
-        unit = _text(group["data"].attrs.get("unit", "a.u."))
+        unit = text(group["data"].attrs.get("unit", "a.u."))
         rows = np.arange(data.shape[0])
         table_path = None
         masks = None
@@ -544,7 +518,7 @@ def read_reconstruction(path: str | Path, series: str | None = None) -> np.ndarr
     ``read_traces(path, series)``; ROIs the run did not cover are NaN.
     """
     path = Path(path)
-    with _open(path) as f:
+    with open_nwb(path) as f:
         chosen = _choose_series(path, _walk(f), series)
         group = f[chosen]
         if "rois" not in group or "table" not in group["rois"].attrs:

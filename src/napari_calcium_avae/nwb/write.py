@@ -23,7 +23,7 @@ from ..errors import CalciumAvaeError
 from ..files import atomic_output, atomic_update
 from ..results import Results
 from ..traces import Traces
-from .read import SERIES_NAME, TABLE_NAME, _open, _text
+from .common import RESULTS_MODULE, SERIES_NAME, TABLE_NAME, open_nwb, text
 
 
 class _FramesByRois(GenericDataChunkIterator):
@@ -92,11 +92,11 @@ def _check(traces: Traces, results: Results) -> Path:
 
 
 def _object_ids(source: Path, *paths: str) -> list[str]:
-    with _open(source) as f:
+    with open_nwb(source) as f:
         missing = [p for p in paths if p not in f]
         if missing:
             raise CalciumAvaeError(f"{source} has no {missing[0]}; was it changed since reading?")
-        return [_text(f[p].attrs["object_id"]) for p in paths]
+        return [text(f[p].attrs["object_id"]) for p in paths]
 
 
 def _load_compound_columns(nwbfile) -> None:
@@ -213,7 +213,7 @@ def write_results(
     output: str | Path | None,
     *,
     in_place: bool = False,
-    name: str = "calcium_avae",
+    name: str = RESULTS_MODULE,
 ) -> Path:
     """Write ``results`` into a new NWB file exported from the traces' source (or append).
 
