@@ -3,6 +3,7 @@ import threading
 import numpy as np
 import pytest
 import torch
+from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_score
@@ -18,7 +19,7 @@ def test_fit_transform_shapes_and_attributes(traces):
     model = AVAE(**SMALL).fit(traces)
     z = model.transform(traces)
     assert z.shape == (len(traces), 2) and z.dtype == np.float32
-    assert model.n_frames_ == model.n_features_in_ == traces.shape[1]
+    assert model.n_features_in_ == traces.shape[1] and not hasattr(model, "n_frames_")
     assert len(model.history_) == 4 and model.best_epoch_ >= 1
     assert model.inverse_transform(z).shape == traces.shape
     assert model.sample(5, random_state=1).shape == (5, traces.shape[1])
@@ -114,6 +115,15 @@ def test_bad_input_raises_clear_errors(traces):
         model.transform(traces)
     with pytest.raises(CalciumAvaeError, match="architecture"):
         AVAE(architecture="transformer").fit(traces)
+    with pytest.raises(ValueError, match="batch_size"):  # sklearn-style callers catch it
+        AVAE(batch_size=0).fit(traces)
+
+
+def test_verbose_shows_progress_and_is_quiet_otherwise(traces, capsys):
+    AVAE(**SMALL).fit(traces)
+    assert capsys.readouterr().err == ""
+    AVAE(verbose=True, **SMALL).fit(traces)
+    assert "training" in capsys.readouterr().err
 
 
 def test_released_length_mismatch(traces):
@@ -179,3 +189,12 @@ def test_out_of_memory_gives_clear_error_and_model_stays_usable(traces, monkeypa
         model.transform(traces)
     monkeypatch.undo()
     np.testing.assert_array_equal(model.to("cpu").transform(traces), expected)
+
+
+def test_to_moves_the_fitted_model_and_keeps_the_parameter(traces):
+    model = AVAE(**{**SMALL, "device": "auto"}).fit(traces)
+    params = model.get_params()
+    assert model.to("cpu").device_ == torch.device("cpu")
+    assert model.device == "auto" and model.get_params() == params
+    assert next(model.module_.parameters()).device == torch.device("cpu")
+    assert clone(model).get_params() == params

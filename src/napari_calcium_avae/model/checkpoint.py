@@ -2,42 +2,56 @@
 
 ``torch.load(weights_only=True)`` only rebuilds tensors, dicts, lists, strings and
 numbers, so a crafted file cannot run code; the config travels as one JSON string so it
-stays readable by any tool.
+stays readable by any tool. This module knows the file format only: what a fitted model
+is made of, and how to rebuild one, is the estimator's business (``AVAE.save`` /
+``AVAE.load``).
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from .. import __version__
 from ..errors import CalciumAvaeError
 from ..files import atomic_output
-from .architectures import build
-from .device import resolve_device
-
-if TYPE_CHECKING:
-    from .estimator import AVAE
 
 FORMAT = "napari-calcium-avae/AVAE"
 FORMAT_VERSION = 1
 
 
-def save_checkpoint(model: AVAE, path: str | Path) -> Path:
+@dataclass(frozen=True)
+class Checkpoint:
+    """What one checkpoint file holds, as plain data."""
+
+    params: dict[str, Any]
+    """``get_params()`` of the estimator that was saved."""
+    n_frames: int
+    """Training trace length (the estimator's ``n_features_in_``)."""
+    norm: tuple[float, float] | None
+    best_epoch: int
+    history: list[dict[str, Any]]
+    state_dict: dict[str, torch.Tensor]
+    made_by: str | None = field(default=None, compare=False)
+    """Version of napari-calcium-avae that wrote the file (None until written)."""
+
+
+def save_checkpoint(checkpoint: Checkpoint, path: str | Path) -> Path:
     """Write atomically (temporary file, then rename), so a crash leaves no half file."""
     path = Path(path)
     config = {
-        "params": model.get_params(),
-        "n_frames": model.n_frames_,
-        "norm": list(model.norm_) if model.norm_ is not None else None,
-        "best_epoch": model.best_epoch_,
-        "history": model.history_,
+        "params": checkpoint.params,
+        "n_frames": checkpoint.n_frames,
+        "norm": list(checkpoint.norm) if checkpoint.norm is not None else None,
+        "best_epoch": checkpoint.best_epoch,
+        "history": checkpoint.history,
         "versions": {"napari-calcium-avae": __version__, "torch": torch.__version__},
     }
-    state = {k: v.detach().cpu().contiguous() for k, v in model.module_.state_dict().items()}
+    state = {k: v.detach().cpu().contiguous() for k, v in checkpoint.state_dict.items()}
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -50,7 +64,9 @@ def save_checkpoint(model: AVAE, path: str | Path) -> Path:
     return path
 
 
-def _read(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+def read_checkpoint(path: str | Path) -> Checkpoint:
+    """The contents of a file written by :func:`save_checkpoint`, tensors on the CPU."""
+    path = Path(path)
     if not path.is_file():
         raise CalciumAvaeError(f"no model checkpoint at {path}")
     try:
@@ -72,47 +88,14 @@ def _read(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         state = payload["state_dict"]
         if not isinstance(config["params"], dict) or not isinstance(state, dict):
             raise TypeError
-        int(config["n_frames"])
+        return Checkpoint(
+            params=config["params"],
+            n_frames=int(config["n_frames"]),
+            norm=tuple(config["norm"]) if config["norm"] is not None else None,
+            best_epoch=int(config.get("best_epoch", 0)),
+            history=list(config.get("history", [])),
+            state_dict=state,
+            made_by=config.get("versions", {}).get("napari-calcium-avae"),
+        )
     except (KeyError, TypeError, ValueError):
         raise CalciumAvaeError(f"{path} is a damaged napari-calcium-avae checkpoint") from None
-    return config, state
-
-
-def load_checkpoint(path: str | Path, device: str = "auto") -> AVAE:
-    """Rebuild a fitted AVAE on ``device`` from a file written by :func:`save_checkpoint`."""
-    from .estimator import AVAE
-
-    path = Path(path)
-    config, state = _read(path)
-    # checkpoints from before the timing path have no timing_channels: they had none
-    params = {"timing_channels": 0, **config["params"], "device": device}
-    try:
-        model = AVAE(**params)
-    except TypeError:
-        made_by = config.get("versions", {}).get("napari-calcium-avae")
-        raise CalciumAvaeError(
-            f"{path} was written with settings this version does not know "
-            f"(napari-calcium-avae {made_by}); update napari-calcium-avae"
-        ) from None
-    model._check_params()
-    net = build(
-        model.architecture,
-        config["n_frames"],
-        model.hidden_size,
-        model.latent_size,
-        model.timing_channels,
-    )
-    try:
-        net.load_state_dict(state)
-    except (RuntimeError, TypeError) as error:
-        reason = str(error).splitlines()[0][:200]
-        raise CalciumAvaeError(
-            f"{path}: weights do not match the saved settings ({reason})"
-        ) from None
-    model.device_ = resolve_device(device)
-    model.module_ = net.to(model.device_).eval()
-    model.n_frames_ = model.n_features_in_ = int(config["n_frames"])
-    model.norm_ = tuple(config["norm"]) if config["norm"] is not None else None
-    model.best_epoch_ = int(config.get("best_epoch", 0))
-    model.history_ = list(config.get("history", []))
-    return model

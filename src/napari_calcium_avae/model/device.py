@@ -7,16 +7,33 @@ import torch
 from ..errors import CalciumAvaeError
 
 
+def _accelerators() -> list[str]:
+    """The accelerators present, the one "auto" prefers first."""
+    present = []
+    if torch.cuda.is_available():
+        present.append("cuda")
+    if torch.backends.mps.is_available():
+        present.append("mps")
+    return present
+
+
+def available_devices() -> dict[str, str]:
+    """The devices a user can choose here, each with a short description; "auto" first."""
+    present = _accelerators()
+    devices = {"auto": "auto (GPU when present)", "cpu": "CPU"}
+    if "cuda" in present:
+        devices["cuda"] = f"CUDA ({torch.cuda.get_device_name(0)})"
+    if "mps" in present:
+        devices["mps"] = "Apple MPS"
+    return devices
+
+
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """ "auto" -> CUDA if present, else Apple MPS if present, else CPU; or the one named."""
     if isinstance(device, torch.device):
         device = str(device)
     if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
+        return torch.device((_accelerators() or ["cpu"])[0])
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):

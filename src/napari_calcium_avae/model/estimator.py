@@ -22,6 +22,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..errors import CalciumAvaeError
 from .architectures import ARCHITECTURES, TimingPath, build
+from .checkpoint import Checkpoint, read_checkpoint, save_checkpoint
 from .device import is_out_of_memory, resolve_device
 from .training import EpochReport, TrainingConfig, train_iter
 
@@ -101,6 +102,11 @@ class AVAE(_Normalised, TransformerMixin, BaseEstimator):
     ``timing_channels`` > 0 adds the timing path (latents every 4 frames that say when
     the neuron fired), which is what makes reconstructions denoise; 0 is the paper's
     model. See docs/model.md for the parameters and the speed of each.
+
+    ``device`` is where :meth:`fit` trains; the fitted model lives on ``device_``, which
+    :meth:`to` and :meth:`load` set without changing ``device``, so ``get_params`` and
+    ``clone`` always give back the estimator as it was configured. ``verbose`` shows a
+    progress bar during :meth:`fit`.
     """
 
     def __init__(
@@ -120,6 +126,7 @@ class AVAE(_Normalised, TransformerMixin, BaseEstimator):
         normalisation: str = "per_trace",
         device: str = "auto",
         random_state: int = 0,
+        verbose: bool = False,
     ) -> None:
         self.hidden_size = hidden_size
         self.latent_size = latent_size
@@ -136,6 +143,7 @@ class AVAE(_Normalised, TransformerMixin, BaseEstimator):
         self.normalisation = normalisation
         self.device = device
         self.random_state = random_state
+        self.verbose = verbose
 
     # --- training -----------------------------------------------------------------
 
@@ -164,10 +172,10 @@ class AVAE(_Normalised, TransformerMixin, BaseEstimator):
         if self.min_delta < 0:
             raise CalciumAvaeError(f"min_delta must be >= 0, got {self.min_delta}")
 
-    def fit(self, X: Any, y: Any = None, progress: bool = False) -> AVAE:
-        """Train to the end (or early stop); ``progress`` shows a tqdm bar."""
+    def fit(self, X: Any, y: Any = None) -> AVAE:
+        """Train to the end (or early stop); ``verbose`` shows a progress bar."""
         reports = self.fit_iter(X)
-        if progress:
+        if self.verbose:
             from ..progress import show_epochs
 
             show_epochs(reports, self.max_epochs)
@@ -220,7 +228,6 @@ class AVAE(_Normalised, TransformerMixin, BaseEstimator):
             min_delta=float(self.min_delta),
         )
         self.n_features_in_ = n_frames
-        self.n_frames_ = n_frames
         self.history_: list[dict[str, Any]] = []
         self.best_epoch_ = 0
         reports = None
@@ -255,9 +262,9 @@ class AVAE(_Normalised, TransformerMixin, BaseEstimator):
     # --- inference ----------------------------------------------------------------
 
     def _check_length(self, n_frames: int) -> None:
-        if self.architecture == "released" and n_frames != self.n_frames_:
+        if self.architecture == "released" and n_frames != self.n_features_in_:
             raise CalciumAvaeError(
-                f"model was trained on traces of {self.n_frames_} frames, these have "
+                f"model was trained on traces of {self.n_features_in_} frames, these have "
                 f"{n_frames}; the released architecture needs that exact length "
                 "(use architecture='recurrent' for any length)"
             )
@@ -304,7 +311,7 @@ class AVAE(_Normalised, TransformerMixin, BaseEstimator):
         return latents, recon
 
     def inverse_transform(self, Z: Any) -> np.ndarray:
-        """Decoded traces (n, n_frames_) in the normalised scale [-0.5, 0.5]: a latent
+        """Decoded traces (n, n_features_in_) in the normalised scale [-0.5, 0.5]: a latent
         carries no trace's offset and range, so source units are undefined here. The
         timing latents, which belong to a trace and not to a neuron, sit at their prior
         mean, so this is the neuron's typical trace rather than one recording of it."""
@@ -318,7 +325,7 @@ class AVAE(_Normalised, TransformerMixin, BaseEstimator):
         timing = self.module_.timing
         if timing is None:
             return self._generate(z, None)
-        shape = timing.latent_shape(n, self.n_frames_)
+        shape = timing.latent_shape(n, self.n_features_in_)
         return self._generate(z, rng.standard_normal(shape).astype(np.float32))
 
     def _generate(self, Z: Any, detail: np.ndarray | None) -> np.ndarray:
@@ -328,20 +335,24 @@ class AVAE(_Normalised, TransformerMixin, BaseEstimator):
             raise CalciumAvaeError(
                 f"latents must have shape (n, {self.latent_size}), got {Z.shape}"
             )
-        out = np.empty((len(Z), self.n_frames_), dtype=np.float32)
+        n_frames = self.n_features_in_
+        out = np.empty((len(Z), n_frames), dtype=np.float32)
         self.module_.eval()
         with torch.inference_mode():
-            for rows in _chunks(len(Z), self.n_frames_):
+            for rows in _chunks(len(Z), n_frames):
                 z = torch.from_numpy(Z[rows]).to(self.device_)
                 d = None if detail is None else torch.from_numpy(detail[rows]).to(self.device_)
-                out[rows] = self.module_.generate(z, self.n_frames_, d).cpu().numpy()
+                out[rows] = self.module_.generate(z, n_frames, d).cpu().numpy()
         return out
 
     def to(self, device: str) -> AVAE:
-        """Move a fitted model (e.g. to the CPU after a GPU ran out of memory)."""
+        """Move a fitted model (e.g. to the CPU after a GPU ran out of memory).
+
+        Only ``device_`` changes: ``device`` stays the hyper-parameter the estimator was
+        made with, which a refit (or a ``clone``) uses again.
+        """
         check_is_fitted(self, "module_")
         self.device_ = resolve_device(device)
-        self.device = device
         self.module_.to(self.device_)
         return self
 
@@ -349,17 +360,53 @@ class AVAE(_Normalised, TransformerMixin, BaseEstimator):
 
     def save(self, path: str | Path) -> Path:
         """One file: weights plus a JSON config (see checkpoint.py)."""
-        from .checkpoint import save_checkpoint
-
         check_is_fitted(self, "module_")
-        return save_checkpoint(self, path)
+        checkpoint = Checkpoint(
+            params=self.get_params(),
+            n_frames=self.n_features_in_,
+            norm=self.norm_,
+            best_epoch=self.best_epoch_,
+            history=self.history_,
+            state_dict=self.module_.state_dict(),
+        )
+        return save_checkpoint(checkpoint, path)
 
     @classmethod
     def load(cls, path: str | Path, device: str = "auto") -> AVAE:
-        """A model saved by :meth:`save`; never unpickles arbitrary objects."""
-        from .checkpoint import load_checkpoint
-
-        return load_checkpoint(path, device)
+        """A fitted model saved by :meth:`save`, on ``device``; never unpickles arbitrary
+        objects. ``device`` becomes the loaded estimator's ``device`` parameter too."""
+        saved = read_checkpoint(path)
+        # checkpoints from before the timing path have no timing_channels: they had none
+        params = {"timing_channels": 0, **saved.params, "device": device}
+        try:
+            model = cls(**params)
+        except TypeError:
+            raise CalciumAvaeError(
+                f"{path} was written with settings this version does not know "
+                f"(napari-calcium-avae {saved.made_by}); update napari-calcium-avae"
+            ) from None
+        model._check_params()
+        net = build(
+            model.architecture,
+            saved.n_frames,
+            model.hidden_size,
+            model.latent_size,
+            int(model.timing_channels),
+        )
+        try:
+            net.load_state_dict(saved.state_dict)
+        except (RuntimeError, TypeError) as error:
+            reason = str(error).splitlines()[0][:200]
+            raise CalciumAvaeError(
+                f"{path}: weights do not match the saved settings ({reason})"
+            ) from None
+        model.device_ = resolve_device(device)
+        model.module_ = net.to(model.device_).eval()
+        model.n_features_in_ = saved.n_frames
+        model.norm_ = saved.norm
+        model.best_epoch_ = saved.best_epoch
+        model.history_ = saved.history
+        return model
 
 
 class PCABaseline(_Normalised, TransformerMixin, BaseEstimator):
@@ -386,14 +433,14 @@ class PCABaseline(_Normalised, TransformerMixin, BaseEstimator):
         self._fit_norm(X)
         Xn, _ = self.normalise(X)
         self.pca_ = PCA(self.n_components, random_state=self.random_state).fit(Xn)
-        self.n_features_in_ = self.n_frames_ = X.shape[1]
+        self.n_features_in_ = X.shape[1]
         return self
 
     def _check_length(self, n_frames: int) -> None:
         check_is_fitted(self, "pca_")
-        if n_frames != self.n_frames_:
+        if n_frames != self.n_features_in_:
             raise CalciumAvaeError(
-                f"PCA was fitted on traces of {self.n_frames_} frames, these have {n_frames}"
+                f"PCA was fitted on traces of {self.n_features_in_} frames, these have {n_frames}"
             )
 
     def transform(self, X: Any) -> np.ndarray:
