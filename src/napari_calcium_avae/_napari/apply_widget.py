@@ -42,7 +42,7 @@ def describe_model(model: Any) -> str:
     if model is None:
         return "no model: train one (Train AVAE) or load a model file"
     p = model.get_params()
-    frames = getattr(model, "n_frames_", None)
+    frames = getattr(model, "n_features_in_", None)
     length = f", {frames} frames" if frames else ""
     return (
         f"{type(model).__name__} {p.get('architecture', '')} "
