@@ -408,6 +408,22 @@ class AVAE(_Normalised, TransformerMixin, BaseEstimator):
         model.history_ = saved.history
         return model
 
+    def posterior(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior means and log-variances of the per-neuron latents, (n, latent_size)
+        each, float32: the latent diagnostics count active dimensions from them."""
+        check_is_fitted(self, "module_")
+        X = _check_traces(X, per_trace=self.normalisation == "per_trace")
+        self._check_length(X.shape[1])
+        mean = np.empty((len(X), self.latent_size), dtype=np.float32)
+        logvar = np.empty_like(mean)
+        self.module_.eval()
+        with torch.inference_mode():
+            for rows in _chunks(*X.shape):
+                x = torch.from_numpy(self.normalise(X[rows])[0]).to(self.device_)
+                mu, lv = self.module_.encode(x)
+                mean[rows], logvar[rows] = mu.cpu().numpy(), lv.cpu().numpy()
+        return mean, logvar
+
 
 class PCABaseline(_Normalised, TransformerMixin, BaseEstimator):
     """PCA on the same normalised traces: the paper's baseline, same interface as AVAE.
