@@ -236,3 +236,11 @@ def test_ctrl_c_during_fit_saves_the_best_model_so_far(
     from napari_calcium_avae.model import load_model
 
     assert len(load_model(model).history_) == 2
+
+
+def test_fit_defaults_are_the_estimators():
+    from napari_calcium_avae.cli import _model_from_args
+    from napari_calcium_avae.model import AVAE
+
+    args = build_parser().parse_args(["fit", "in.nwb", "-o", "m.pt"])
+    assert _model_from_args(args).get_params() == AVAE().get_params()

@@ -41,21 +41,6 @@ from ._layers import SERIES_KEY, SOURCE_KEY, TRACES_KEY, traces_of
 from ._plotting import ThemedCanvas
 from ._session import session_for
 
-ARCHITECTURES = ("released", "recurrent")
-
-
-def available_devices() -> list[tuple[str, str]]:
-    """(label, device) pairs offered to the user; 'auto' picks the GPU when there is one."""
-    import torch
-
-    devices = [("auto (GPU when present)", "auto"), ("CPU", "cpu")]
-    if torch.cuda.is_available():
-        devices.append((f"CUDA ({torch.cuda.get_device_name(0)})", "cuda"))
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        devices.append(("Apple MPS", "mps"))
-    return devices
-
 
 def training_epochs(
     model: Any, traces_list: Sequence[Traces], stop: threading.Event
@@ -90,6 +75,8 @@ class TrainWidget(QWidget):
 
     def __init__(self, napari_viewer: Any) -> None:
         from ..model import AVAE
+        from ..model.architectures import ARCHITECTURES, TimingPath
+        from ..model.device import available_devices
 
         super().__init__()
         self.viewer = napari_viewer
@@ -111,14 +98,17 @@ class TrainWidget(QWidget):
         self.latent = spin_box(1, 256, defaults["latent_size"], "D2: latent dimensions")
         self.beta = _dspin(0.0, 100.0, defaults["beta"], 2, "weight of the KL term")
         self.timing = spin_box(
-            0, 16, defaults["timing_channels"], "timing latents per 4 frames (0: the paper's model)"
+            0,
+            16,
+            defaults["timing_channels"],
+            f"timing latents per {TimingPath.STRIDE} frames (0: the paper's model)",
         )
         self.learning_rate = _dspin(1e-6, 1.0, defaults["learning_rate"], 5, "Adam step")
         self.batch_size = spin_box(1, 65536, defaults["batch_size"], "traces per step")
         self.max_epochs = spin_box(1, 100000, defaults["max_epochs"], "upper bound")
         self.patience = spin_box(1, 1000, defaults["patience"], "early stopping")
         self.device = QComboBox()
-        for label, device in available_devices():
+        for device, label in available_devices().items():
             self.device.addItem(label, device)
         self.seed = spin_box(0, 2**31 - 1, defaults["random_state"] or 0, "same seed, same run")
 
