@@ -24,9 +24,8 @@ from .analysis import (
 )
 from .errors import CalciumAvaeError
 from .progress import progress_callback, show_epochs
+from .simulate import SimulationSettings, simulate_dataset
 from .traces import Traces
-
-NOISE_FREE_NAME = "NoiseFree"
 
 
 @dataclass
@@ -45,6 +44,17 @@ class DemoSettings:
     min_samples: int = 5
     test_fraction: float = 0.3
     seed: int = 0
+
+    def simulation(self) -> SimulationSettings:
+        """The three types' cultures this demo simulates."""
+        return SimulationSettings(
+            cultures_per_type=self.cultures_per_type,
+            neurons_per_culture=self.neurons_per_culture,
+            duration_s=self.duration_s,
+            frame_rate=self.frame_rate,
+            noise_levels=(self.noise,),
+            seed=self.seed,
+        )
 
     @classmethod
     def quick(cls) -> DemoSettings:
@@ -65,9 +75,10 @@ class DemoSettings:
 def noise_free_series(path: Path) -> str:
     """Path of a simulated session's ground-truth series."""
     from .nwb import list_series
+    from .nwb.session import NOISE_FREE
 
     for info in list_series(path):
-        if NOISE_FREE_NAME.lower() in info.path.lower():
+        if NOISE_FREE.lower() in info.path.lower():
             return info.path
     raise CalciumAvaeError(f"{path} has no noise-free ground-truth series (not a simulation?)")
 
@@ -108,22 +119,19 @@ def run_demo(
     """Simulate, fit, score, write NWB results and a figure; returns the scores."""
     from .model import AVAE, PCABaseline
     from .nwb import write_results
-    from .simulate import simulate_dataset
 
     s = settings or (DemoSettings.quick() if quick else DemoSettings())
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
 
-    print(f"1/4 simulating {3 * s.cultures_per_type} cultures (RS, IB, CH)", file=sys.stderr)
+    simulation = s.simulation()
+    print(
+        f"1/4 simulating {simulation.n_cultures} cultures ({', '.join(simulation.types)})",
+        file=sys.stderr,
+    )
     paths = simulate_dataset(
         output_dir / "data",
-        types=("RS", "IB", "CH"),
-        cultures_per_type=s.cultures_per_type,
-        neurons_per_culture=s.neurons_per_culture,
-        duration_s=s.duration_s,
-        frame_rate=s.frame_rate,
-        noise_levels=(s.noise,),
-        seed=s.seed,
+        simulation,
         progress=progress_callback("simulating", unit="culture"),
     )
     noisy, clean = load_sessions(paths)

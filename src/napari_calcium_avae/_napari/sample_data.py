@@ -12,16 +12,20 @@ from __future__ import annotations
 import atexit
 import shutil
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
+from ..simulate.settings import SimulationSettings
 from ._layers import LayerData
 from .reader import layers_from_file
 
-SAMPLE_TYPES = ("RS", "IB", "CH")
-SAMPLE_NEURONS = 30
-SAMPLE_DURATION_S = 20.0
-SAMPLE_FRAME_RATE = 30.0
-SAMPLE_DISH_MM = 1.5
+SAMPLE = SimulationSettings(
+    cultures_per_type=1,
+    neurons_per_culture=30,
+    duration_s=20.0,
+    frame_rate=30.0,
+    dish_size_mm=1.5,
+)
 GAP = 0.05
 """Space left between cultures laid side by side, as a fraction of the image width."""
 
@@ -30,17 +34,7 @@ def simulate_sample(output_dir: str | Path, seed: int = 0) -> list[Path]:
     """Write the sample sessions (one per type) into ``output_dir``."""
     from ..simulate import simulate_dataset
 
-    return simulate_dataset(
-        output_dir,
-        types=SAMPLE_TYPES,
-        cultures_per_type=1,
-        neurons_per_culture=SAMPLE_NEURONS,
-        duration_s=SAMPLE_DURATION_S,
-        frame_rate=SAMPLE_FRAME_RATE,
-        noise_levels=(1.0,),
-        seed=seed,
-        dish_size_mm=SAMPLE_DISH_MM,
-    )
+    return simulate_dataset(output_dir, replace(SAMPLE, seed=seed))
 
 
 def side_by_side(per_file: list[list[LayerData]]) -> list[LayerData]:

@@ -1,7 +1,9 @@
 """Biophysical culture simulator: Izhikevich network, GCaMP6s fluorescence, NWB output."""
 
+from .dataset import simulate_dataset
 from .dynamics import NEURON_TYPES
 from .fluorescence import add_noise, fluorescence, saturation_kappa
+from .imaging import FieldOfView, field_of_view
 from .network import Network, build_network
 from .session import (
     Culture,
@@ -9,18 +11,21 @@ from .session import (
     culture_fluorescence,
     firing_statistics,
     simulate_culture,
-    simulate_dataset,
     simulate_imaged_cultures,
 )
+from .settings import SimulationSettings
 
 __all__ = [
     "NEURON_TYPES",
     "Culture",
+    "FieldOfView",
     "ImagedCulture",
     "Network",
+    "SimulationSettings",
     "add_noise",
     "build_network",
     "culture_fluorescence",
+    "field_of_view",
     "firing_statistics",
     "fluorescence",
     "saturation_kappa",

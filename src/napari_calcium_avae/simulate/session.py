@@ -1,35 +1,27 @@
-"""Simulated cultures as objects and as NWB sessions in DANDI layout.
+"""Simulated cultures and their imaged neurons, in memory, with their full ground truth.
 
-One culture = one session: the imaged neurons' ROIs, their noisy and noise-free
-fluorescence, their ground-truth spikes and the wiring between them, so that every
-number the method should recover is in the file next to the data.
+A culture's spikes, wiring and parameters, and what the microscope records of it: the
+imaged neurons' noise-free fluorescence and one noisy copy per noise level
+(``dataset.simulate_dataset`` writes them as NWB sessions).
 """
 
 from __future__ import annotations
 
-import uuid
 import warnings
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
-from .. import __version__
 from ..errors import CalciumAvaeError, CalciumAvaeWarning
-from ..files import atomic_output
 from .dynamics import NEURON_TYPES, draw_parameters, simulate_spikes
 from .fluorescence import add_noise, fluorescence
 from .network import build_network
+from .settings import SimulationSettings, check_culture_size
 
 DT_MS = 1.0
-IMAGE_PIXELS = 512
-SOMA_RADIUS_UM = 7.5
-SUBJECT_AGE = "P14D"  # a culture imaged at 14 days in vitro (see docs/simulator.md)
-EMISSION_NM = 510.0
-EXCITATION_NM = 488.0  # one-photon widefield imaging, as for cultures
 
 
 @dataclass(frozen=True)
@@ -86,8 +78,7 @@ def simulate_culture(
     if neuron_type not in NEURON_TYPES:
         known = ", ".join(NEURON_TYPES)
         raise CalciumAvaeError(f"Unknown neuron type {neuron_type!r}; choose one of {known}.")
-    if duration_s <= 0 or dish_size_mm <= 0 or density_per_mm2 <= 0:
-        raise CalciumAvaeError("Duration, dish size and density must be positive.")
+    check_culture_size(duration_s, dish_size_mm, density_per_mm2)
     lo, hi = discard_s
     if not 0 <= lo <= hi:
         raise CalciumAvaeError(
@@ -215,109 +206,42 @@ class ImagedCulture:
 
 
 def simulate_imaged_cultures(
-    types: tuple[str, ...] = ("RS", "IB", "CH"),
-    cultures_per_type: int = 5,
-    neurons_per_culture: int | None = 50,
-    duration_s: float = 30.0,
-    frame_rate: float = 500.0,
-    noise_levels: tuple[float, ...] = (1.0,),
-    seed: int = 0,
-    density_per_mm2: float = 250.0,
-    dish_size_mm: float = 3.0,
-    released_wiring: bool = False,
-    per_spike_fluorescence: bool = False,
+    settings: SimulationSettings | None = None, **options: Any
 ) -> Iterator[ImagedCulture]:
     """The cultures of a dataset in memory, one at a time, type by type (no files).
 
-    Imaged neurons are drawn among those that spiked at least once in the recorded window
-    (all neurons when ``neurons_per_culture`` is None). Each culture's seed comes from
-    (seed, type, culture index), so the same seed gives the same data and adding a type
-    leaves the other cultures unchanged. The options are checked before anything runs.
+    ``settings`` defaults to ``SimulationSettings()``; keyword options replace single
+    fields (``simulate_imaged_cultures(types=("RS",), seed=3)``), so they are checked
+    before anything runs. Imaged neurons are drawn among those that spiked at least once
+    in the recorded window (all neurons when ``neurons_per_culture`` is None). Each
+    culture's seed comes from (seed, type, culture index), so the same seed gives the same
+    data and adding a type leaves the other cultures unchanged.
     """
-    if not types:
-        raise CalciumAvaeError("No neuron types given; choose among RS, IB, CH.")
-    for t in types:
-        if t not in NEURON_TYPES:
-            known = ", ".join(NEURON_TYPES)
-            raise CalciumAvaeError(f"Unknown neuron type {t!r}; choose one of {known}.")
-    if cultures_per_type < 1:
-        raise CalciumAvaeError("cultures_per_type must be at least 1.")
-    if not noise_levels:
-        raise CalciumAvaeError("Give at least one noise level (sigma in fluorescence units).")
-    if neurons_per_culture is not None and neurons_per_culture < 1:
-        raise CalciumAvaeError("neurons_per_culture must be at least 1 (or None for all).")
-    if frame_rate <= 0:
-        raise CalciumAvaeError(f"Frame rate must be positive; got {frame_rate}.")
+    s = replace(settings or SimulationSettings(), **options)
 
     def cultures() -> Iterator[ImagedCulture]:
-        for neuron_type in types:
+        for neuron_type in s.types:
             type_index = list(NEURON_TYPES).index(neuron_type)
-            for ci in range(cultures_per_type):
+            for ci in range(s.cultures_per_type):
                 label = f"{neuron_type}{ci + 1:02d}"
                 culture = simulate_culture(
                     neuron_type,
                     None,
-                    density_per_mm2,
-                    dish_size_mm,
-                    duration_s,
-                    _sub_seed(seed, type_index, ci, 0),
-                    released_wiring,
+                    s.density_per_mm2,
+                    s.dish_size_mm,
+                    s.duration_s,
+                    _sub_seed(s.seed, type_index, ci, 0),
+                    s.released_wiring,
                 )
-                rng = np.random.default_rng(_sub_seed(seed, type_index, ci, 1))
-                imaged = _choose_imaged(culture, neurons_per_culture, rng, label)
-                clean = culture_fluorescence(culture, imaged, frame_rate, per_spike_fluorescence)
-                noisy = add_noise(clean, tuple(noise_levels), rng)
-                yield ImagedCulture(label, culture, imaged, clean, noisy, tuple(noise_levels))
+                rng = np.random.default_rng(_sub_seed(s.seed, type_index, ci, 1))
+                imaged = _choose_imaged(culture, s.neurons_per_culture, rng, label)
+                clean = culture_fluorescence(
+                    culture, imaged, s.frame_rate, s.per_spike_fluorescence
+                )
+                noisy = add_noise(clean, s.noise_levels, rng)
+                yield ImagedCulture(label, culture, imaged, clean, noisy, s.noise_levels)
 
     return cultures()
-
-
-def simulate_dataset(
-    output_dir: str | Path,
-    types: tuple[str, ...] = ("RS", "IB", "CH"),
-    cultures_per_type: int = 5,
-    neurons_per_culture: int | None = 50,
-    duration_s: float = 30.0,
-    frame_rate: float = 500.0,
-    noise_levels: tuple[float, ...] = (1.0,),
-    seed: int = 0,
-    density_per_mm2: float = 250.0,
-    dish_size_mm: float = 3.0,
-    released_wiring: bool = False,
-    per_spike_fluorescence: bool = False,
-    progress: Callable[[int, int, str], None] | None = None,
-) -> list[Path]:
-    """Write one NWB session per culture: output_dir/sub-<TYPE><NN>/..._ses-culture_ophys.nwb.
-
-    The cultures are those of :func:`simulate_imaged_cultures` with the same arguments.
-    ``progress(done, total, message)`` is called after each culture.
-    """
-    cultures = simulate_imaged_cultures(
-        types,
-        cultures_per_type,
-        neurons_per_culture,
-        duration_s,
-        frame_rate,
-        noise_levels,
-        seed,
-        density_per_mm2,
-        dish_size_mm,
-        released_wiring,
-        per_spike_fluorescence,
-    )
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    total = len(types) * cultures_per_type
-    paths: list[Path] = []
-    for done, c in enumerate(cultures, start=1):
-        path = out / f"sub-{c.label}" / f"sub-{c.label}_ses-culture_ophys.nwb"
-        write_session(
-            path, c.culture, c.imaged, c.clean, c.noisy, c.noise_levels, frame_rate, c.label
-        )
-        paths.append(path)
-        if progress is not None:
-            progress(done, total, f"wrote {path.name}")
-    return paths
 
 
 def _choose_imaged(
@@ -339,229 +263,3 @@ def _choose_imaged(
         )
         return active
     return np.sort(rng.choice(active, n, replace=False))
-
-
-def _disc_pixels(
-    centre_px: np.ndarray, radius_px: float, size: int
-) -> list[tuple[int, int, float]]:
-    """(x, y, weight) of the pixels whose centres lie in the disc (at least one pixel)."""
-    r = int(np.ceil(radius_px))
-    cx, cy = centre_px
-    xs, ys = np.meshgrid(np.arange(-r, r + 1), np.arange(-r, r + 1), indexing="ij")
-    x0, y0 = int(np.floor(cx)), int(np.floor(cy))
-    px, py = x0 + xs.ravel(), y0 + ys.ravel()
-    inside = ((px + 0.5 - cx) ** 2 + (py + 0.5 - cy) ** 2 <= radius_px**2) & (
-        (px >= 0) & (px < size) & (py >= 0) & (py < size)
-    )
-    if not inside.any():
-        px, py = np.array([min(max(x0, 0), size - 1)]), np.array([min(max(y0, 0), size - 1)])
-        inside = np.array([True])
-    return [(int(x), int(y), 1.0) for x, y in zip(px[inside], py[inside], strict=True)]
-
-
-def write_session(
-    path: str | Path,
-    culture: Culture,
-    imaged: np.ndarray,
-    clean: np.ndarray,
-    noisy: list[np.ndarray],
-    noise_levels: tuple[float, ...],
-    frame_rate: float,
-    subject_id: str,
-) -> Path:
-    """Write one culture's session to ``path`` atomically (temporary file, then rename).
-
-    Pixel masks use x = column (the dish's x axis) and y = row, on a square image of
-    ``IMAGE_PIXELS`` pixels covering the dish; the Units table's ``roi_index`` column is
-    the row of the neuron's ROI in the PlaneSegmentation.
-    """
-    from hdmf.common import DynamicTable, VectorData
-    from pynwb import NWBHDF5IO, NWBFile
-    from pynwb.base import Images
-    from pynwb.file import Subject
-    from pynwb.image import GrayscaleImage
-    from pynwb.misc import Units
-    from pynwb.ophys import (
-        Fluorescence,
-        ImageSegmentation,
-        OpticalChannel,
-        PlaneSegmentation,
-        RoiResponseSeries,
-    )
-
-    path = Path(path)
-    c = culture
-    kind = "released-code wiring" if c.released_wiring else "biological wiring"
-    description = (
-        f"Simulated dissociated culture of {c.n_neurons} Izhikevich neurons "
-        f"({c.neuron_type} excitatory type, 20% inhibitory, {kind}), seed {c.seed}, "
-        f"{c.duration_s} s recorded after discarding {c.discarded_ms / 1000:.3f} s; "
-        f"GCaMP6s fluorescence model of Deneux et al. 2016; napari-calcium-avae {__version__}."
-    )
-    nwb = NWBFile(
-        session_description=description,
-        identifier=str(uuid.uuid4()),
-        session_start_time=datetime.now(UTC).replace(microsecond=0),
-        session_id="culture",
-        experiment_description="Ground-truth simulation to benchmark single-neuron "
-        "representation learning from calcium imaging (seed paper section 2.1).",
-        source_script="napari_calcium_avae.simulate",
-        source_script_file_name="napari_calcium_avae/simulate/session.py",
-    )
-    nwb.subject = Subject(
-        subject_id=subject_id,
-        species="Mus musculus",
-        sex="U",
-        age=SUBJECT_AGE,
-        description=f"Simulated in vitro culture {subject_id} (days in vitro given as age).",
-    )
-    device = nwb.create_device(
-        name="Microscope", description="simulated widefield microscope (no hardware)"
-    )
-    channel = OpticalChannel(
-        name="OpticalChannel", description="GCaMP6s emission", emission_lambda=EMISSION_NM
-    )
-    px_um = 2 * c.dish_radius_um / IMAGE_PIXELS
-    plane = nwb.create_imaging_plane(
-        name="ImagingPlane",
-        optical_channel=channel,
-        description="in vitro culture of dissociated cortical neurons (Allen CCF term of "
-        "their tissue of origin as location); whole dish, dish centre at the image centre",
-        device=device,
-        excitation_lambda=EXCITATION_NM,
-        indicator="GCaMP6s",
-        location="Isocortex",
-        imaging_rate=float(frame_rate),
-        grid_spacing=[px_um, px_um],
-        grid_spacing_unit="micrometers",
-        origin_coords=[-c.dish_radius_um, -c.dish_radius_um],
-        origin_coords_unit="micrometers",
-    )
-    ophys = nwb.create_processing_module("ophys", "simulated optical physiology")
-    seg = ImageSegmentation(name="ImageSegmentation")
-    ps = PlaneSegmentation(
-        name="PlaneSegmentation",
-        description=f"disc ROIs of radius {SOMA_RADIUS_UM} um at the imaged somata",
-        imaging_plane=plane,
-    )
-    columns = {
-        "neuron_type": "Izhikevich type of the culture (RS, IB or CH)",
-        "excitatory": "True for excitatory, False for inhibitory neurons",
-        "a": "Izhikevich recovery time scale a",
-        "b": "Izhikevich recovery sensitivity b",
-        "v0": "Izhikevich reset potential v0 = c (mV)",
-        "du": "Izhikevich recovery jump du = d",
-        "x_um": "soma x position from the dish centre (um)",
-        "y_um": "soma y position from the dish centre (um)",
-        "culture": "culture label (subject id)",
-        "neuron_index": "index of the neuron in the simulated culture",
-    }
-    for name, doc in columns.items():
-        ps.add_column(name=name, description=doc)
-    radius_px = max(SOMA_RADIUS_UM / px_um, 1.5)
-    image = np.zeros((IMAGE_PIXELS, IMAGE_PIXELS), dtype=np.float32)
-    mean_f = clean.mean(axis=1)
-    for row, i in enumerate(imaged):
-        x, y = c.positions_um[i]
-        centre = np.array([(x + c.dish_radius_um) / px_um, (y + c.dish_radius_um) / px_um])
-        mask = _disc_pixels(centre, radius_px, IMAGE_PIXELS)
-        for mx, my, _ in mask:
-            image[mx, my] = mean_f[row]
-        ps.add_roi(
-            pixel_mask=mask,
-            neuron_type=c.neuron_type,
-            excitatory=bool(c.excitatory[i]),
-            a=float(c.a[i]),
-            b=float(c.b[i]),
-            v0=float(c.v0[i]),
-            du=float(c.du[i]),
-            x_um=float(x),
-            y_um=float(y),
-            culture=subject_id,
-            neuron_index=int(i),
-        )
-    seg.add_plane_segmentation(ps)
-    ophys.add(seg)
-    ophys.add(
-        Images(
-            name="SegmentationImages",
-            images=[
-                GrayscaleImage(
-                    name="mean",
-                    data=image,
-                    description="time-mean noise-free fluorescence painted into the ROI "
-                    "masks, stored (x, y) as NWB images are, like the pixel masks",
-                )
-            ],
-            description="reference images of the simulated plane",
-        )
-    )
-    rois = ps.create_roi_table_region(
-        description="all imaged neurons", region=list(range(len(imaged)))
-    )
-    fl = Fluorescence(name="Fluorescence")
-    ophys.add(fl)
-    for k, (sigma, data) in enumerate(zip(noise_levels, noisy, strict=True)):
-        name = "RoiResponseSeries" if k == 0 else f"RoiResponseSeries_sigma_{sigma:g}"
-        fl.create_roi_response_series(
-            name=name,
-            data=np.ascontiguousarray(data.T),
-            rois=rois,
-            unit="a.u.",
-            rate=float(frame_rate),
-            description=f"simulated GCaMP6s fluorescence plus Gaussian noise, sigma = "
-            f"{sigma:g} (baseline F0 = 42)",
-        )
-    fl.add_roi_response_series(
-        RoiResponseSeries(
-            name="NoiseFreeFluorescence",
-            data=np.ascontiguousarray(clean.T.astype(np.float32)),
-            rois=rois,
-            unit="a.u.",
-            rate=float(frame_rate),
-            description="noise-free simulated fluorescence (ground truth of every noise level)",
-        )
-    )
-    units = Units(
-        name="units",
-        description="ground-truth spikes of the imaged neurons (recorded window)",
-        resolution=c.dt_ms / 1000.0,
-    )
-    units.add_column(name="neuron_type", description="Izhikevich type")
-    units.add_column(name="roi_index", description="row of this neuron's ROI in PlaneSegmentation")
-    for row, i in enumerate(imaged):
-        units.add_unit(
-            spike_times=c.spike_times_ms[i] / 1000.0, neuron_type=c.neuron_type, roi_index=row
-        )
-    nwb.units = units
-    sim = nwb.create_processing_module(
-        "simulation", "ground-truth connectivity between the imaged neurons"
-    )
-    sub = c.weights[imaged][:, imaged].tocoo()
-    order = np.lexsort((sub.row, sub.col))
-    conn = DynamicTable(
-        name="connectivity",
-        description="synapses between imaged neurons; input to post = sum of weight x P(pre)",
-        columns=[
-            VectorData(
-                name="pre_roi",
-                description="presynaptic ROI row in PlaneSegmentation",
-                data=sub.col[order].astype(np.int64),
-            ),
-            VectorData(
-                name="post_roi",
-                description="postsynaptic ROI row in PlaneSegmentation",
-                data=sub.row[order].astype(np.int64),
-            ),
-            VectorData(
-                name="weight",
-                description="synaptic weight (mV per unit of P)",
-                data=sub.data[order].astype(np.float64),
-            ),
-        ],
-    )
-    sim.add(conn)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_output(path, overwrite=True) as tmp, NWBHDF5IO(tmp, "w") as io:
-        io.write(nwb)
-    return path

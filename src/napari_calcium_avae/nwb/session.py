@@ -1,0 +1,228 @@
+"""A simulated culture as an NWB session: the data, the imaged plane and all ground truth.
+
+One culture = one session: the imaged neurons' ROIs and reference image, their noisy and
+noise-free fluorescence, their ground-truth spikes and the wiring between them, so that
+every number the method should recover is in the file next to the data.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .. import __version__
+from ..citation import PAPER
+from ..files import atomic_output
+
+if TYPE_CHECKING:
+    from ..simulate.imaging import FieldOfView
+    from ..simulate.session import ImagedCulture
+
+NOISE_FREE = "NoiseFree"
+"""Marks a ground-truth series: never the default series, and what the demo and the
+benchmark score against."""
+NOISE_FREE_SERIES = f"{NOISE_FREE}Fluorescence"
+SUBJECT_AGE = "P14D"  # a culture imaged at 14 days in vitro (see docs/simulator.md)
+EMISSION_NM = 510.0
+EXCITATION_NM = 488.0  # one-photon widefield imaging, as for cultures
+
+
+def write_session(
+    path: str | Path, imaged_culture: ImagedCulture, view: FieldOfView, frame_rate: float
+) -> Path:
+    """Write one culture's session to ``path`` atomically (temporary file, then rename).
+
+    Pixel masks and the mean image come from ``view``, x = column (the dish's x axis) and
+    y = row, stored (x, y) as NWB images are; the Units table's ``roi_index`` column is the
+    row of the neuron's ROI in the PlaneSegmentation.
+    """
+    from hdmf.common import DynamicTable, VectorData
+    from pynwb import NWBHDF5IO, NWBFile
+    from pynwb.base import Images
+    from pynwb.file import Subject
+    from pynwb.image import GrayscaleImage
+    from pynwb.misc import Units
+    from pynwb.ophys import (
+        Fluorescence,
+        ImageSegmentation,
+        OpticalChannel,
+        PlaneSegmentation,
+        RoiResponseSeries,
+    )
+
+    path = Path(path)
+    c, imaged, subject_id = imaged_culture.culture, imaged_culture.imaged, imaged_culture.label
+    kind = "released-code wiring" if c.released_wiring else "biological wiring"
+    description = (
+        f"Simulated dissociated culture of {c.n_neurons} Izhikevich neurons "
+        f"({c.neuron_type} excitatory type, 20% inhibitory, {kind}), seed {c.seed}, "
+        f"{c.duration_s} s recorded after discarding {c.discarded_ms / 1000:.3f} s; "
+        f"GCaMP6s fluorescence model of Deneux et al. 2016; napari-calcium-avae {__version__}."
+    )
+    nwb = NWBFile(
+        session_description=description,
+        identifier=str(uuid.uuid4()),
+        session_start_time=datetime.now(UTC).replace(microsecond=0),
+        session_id="culture",
+        experiment_description="Ground-truth simulation to benchmark single-neuron "
+        f"representation learning from calcium imaging ({PAPER}, section 2.1).",
+        source_script="napari_calcium_avae.simulate",
+        source_script_file_name="napari_calcium_avae/nwb/session.py",
+    )
+    nwb.subject = Subject(
+        subject_id=subject_id,
+        species="Mus musculus",
+        sex="U",
+        age=SUBJECT_AGE,
+        description=f"Simulated in vitro culture {subject_id} (days in vitro given as age).",
+    )
+    device = nwb.create_device(
+        name="Microscope", description="simulated widefield microscope (no hardware)"
+    )
+    channel = OpticalChannel(
+        name="OpticalChannel", description="GCaMP6s emission", emission_lambda=EMISSION_NM
+    )
+    plane = nwb.create_imaging_plane(
+        name="ImagingPlane",
+        optical_channel=channel,
+        description="in vitro culture of dissociated cortical neurons (Allen CCF term of "
+        "their tissue of origin as location); field of view framed on the imaged neurons, "
+        "origin_coords from the dish centre",
+        device=device,
+        excitation_lambda=EXCITATION_NM,
+        indicator="GCaMP6s",
+        location="Isocortex",
+        imaging_rate=float(frame_rate),
+        grid_spacing=[view.pixel_um, view.pixel_um],
+        grid_spacing_unit="micrometers",
+        origin_coords=list(view.origin_um),
+        origin_coords_unit="micrometers",
+    )
+    ophys = nwb.create_processing_module("ophys", "simulated optical physiology")
+    seg = ImageSegmentation(name="ImageSegmentation")
+    ps = PlaneSegmentation(
+        name="PlaneSegmentation",
+        description=f"disc ROIs of radius {view.soma_radius_um} um at the imaged somata",
+        imaging_plane=plane,
+    )
+    columns = {
+        "neuron_type": "Izhikevich type of the culture (RS, IB or CH)",
+        "excitatory": "True for excitatory, False for inhibitory neurons",
+        "a": "Izhikevich recovery time scale a",
+        "b": "Izhikevich recovery sensitivity b",
+        "v0": "Izhikevich reset potential v0 = c (mV)",
+        "du": "Izhikevich recovery jump du = d",
+        "x_um": "soma x position from the dish centre (um)",
+        "y_um": "soma y position from the dish centre (um)",
+        "culture": "culture label (subject id)",
+        "neuron_index": "index of the neuron in the simulated culture",
+    }
+    for name, doc in columns.items():
+        ps.add_column(name=name, description=doc)
+    for i, mask in zip(imaged, view.masks, strict=True):
+        x, y = c.positions_um[i]
+        ps.add_roi(
+            pixel_mask=mask,
+            neuron_type=c.neuron_type,
+            excitatory=bool(c.excitatory[i]),
+            a=float(c.a[i]),
+            b=float(c.b[i]),
+            v0=float(c.v0[i]),
+            du=float(c.du[i]),
+            x_um=float(x),
+            y_um=float(y),
+            culture=subject_id,
+            neuron_index=int(i),
+        )
+    seg.add_plane_segmentation(ps)
+    ophys.add(seg)
+    ophys.add(
+        Images(
+            name="SegmentationImages",
+            images=[
+                GrayscaleImage(
+                    name="mean",
+                    data=view.image,
+                    description="simulated widefield mean image: every soma in view at its "
+                    "time-mean noise-free fluorescence, blurred by the point-spread function, "
+                    "on neuropil background, with shot noise; stored (x, y) as NWB images "
+                    "are, like the pixel masks",
+                )
+            ],
+            description="reference images of the simulated plane",
+        )
+    )
+    rois = ps.create_roi_table_region(
+        description="all imaged neurons", region=list(range(len(imaged)))
+    )
+    fl = Fluorescence(name="Fluorescence")
+    ophys.add(fl)
+    noisy = zip(imaged_culture.noise_levels, imaged_culture.noisy, strict=True)
+    for k, (sigma, data) in enumerate(noisy):
+        name = "RoiResponseSeries" if k == 0 else f"RoiResponseSeries_sigma_{sigma:g}"
+        fl.create_roi_response_series(
+            name=name,
+            data=np.ascontiguousarray(data.T),
+            rois=rois,
+            unit="a.u.",
+            rate=float(frame_rate),
+            description=f"simulated GCaMP6s fluorescence plus Gaussian noise, sigma = "
+            f"{sigma:g} (baseline F0 = 42)",
+        )
+    fl.add_roi_response_series(
+        RoiResponseSeries(
+            name=NOISE_FREE_SERIES,
+            data=np.ascontiguousarray(imaged_culture.clean.T.astype(np.float32)),
+            rois=rois,
+            unit="a.u.",
+            rate=float(frame_rate),
+            description="noise-free simulated fluorescence (ground truth of every noise level)",
+        )
+    )
+    units = Units(
+        name="units",
+        description="ground-truth spikes of the imaged neurons (recorded window)",
+        resolution=c.dt_ms / 1000.0,
+    )
+    units.add_column(name="neuron_type", description="Izhikevich type")
+    units.add_column(name="roi_index", description="row of this neuron's ROI in PlaneSegmentation")
+    for row, i in enumerate(imaged):
+        units.add_unit(
+            spike_times=c.spike_times_ms[i] / 1000.0, neuron_type=c.neuron_type, roi_index=row
+        )
+    nwb.units = units
+    sim = nwb.create_processing_module(
+        "simulation", "ground-truth connectivity between the imaged neurons"
+    )
+    sub = c.weights[imaged][:, imaged].tocoo()
+    order = np.lexsort((sub.row, sub.col))
+    conn = DynamicTable(
+        name="connectivity",
+        description="synapses between imaged neurons; input to post = sum of weight x P(pre)",
+        columns=[
+            VectorData(
+                name="pre_roi",
+                description="presynaptic ROI row in PlaneSegmentation",
+                data=sub.col[order].astype(np.int64),
+            ),
+            VectorData(
+                name="post_roi",
+                description="postsynaptic ROI row in PlaneSegmentation",
+                data=sub.row[order].astype(np.int64),
+            ),
+            VectorData(
+                name="weight",
+                description="synaptic weight (mV per unit of P)",
+                data=sub.data[order].astype(np.float64),
+            ),
+        ],
+    )
+    sim.add(conn)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_output(path, overwrite=True) as tmp, NWBHDF5IO(tmp, "w") as io:
+        io.write(nwb)
+    return path
