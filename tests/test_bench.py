@@ -8,13 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from napari_calcium_avae import bench
 from napari_calcium_avae.bench import (
     BenchSettings,
     check_claims,
     latent_correlations,
     partition,
+    report,
     run_bench,
+    sweep,
 )
 from napari_calcium_avae.errors import CalciumAvaeError, CalciumAvaeWarning
 
@@ -74,10 +75,10 @@ def test_claims_fail_when_the_numbers_say_so():
 
 def test_collapsed_fits_are_counted_per_setting():
     runs = _runs(5e-4, (0.8, 0.85), (0.6, 0.3)).assign(n_test=10, distinct_latents=10)
-    assert bench._collapsed_fits(runs).endswith(": 0 of 8")
+    assert report._collapsed_fits(runs).endswith(": 0 of 8")
     small = (runs["model"] == "AVAE") & (runs["latent_size"] == 2)
     runs.loc[small & (runs["partition"] == 0), "distinct_latents"] = 3
-    assert bench._collapsed_fits(runs).endswith(": 2 of 8 (released D2=2 β=0.5: 2)")
+    assert report._collapsed_fits(runs).endswith(": 2 of 8 (released D2=2 β=0.5: 2)")
 
 
 def test_stability_is_not_tested_with_one_latent_size():
@@ -167,6 +168,6 @@ def test_the_full_protocol_on_a_cpu_warns_first(tmp_path, monkeypatch):
     def stop(*args, **kwargs):
         raise RuntimeError("stopped before simulating")
 
-    monkeypatch.setattr(bench, "_simulate", stop)
+    monkeypatch.setattr(sweep, "simulate_dataset", stop)
     with pytest.warns(CalciumAvaeWarning, match="--quick"), pytest.raises(RuntimeError):
         run_bench(tmp_path, device="cpu")
