@@ -22,6 +22,7 @@ _LAZY = {
     "PCABaseline": "model",
     "load_model": "model",
     "read_traces": "nwb",
+    "read_results": "nwb",
     "list_series": "nwb",
     "write_results": "nwb",
     "simulate_culture": "simulate",

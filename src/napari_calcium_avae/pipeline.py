@@ -16,8 +16,14 @@ import numpy as np
 
 from . import __version__
 from .analysis import Clustering, cluster_latents, embed_2d
+from .analysis.diagnostics import (
+    LatentDiagnostics,
+    kl_per_dimension,
+    latent_diagnostics,
+    latents_identical,
+)
 from .checks import usable_rows
-from .errors import CalciumAvaeError
+from .errors import CalciumAvaeError, CalciumAvaeWarning
 from .results import Results
 from .traces import Traces
 
@@ -91,67 +97,112 @@ def provenance(model: TraceModel, traces: Traces) -> dict[str, str | int | float
     return facts
 
 
-def encode(model: TraceModel, traces_list: Sequence[Traces]) -> list[Results]:
-    """Latents and denoised traces for every recording (no clustering yet).
+KL_ROIS = 2048
+"""ROIs (evenly spaced) whose posteriors estimate the KL per latent dimension."""
 
-    ROIs that cannot be modelled (NaN, flat) get NaN latents and reconstructions.
+
+def _recording_name(traces: Traces, i: int) -> str:
+    if traces.source_file is not None:
+        return Path(traces.source_file).name
+    return traces.series_path or f"recording {i + 1}"
+
+
+def _diagnose(
+    model: TraceModel, X: np.ndarray, z: np.ndarray, recon: np.ndarray
+) -> LatentDiagnostics:
+    """Latent diagnostics of the usable ROIs, with the KL per dimension where the model
+    has a posterior (the AVAE; the PCA baseline is judged on its latents alone)."""
+    kl = None
+    posterior = getattr(model, "posterior", None)
+    if posterior is not None and len(X):
+        rows = np.unique(np.linspace(0, len(X) - 1, min(len(X), KL_ROIS)).astype(np.int64))
+        kl = kl_per_dimension(*posterior(X[rows]))
+    return latent_diagnostics(z, X, recon, kl=kl)
+
+
+def encode(model: TraceModel, traces_list: Sequence[Traces]) -> list[Results]:
+    """Latents, denoised traces and latent diagnostics for every recording (no clusters).
+
+    ROIs that cannot be modelled (NaN, flat) get NaN latents and reconstructions. Each
+    problem the diagnostics find is a CalciumAvaeWarning naming the recording.
     """
     if not traces_list:
         raise CalciumAvaeError("no recordings given to apply the model to")
     out = []
-    for traces in traces_list:
+    for i, traces in enumerate(traces_list):
         ok = _usable(traces)
         data = traces.data if ok.all() else traces.data[ok]
         z, recon = model.transform_reconstruct(data)
+        recon = np.asarray(recon, dtype=np.float32)
+        diagnostics = _diagnose(model, data, z, recon)
+        for line in diagnostics.warnings:
+            warnings.warn(f"{_recording_name(traces, i)}: {line}", CalciumAvaeWarning, stacklevel=2)
         latents = np.full((traces.n_rois, z.shape[1]), np.nan, dtype=np.float32)
         latents[ok] = z
-        recon = np.asarray(recon, dtype=np.float32)
         if not ok.all():
             full = np.full(traces.data.shape, np.nan, dtype=np.float32)
             full[ok] = recon
             recon = full
+        facts = {**provenance(model, traces), **diagnostics.facts()}
         out.append(
-            Results(latents=latents, reconstruction=recon, provenance=provenance(model, traces))
+            Results(
+                latents=latents, reconstruction=recon, provenance=facts, diagnostics=diagnostics
+            )
         )
     return out
 
 
+def _row_blocks(results_list: Sequence[Results]) -> list[slice]:
+    """Each recording's rows in the latents of all recordings stacked."""
+    bounds = np.cumsum([0] + [r.n_rois for r in results_list])
+    return [slice(bounds[i], bounds[i + 1]) for i in range(len(results_list))]
+
+
+def _all_latents(results_list: Sequence[Results]) -> np.ndarray:
+    if len({r.latents.shape[1] for r in results_list}) > 1:
+        raise CalciumAvaeError(
+            "the recordings hold latents of different sizes: apply one model to all"
+        )
+    return np.concatenate([r.latents for r in results_list])
+
+
 def cluster(
-    results_list: Sequence[Results],
-    *,
-    eps: float | str = "auto",
-    min_samples: int = 5,
-    embedding: str | None = "tsne",
-    random_state: int = 0,
+    results_list: Sequence[Results], *, eps: float | str = "auto", min_samples: int = 5
 ) -> Clustering:
-    """Cluster and embed the latents of all recordings jointly, filling in each Results.
+    """Cluster the latents of all recordings jointly, filling in each Results' labels.
 
     Joint clustering over recordings is what the paper does for cultures and conditions:
-    labels are comparable across files. Re-running with another eps only redoes this step.
+    labels are comparable across files. Re-clustering with another eps (the GUI's
+    "Re-cluster") is this step alone.
     """
-    all_z = np.concatenate([r.latents for r in results_list])
+    all_z = _all_latents(results_list)
     clustering = cluster_latents(all_z, eps=eps, min_samples=min_samples)
-    emb = embed_2d(all_z, embedding, random_state) if embedding else None
-    bounds = np.cumsum([0] + [r.n_rois for r in results_list])
-    for i, results in enumerate(results_list):
-        rows = slice(bounds[i], bounds[i + 1])
+    for results, rows in zip(results_list, _row_blocks(results_list), strict=True):
         results.labels = clustering.labels[rows]
-        results.embedding = None if emb is None else emb[rows]
         results.provenance.update(
-            clustering_facts(clustering),
-            embedding=embedding or "none",
+            dbscan_eps=round(clustering.eps, 6),
+            dbscan_eps_choice="auto (k-distance knee)" if clustering.eps_was_auto else "manual",
+            dbscan_min_samples=clustering.min_samples,
             clustered_with=f"{len(results_list)} recording(s), {len(all_z)} ROIs",
         )
     return clustering
 
 
-def clustering_facts(clustering: Clustering) -> dict[str, str | int | float]:
-    """How the labels were made, for provenance (also after re-clustering in the GUI)."""
-    return {
-        "dbscan_eps": round(clustering.eps, 6),
-        "dbscan_eps_choice": "auto (k-distance knee)" if clustering.eps_was_auto else "manual",
-        "dbscan_min_samples": clustering.min_samples,
-    }
+def embed(
+    results_list: Sequence[Results], method: str | None = "tsne", random_state: int = 0
+) -> None:
+    """A 2-D display embedding of all recordings' latents jointly, into each Results.
+
+    Identical latent vectors get none: t-SNE would spread them into a cloud that looks
+    like structure.
+    """
+    all_z = _all_latents(results_list)
+    skip = method is not None and latents_identical(all_z)
+    emb = embed_2d(all_z, method, random_state) if method and not skip else None
+    how = "none (the latents are identical across ROIs)" if skip else method or "none"
+    for results, rows in zip(results_list, _row_blocks(results_list), strict=True):
+        results.embedding = None if emb is None else emb[rows]
+        results.provenance["embedding"] = how
 
 
 def apply(
@@ -165,7 +216,6 @@ def apply(
 ) -> list[Results]:
     """Encode every recording, then cluster and embed them jointly."""
     results = encode(model, traces_list)
-    cluster(
-        results, eps=eps, min_samples=min_samples, embedding=embedding, random_state=random_state
-    )
+    cluster(results, eps=eps, min_samples=min_samples)
+    embed(results, embedding, random_state)
     return results

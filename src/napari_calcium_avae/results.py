@@ -2,18 +2,69 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from .analysis.diagnostics import LatentDiagnostics
+
+
+@dataclass(frozen=True)
+class Column:
+    """How a per-ROI field of Results is named and typed in tables.
+
+    The NWB results table has one column ``name`` per field (a 2-D one for vectors);
+    flat tables (``Traces.roi_table``, a napari layer's features) spell a vector as
+    ``name_0``, ``name_1``... . Writer, reader and layers all go through this one spec.
+    """
+
+    name: str
+    dtype: type
+    fill: float | int
+    """Value of ROIs a stored result does not cover."""
+    vector: bool
+    description: str
+
+    def component(self, flat_name: object) -> int | None:
+        """Which component a flat column holds (0 for a scalar field), None if not ours."""
+        if not self.vector:
+            return 0 if flat_name == self.name else None
+        match = re.fullmatch(rf"{re.escape(self.name)}_(\d+)", str(flat_name))
+        return None if match is None else int(match.group(1))
+
+    def flat_names(self, table: pd.DataFrame) -> list[str]:
+        """This field's columns in a flat table, vectors in component order."""
+        found = [(k, c) for c in table.columns if (k := self.component(c)) is not None]
+        return [c for _, c in sorted(found)]
+
+
+PER_ROI: dict[str, Column] = {
+    "latents": Column(
+        "latent", np.float32, np.nan, True, "posterior mean of the AVAE latent vector of each ROI"
+    ),
+    "labels": Column(
+        "cluster", np.int64, -1, False, "DBSCAN cluster of the latent means, -1 for noise"
+    ),
+    "embedding": Column(
+        "embedding", np.float32, np.nan, True, "2-D display embedding of the latent means"
+    ),
+}
+"""The fields of Results with one value (or vector) per ROI, in table order."""
 
 
 @dataclass
 class Results:
     """Per-ROI outputs of the model and the clustering, rows aligned with the Traces.
 
+    Each fact has one field. Per-ROI fields are declared in ``PER_ROI`` (their table
+    columns); the others (reconstruction, provenance, diagnostics) are per recording.
     ``provenance`` holds flat, human-readable facts (hyperparameters, seed, software
-    version, source series): the writer renders them into descriptions, never into
-    table cells.
+    version, source series, latent diagnostics): the writer renders them into
+    descriptions, never into table cells.
     """
 
     latents: np.ndarray
@@ -21,15 +72,18 @@ class Results:
     labels: np.ndarray | None = None
     """(n_rois,) DBSCAN cluster labels, -1 for noise."""
     embedding: np.ndarray | None = None
-    """(n_rois, 2) display embedding (t-SNE or PCA of the latents)."""
+    """(n_rois, 2) display embedding (t-SNE or PCA of the latents); None when not drawn."""
     reconstruction: np.ndarray | None = None
     """(n_rois, n_frames) denoised traces in the source's units."""
     provenance: dict[str, str | int | float] = field(default_factory=dict)
+    diagnostics: LatentDiagnostics | None = None
+    """Whether the latents carry information (set by pipeline.apply; its facts are also in
+    provenance, which is what a file keeps)."""
 
     def __post_init__(self) -> None:
         self.latents = np.asarray(self.latents, dtype=np.float32)
         n = len(self.latents)
-        for name in ("labels", "embedding", "reconstruction"):
+        for name in (*PER_ROI, "reconstruction"):
             value = getattr(self, name)
             if value is not None and len(value) != n:
                 raise ValueError(f"{name} has {len(value)} rows, latents have {n}")
@@ -37,3 +91,43 @@ class Results:
     @property
     def n_rois(self) -> int:
         return len(self.latents)
+
+    def table(self) -> pd.DataFrame:
+        """The per-ROI fields as flat columns (``latent_0``..., ``cluster``, ``embedding_0``...)."""
+        columns: dict[str, np.ndarray] = {}
+        for name, column in PER_ROI.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            value = np.asarray(value)
+            if column.vector:
+                for k in range(value.shape[1]):
+                    columns[f"{column.name}_{k}"] = value[:, k]
+            else:
+                columns[column.name] = value
+        return pd.DataFrame(columns)
+
+    @classmethod
+    def from_table(cls, table: pd.DataFrame, like: Results | None = None) -> Results:
+        """Per-ROI fields from flat columns (as :meth:`table` writes them), the others from
+        ``like``: how a layer whose features a user may have edited becomes Results."""
+        values: dict[str, object] = {}
+        if like is not None:
+            values = {f.name: getattr(like, f.name) for f in fields(like)}
+            values["provenance"] = dict(like.provenance)
+        if not PER_ROI["latents"].flat_names(table):
+            raise ValueError("the table has no latent columns")
+        for name, column in PER_ROI.items():
+            names = column.flat_names(table)
+            if not names:
+                values[name] = None
+            elif column.vector:
+                values[name] = table[names].to_numpy(dtype=column.dtype)
+            else:
+                values[name] = table[names[0]].to_numpy(dtype=column.dtype)
+        return cls(**values)
+
+
+def is_result_column(name: object) -> bool:
+    """True for a flat column that :meth:`Results.table` makes."""
+    return any(column.component(name) is not None for column in PER_ROI.values())

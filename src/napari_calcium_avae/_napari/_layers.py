@@ -4,17 +4,23 @@ Label value ``i + 1`` is ROI row ``i``. The features table has an ``index`` colu
 the label value, so napari maps labels to rows through it and no background row is
 needed. The Traces object, its source file and series path travel in the layer's
 metadata: every widget and the writer find the recording there, and nowhere else.
+
+Results have one home, the ``Results`` in the metadata, set only by :func:`put_results`
+(after apply, re-clustering or reading a result file). Its per-ROI fields are shown as
+feature columns (hover, colour by); edits a user makes there win when the layer's results
+are read back (:func:`results_of`), so what is saved is what is shown.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ..errors import CalciumAvaeError
-from ..results import Results
+from ..results import PER_ROI, Results, is_result_column
 from ..traces import Traces
 
 TRACES_KEY = "calcium_avae_traces"
@@ -22,7 +28,6 @@ SOURCE_KEY = "calcium_avae_source"
 SERIES_KEY = "calcium_avae_series"
 RESULTS_KEY = "calcium_avae_results"
 
-RESULT_PREFIXES = ("latent_", "embedding_")
 NOISE_COLOUR = (0.5, 0.5, 0.5, 1.0)
 TILE = 8
 """Side in pixels of the square drawn per ROI when a recording has no masks."""
@@ -60,13 +65,20 @@ def roi_features(traces: Traces) -> pd.DataFrame:
     return features
 
 
-def traces_layer_data(
-    traces: Traces, name: str, reconstruction: np.ndarray | None = None
-) -> list[LayerData]:
+def _with_results(features: pd.DataFrame, results: Results) -> pd.DataFrame:
+    """Features with the result columns replaced as a whole: a model with fewer latent
+    dimensions leaves no stale ``latent_*`` columns behind."""
+    features = features.drop(columns=[c for c in features.columns if is_result_column(c)])
+    for name, values in results.table().items():
+        features[name] = values.to_numpy()
+    return features
+
+
+def traces_layer_data(traces: Traces, name: str, results: Results | None = None) -> list[LayerData]:
     """Reference images (below) and the ROI Labels layer (on top) of one recording.
 
-    ``reconstruction`` is the denoised traces a file saved with its results: kept with
-    the layer, like a fresh run's, so the trace plot and a later save find them.
+    ``results`` are those a file saved (``nwb.read_results``): kept with the layer like a
+    fresh run's, so the plots and a later save find them, the reconstruction included.
     """
     out: list[LayerData] = []
     for image_name, image in traces.images.items():
@@ -74,6 +86,8 @@ def traces_layer_data(
             out.append((np.asarray(image), {"name": f"{name} {image_name}"}, "image"))
     labels = roi_label_image(traces)
     features = roi_features(traces)
+    if results is not None:
+        features = _with_results(features, results)
     attributes = {
         "name": name,
         "features": features,
@@ -86,8 +100,8 @@ def traces_layer_data(
     }
     if "cluster" in features.columns:
         attributes["colormap"] = cluster_colormap(features["cluster"].to_numpy())
-    if reconstruction is not None and _latent_columns(features):
-        attributes["metadata"][RESULTS_KEY] = _results(features, reconstruction, {})
+    if results is not None:
+        attributes["metadata"][RESULTS_KEY] = results
     out.append((labels, attributes, "labels"))
     return out
 
@@ -135,48 +149,30 @@ def cluster_colormap(clusters: np.ndarray) -> Any:
     return DirectLabelColormap(color_dict=color_dict)
 
 
-def _result_columns(results: Results) -> dict[str, np.ndarray]:
-    columns: dict[str, np.ndarray] = {}
-    for j in range(results.latents.shape[1]):
-        columns[f"latent_{j}"] = results.latents[:, j]
-    if results.labels is not None:
-        columns["cluster"] = np.asarray(results.labels, dtype=np.int64)
-    if results.embedding is not None:
-        columns["embedding_0"] = results.embedding[:, 0]
-        columns["embedding_1"] = results.embedding[:, 1]
-    return columns
-
-
 def put_results(layer: Any, results: Results) -> None:
-    """Show results on a ROI layer: feature columns, cluster colours, Results in metadata.
-
-    Earlier result columns are replaced as a whole, so a model with fewer latent
-    dimensions leaves no stale ``latent_*`` columns behind.
-    """
+    """Show results on a ROI layer: Results in metadata, its columns, cluster colours."""
     traces = traces_of(layer)
     if results.n_rois != traces.n_rois:
         raise CalciumAvaeError(
             f"results have {results.n_rois} ROIs but layer '{layer.name}' has {traces.n_rois}"
         )
-    features = layer.features.copy()
-    stale = [c for c in features.columns if c.startswith(RESULT_PREFIXES) or c == "cluster"]
-    features = features.drop(columns=stale)
-    for name, values in _result_columns(results).items():
-        features[name] = values
-    layer.features = features
+    layer.features = _with_results(layer.features, results)
     layer.metadata[RESULTS_KEY] = results
     if results.labels is not None:
         layer.colormap = cluster_colormap(results.labels)
 
 
+def _has_latents(features: pd.DataFrame) -> bool:
+    return bool(PER_ROI["latents"].flat_names(features))
+
+
 def results_from_features(
     name: str, features: pd.DataFrame, metadata: dict[str, Any]
 ) -> tuple[Traces, Results]:
-    """The recording and the results a layer shows, read from its features.
+    """The recording and the results a layer shows, from its features and metadata.
 
-    Features are the source of truth, so edits a user made there are what gets saved. The
-    reconstruction is not a feature: it comes from the Results kept in metadata when the
-    layer was applied in this session, or from the file it was read from.
+    The per-ROI fields come from the features, so edits a user made there are what gets
+    saved; the rest (reconstruction, provenance) from the Results in metadata.
     """
     traces = metadata.get(TRACES_KEY) if metadata else None
     if not isinstance(traces, Traces):
@@ -184,7 +180,7 @@ def results_from_features(
             f"layer '{name}' holds no calcium traces: only ROI layers opened by this plugin "
             "from an NWB file can be saved with AVAE results"
         )
-    if not _latent_columns(features):
+    if not _has_latents(features):
         raise CalciumAvaeError(
             f"layer '{name}' has no AVAE results to save: train and apply a model first"
         )
@@ -193,56 +189,17 @@ def results_from_features(
             f"layer '{name}' has {len(features)} feature rows but {traces.n_rois} ROIs"
         )
     kept = metadata.get(RESULTS_KEY)
-    reconstruction = None
-    if isinstance(kept, Results) and kept.reconstruction is not None:
-        if kept.reconstruction.shape == traces.data.shape:
-            reconstruction = kept.reconstruction
-    provenance = dict(kept.provenance) if isinstance(kept, Results) else {}
-    return traces, _results(features, reconstruction, provenance)
+    like = kept if isinstance(kept, Results) else None
+    if like is not None and like.reconstruction is not None:
+        if like.reconstruction.shape != traces.data.shape:
+            like = replace(like, reconstruction=None)
+    return traces, Results.from_table(features, like=like)
 
 
-def _latent_columns(features: pd.DataFrame) -> list[str]:
-    return sorted(
-        (c for c in features.columns if c.startswith("latent_")),
-        key=lambda c: int(c.rsplit("_", 1)[1]),
-    )
-
-
-def _results(
-    features: pd.DataFrame, reconstruction: np.ndarray | None, provenance: dict[str, Any]
-) -> Results:
-    """Results from a layer's feature columns plus what features cannot hold."""
-    labels = features["cluster"].to_numpy(dtype=np.int64) if "cluster" in features else None
-    embedding = None
-    if {"embedding_0", "embedding_1"} <= set(features.columns):
-        embedding = features[["embedding_0", "embedding_1"]].to_numpy(dtype=np.float32)
-    return Results(
-        latents=features[_latent_columns(features)].to_numpy(dtype=np.float32),
-        labels=labels,
-        embedding=embedding,
-        reconstruction=reconstruction,
-        provenance=provenance,
-    )
-
-
-def latents_of(layer: Any) -> np.ndarray:
-    """(n_rois, D2) latents shown on a layer, or a one-line error when it has none."""
-    features = layer.features
-    cols = _latent_columns(features)
-    if not cols:
+def results_of(layer: Any) -> Results:
+    """The results a layer shows, or a one-line error when it has none yet."""
+    if not _has_latents(layer.features):
         raise CalciumAvaeError(
             f"layer '{layer.name}' has no latents yet: apply a model to it first"
         )
-    return features[cols].to_numpy(dtype=np.float64)
-
-
-def set_clusters(layer: Any, labels: np.ndarray, facts: dict[str, Any]) -> None:
-    """Replace a layer's cluster labels (after re-clustering) and recolour its ROIs."""
-    features = layer.features.copy()
-    features["cluster"] = np.asarray(labels, dtype=np.int64)
-    layer.features = features
-    kept = layer.metadata.get(RESULTS_KEY)
-    if isinstance(kept, Results):
-        kept.labels = np.asarray(labels, dtype=np.int64)
-        kept.provenance.update(facts)
-    layer.colormap = cluster_colormap(labels)
+    return results_from_features(layer.name, layer.features, layer.metadata)[1]

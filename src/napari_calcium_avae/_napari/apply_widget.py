@@ -30,7 +30,7 @@ from ..errors import CalciumAvaeError
 from ..results import Results
 from ..traces import Traces
 from ._common import RoiLayerList, guarded, report_error, report_warning, wrapped_label
-from ._layers import latents_of, put_results, set_clusters, traces_of
+from ._layers import put_results, results_of, traces_of
 from ._plotting import ThemedCanvas
 from ._session import session_for
 
@@ -182,44 +182,39 @@ class ApplyWidget(QWidget):
         for layer, result in zip(layers, results, strict=True):
             put_results(layer, result)
         eps = float(results[0].provenance.get("dbscan_eps", float("nan")))
-        labels = np.concatenate([r.labels for r in results if r.labels is not None])
-        latents = np.concatenate([r.latents for r in results])
-        self._show_clusters(latents, labels, eps)
+        self._show_clusters(layers, results, eps)
         self.session.results_changed.emit()
 
-    def _show_clusters(self, latents: np.ndarray, labels: np.ndarray, eps: float) -> None:
+    def _show_clusters(self, layers: list[Any], results: list[Results], eps: float) -> None:
+        """The clusters in one line, then each warning of the latent diagnostics."""
+        labels = np.concatenate([r.labels for r in results if r.labels is not None])
         if np.isfinite(eps):
             self.eps.setValue(eps)
         n_clusters = len(set(labels[labels >= 0].tolist()))
         how = "auto" if self.auto_eps.isChecked() else "manual"
-        self.summary.setText(
+        lines = [
             f"{n_clusters} cluster(s), {int((labels < 0).sum())} noise ROI(s) of "
             f"{len(labels)}; eps {eps:.4g} ({how})"
-        )
+        ]
+        for layer, result in zip(layers, results, strict=True):
+            if result.diagnostics is not None:
+                lines += [f"⚠ {layer.name}: {line}" for line in result.diagnostics.warnings]
+        self.summary.setText("\n".join(lines))
+        latents = np.concatenate([r.latents for r in results])
         plot_k_distances(self.curve, latents, eps, self.min_samples.value())
 
     @guarded
     def recluster(self) -> None:
-        """DBSCAN on the latents the chosen layers already show, with the current eps."""
-        from ..analysis.clustering import cluster_latents
-        from ..pipeline import clustering_facts
+        """DBSCAN again on the latents the chosen layers already show, with the current eps:
+        the pipeline's clustering step alone, so labels mean what an apply would give."""
+        from ..pipeline import cluster
 
         layers = self.layer_list.layers()
-        blocks = [latents_of(layer) for layer in layers]
-        widths = {b.shape[1] for b in blocks}
-        if len(widths) > 1:
-            raise CalciumAvaeError(
-                "the chosen layers hold latents of different sizes: apply one model to all"
-            )
-        latents = np.concatenate(blocks)
-        clustering = cluster_latents(
-            latents, eps=self.eps_value(), min_samples=self.min_samples.value()
-        )
-        facts = clustering_facts(clustering)
-        bounds = np.cumsum([0] + [len(b) for b in blocks])
-        for i, layer in enumerate(layers):
-            set_clusters(layer, clustering.labels[bounds[i] : bounds[i + 1]], facts)
-        self._show_clusters(latents, clustering.labels, clustering.eps)
+        results = [results_of(layer) for layer in layers]
+        clustering = cluster(results, eps=self.eps_value(), min_samples=self.min_samples.value())
+        for layer, result in zip(layers, results, strict=True):
+            put_results(layer, result)
+        self._show_clusters(layers, results, clustering.eps)
         self.session.results_changed.emit()
 
     def _on_curve_click(self, event: Any) -> None:

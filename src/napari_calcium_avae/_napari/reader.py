@@ -48,11 +48,11 @@ def get_reader(path: str | list[str]) -> Callable[[str | list[str]], list[LayerD
 
 def layers_from_file(path: str | Path, series: str | None = None) -> list[LayerData]:
     """Layer data of one NWB file; raises CalciumAvaeError when it cannot be read."""
-    from ..nwb import read_reconstruction, read_traces
+    from ..nwb import read_results, read_traces
 
     traces = read_traces(path, series=series)
-    reconstruction = read_reconstruction(path, series=traces.series_path)
-    return traces_layer_data(traces, Path(path).stem, reconstruction)
+    results = read_results(path, series=traces.series_path)
+    return traces_layer_data(traces, Path(path).stem, results)
 
 
 NOTHING_READ = [(None,)]

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import CalciumAvaeError
+from ..results import PER_ROI, Results
 from ..traces import Traces
 from .common import RESULTS_MODULE, SERIES_NAME, TABLE_NAME, neurodata_type, open_nwb, text
 from .session import NOISE_FREE
@@ -397,32 +398,56 @@ def _positions(written_rows: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return np.array([position.get(int(r), -1) for r in rows], dtype=np.int64)
 
 
-def _merge_results(
-    f: h5py.File, series_path: str, table_path: str, rows: np.ndarray, roi_table: pd.DataFrame
-) -> pd.DataFrame:
-    """Add the latest calcium_avae results written for this series as columns."""
-    group = _latest_results(f, series_path, table_path)
-    if group is None:
-        return roi_table
+def _scalar(value: str) -> str | int | float:
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
+
+
+def _provenance(description: str) -> dict[str, str | int | float]:
+    """The ``key=value`` facts write_results put into a description, numbers as numbers."""
+    facts: dict[str, str | int | float] = {}
+    for part in description.split("; "):
+        key, sep, value = part.partition("=")
+        if sep:
+            facts[key] = _scalar(value)
+    return facts
+
+
+def _table_results(group: h5py.Group, rows: np.ndarray) -> Results:
+    """A results table as Results lined up with ``rows``; ROIs it lacks get each field's fill."""
     index = _positions(group["rois"][()], rows)
     present = index >= 0
-    merged = roi_table.copy()
+    values = {}
+    for name, column in PER_ROI.items():
+        if column.name not in group:
+            continue
+        stored = group[column.name][()]
+        if column.vector:
+            stored = np.atleast_2d(stored.T).T
+        out = np.full((len(rows), *stored.shape[1:]), column.fill, dtype=column.dtype)
+        out[present] = stored[index[present]]
+        values[name] = out
+    description = text(group.attrs.get("description", ""))
+    return Results(**values, provenance=_provenance(description))
 
-    def put(name: str, values: np.ndarray, fill: float) -> None:
-        out = np.full(len(rows), fill, dtype=np.result_type(values.dtype, type(fill)))
-        out[present] = values[index[present]]
-        merged[name] = out
 
-    latent = np.atleast_2d(group["latent"][()].T).T
-    for k in range(latent.shape[1]):
-        put(f"latent_{k}", latent[:, k], np.nan)
-    if "cluster" in group:
-        put("cluster", group["cluster"][()].astype(np.int64), -1)
-    if "embedding" in group:
-        embedding = group["embedding"][()]
-        for k in range(embedding.shape[1]):
-            put(f"embedding_{k}", embedding[:, k], np.nan)
-    return merged
+def _reconstruction(f: h5py.File, table: h5py.Group, rows: np.ndarray) -> np.ndarray | None:
+    """The denoised traces written with a results table, ROIs x frames in ``rows`` order."""
+    key = table.name.rsplit("/", 1)[1]
+    name = SERIES_NAME + key[len(TABLE_NAME) :]
+    module = f[_RESULTS_MODULE]
+    if name not in module or "data" not in module[name]:
+        return None
+    recon = module[name]
+    index = _positions(recon["rois"][()], rows)
+    data = _read_data(recon["data"])
+    out = np.full((len(rows), data.shape[1]), np.nan, dtype=np.float32)
+    out[index >= 0] = data[index[index >= 0]]
+    return out
 
 
 def _choose_series(path: Path, objects: list[tuple[str, h5py.HLObject]], series: str | None) -> str:
@@ -486,7 +511,12 @@ def read_traces(path: str | Path, series: str | None = None) -> Traces:
                 roi_ids = table["id"][()][rows]
             masks, plane_shape = _masks(table, rows, suite2p)
             roi_table = _roi_table(table, rows)
-            roi_table = _merge_results(f, chosen, table_path, rows, roi_table)
+            stored = _latest_results(f, chosen, table_path)
+            if stored is not None:
+                # the latest results as columns too, so the table shows all a ROI has
+                roi_table = roi_table.copy()
+                for name, values in _table_results(stored, rows).table().items():
+                    roi_table[name] = values.to_numpy()
         if len(rows) != data.shape[0]:
             raise CalciumAvaeError(
                 f"{chosen} in {path} has {data.shape[0]} ROI columns but its rois region "
@@ -511,11 +541,13 @@ def read_traces(path: str | Path, series: str | None = None) -> Traces:
         )
 
 
-def read_reconstruction(path: str | Path, series: str | None = None) -> np.ndarray | None:
-    """Denoised traces of the latest write_results run for a series, or None.
+def read_results(path: str | Path, series: str | None = None) -> Results | None:
+    """The latest write_results run for a series as Results, or None when there is none.
 
-    ROIs x frames float32 in the series' own ROI order, so the rows line up with
-    ``read_traces(path, series)``; ROIs the run did not cover are NaN.
+    Rows line up with ``read_traces(path, series)``: results may cover a subset of the
+    ROIs, in any order, and the ROIs they lack get NaN latents and cluster -1. Provenance
+    comes back from the table's description (numbers as numbers); the diagnostics live
+    there too, so ``diagnostics`` is None.
     """
     path = Path(path)
     with open_nwb(path) as f:
@@ -524,18 +556,20 @@ def read_reconstruction(path: str | Path, series: str | None = None) -> np.ndarr
         if "rois" not in group or "table" not in group["rois"].attrs:
             return None
         table_path = f[group["rois"].attrs["table"]].name.strip("/")
-        results = _latest_results(f, chosen, table_path)
-        if results is None:
+        stored = _latest_results(f, chosen, table_path)
+        if stored is None:
             return None
-        key = results.name.rsplit("/", 1)[1]
-        name = SERIES_NAME + key[len(TABLE_NAME) :]
-        module = f[_RESULTS_MODULE]
-        if name not in module or "data" not in module[name]:
-            return None
-        recon = module[name]
         rows = np.asarray(group["rois"][()], dtype=np.int64)
-        index = _positions(recon["rois"][()], rows)
-        data = _read_data(recon["data"])
-        out = np.full((len(rows), data.shape[1]), np.nan, dtype=np.float32)
-        out[index >= 0] = data[index[index >= 0]]
-        return out
+        results = _table_results(stored, rows)
+        results.reconstruction = _reconstruction(f, stored, rows)
+        return results
+
+
+def read_reconstruction(path: str | Path, series: str | None = None) -> np.ndarray | None:
+    """Denoised traces of the latest write_results run for a series, or None.
+
+    ROIs x frames float32 in the series' own ROI order, so the rows line up with
+    ``read_traces(path, series)``; ROIs the run did not cover are NaN.
+    """
+    results = read_results(path, series)
+    return None if results is None else results.reconstruction

@@ -21,7 +21,7 @@ from pynwb.ophys import RoiResponseSeries
 from .. import __version__
 from ..errors import CalciumAvaeError
 from ..files import atomic_output, atomic_update
-from ..results import Results
+from ..results import PER_ROI, Results
 from ..traces import Traces
 from .common import RESULTS_MODULE, SERIES_NAME, TABLE_NAME, open_nwb, text
 
@@ -61,7 +61,10 @@ def _provenance_text(traces: Traces, results: Results) -> str:
         f"source series: {traces.series_path}",
         f"software: napari-calcium-avae {__version__}",
     ]
-    parts += [f"{key}={value}" for key, value in sorted(results.provenance.items())]
+    # "; " separates the facts: a value keeps its text with any ";" made a ","
+    parts += [
+        f"{key}={str(value).replace(';', ',')}" for key, value in sorted(results.provenance.items())
+    ]
     return "; ".join(parts)
 
 
@@ -153,28 +156,17 @@ def _add_results(nwbfile, containers: tuple, traces: Traces, results: Results, n
             description=f"rows of {traces.plane_segmentation_path} these results belong to",
             table=plane_segmentation,
         ),
-        VectorData(
-            name="latent",
-            data=np.asarray(results.latents, dtype=np.float32),
-            description="posterior mean of the AVAE latent vector of each ROI",
-        ),
     ]
-    if results.labels is not None:
-        columns.append(
-            VectorData(
-                name="cluster",
-                data=np.asarray(results.labels, dtype=np.int64),
-                description="DBSCAN cluster of the latent means, -1 for noise",
+    for field, column in PER_ROI.items():
+        values = getattr(results, field)
+        if values is not None:
+            columns.append(
+                VectorData(
+                    name=column.name,
+                    data=np.asarray(values, dtype=column.dtype),
+                    description=column.description,
+                )
             )
-        )
-    if results.embedding is not None:
-        columns.append(
-            VectorData(
-                name="embedding",
-                data=np.asarray(results.embedding, dtype=np.float32),
-                description="2-D display embedding of the latent means",
-            )
-        )
     module.add(
         DynamicTable(
             name=f"{TABLE_NAME}{suffix}",
@@ -205,6 +197,13 @@ def _add_results(nwbfile, containers: tuple, traces: Traces, results: Results, n
             **timing,
         )
     )
+
+
+def result_path(source: str | Path, folder: str | Path | None = None) -> Path:
+    """The default result file of a recording: ``<stem>_avae.nwb`` in ``folder``, else
+    beside the source. The CLI, the GUI and the demo all name their outputs with it."""
+    source = Path(source)
+    return Path(source.parent if folder is None else folder) / f"{source.stem}_avae.nwb"
 
 
 def write_results(
