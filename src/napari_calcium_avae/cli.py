@@ -122,9 +122,11 @@ def cmd_fit(args: argparse.Namespace) -> None:
 
 def _output_paths(files: Sequence[Path], output: Path) -> list[Path]:
     """One result file per input: OUTPUT itself for one input named *.nwb, else a folder."""
+    from .nwb import result_path
+
     if len(files) == 1 and output.suffix == ".nwb":
         return [output]
-    outs = [output / f"{f.stem}_avae.nwb" for f in files]
+    outs = [result_path(f, output) for f in files]
     if len(set(outs)) != len(outs):
         raise CalciumAvaeError("several inputs share a file name; give inputs with distinct names")
     return outs

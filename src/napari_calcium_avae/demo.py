@@ -118,7 +118,7 @@ def run_demo(
 ) -> dict[str, HeldOutScores]:
     """Simulate, fit, score, write NWB results and a figure; returns the scores."""
     from .model import AVAE, PCABaseline
-    from .nwb import write_results
+    from .nwb import result_path, write_results
 
     s = settings or (DemoSettings.quick() if quick else DemoSettings())
     output_dir = Path(output_dir)
@@ -169,7 +169,7 @@ def run_demo(
     result_dir = output_dir / "results"
     result_dir.mkdir(exist_ok=True)
     written = [
-        write_results(t, r, result_dir / f"{Path(t.source_file).stem}_avae.nwb")
+        write_results(t, r, result_path(t.source_file, result_dir))
         for t, r in zip(noisy, results, strict=True)
     ]
     figure = output_dir / "demo.png"

@@ -30,10 +30,9 @@ from .writer import save_layer_results
 
 def default_output(source: str | Path | None) -> str:
     """``<source>_avae.nwb`` beside the source."""
-    if not source:
-        return ""
-    source = Path(source)
-    return str(source.with_name(f"{source.stem}_avae.nwb"))
+    from ..nwb import result_path
+
+    return str(result_path(source)) if source else ""
 
 
 class SaveWidget(QWidget):
