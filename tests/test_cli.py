@@ -244,3 +244,31 @@ def test_fit_defaults_are_the_estimators():
 
     args = build_parser().parse_args(["fit", "in.nwb", "-o", "m.pt"])
     assert _model_from_args(args).get_params() == AVAE().get_params()
+
+
+def test_apply_of_a_collapsed_model_says_so_one_line_each(tmp_path, capsys, tiny_sessions):
+    import torch
+
+    from napari_calcium_avae import pipeline
+    from napari_calcium_avae.model import AVAE
+    from napari_calcium_avae.nwb import read_results, read_traces
+
+    recordings = [read_traces(p) for p in tiny_sessions]
+    model = AVAE(hidden_size=8, latent_size=3, max_epochs=2, batch_size=8, device="cpu")
+    model.fit(pipeline.training_matrix(recordings))
+    for head in (model.module_.mu, model.module_.logvar):  # the posterior is the prior
+        torch.nn.init.zeros_(head.weight)
+        torch.nn.init.zeros_(head.bias)
+    path = model.save(tmp_path / "collapsed.pt")
+    out = tmp_path / "out.nwb"
+    assert main(["apply", str(path), str(tiny_sessions[0]), "-o", str(out)]) == 0
+    err = capsys.readouterr().err.splitlines()
+    collapse = [line for line in err if "same for every ROI" in line]
+    assert collapse == [
+        f"warning: {tiny_sessions[0].name}: all 3 latent dimensions are the same for every "
+        "ROI (largest spread 0): the model has collapsed, its latents and clusters say "
+        "nothing about the neurons, and no embedding is drawn"
+    ]
+    saved = read_results(out)
+    assert saved.embedding is None
+    assert saved.provenance["latent_warnings"].startswith("all 3 latent dimensions")
