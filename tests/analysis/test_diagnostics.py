@@ -3,7 +3,7 @@ import pytest
 
 from napari_calcium_avae.analysis import latent_diagnostics, latents_identical
 from napari_calcium_avae.analysis.diagnostics import (
-    ACTIVE_KL,
+    ACTIVE_VARIANCE,
     kl_per_dimension,
     reconstruction_r2,
 )
@@ -43,9 +43,18 @@ def test_identical_latents_are_reported_and_not_embedded():
 def test_inactive_units_without_identical_latents():
     X, clean = traces()
     z = np.random.default_rng(2).normal(0, 0.05, size=(len(X), 2))
-    found = latent_diagnostics(z, X, clean, kl=np.full(2, ACTIVE_KL / 2))
+    assert (z.var(axis=0) < ACTIVE_VARIANCE).all()
+    found = latent_diagnostics(z, X, clean, kl=np.array([0.2, 1.5]))
     assert found.active_units == 0 and not found.identical
     assert [w.split(" (")[0] for w in found.warnings] == ["no latent dimension is active"]
+    # without a posterior the latents' scale is unknown: no count, no such warning
+    assert latent_diagnostics(z, X, clean).active_units is None
+
+
+def test_a_shared_posterior_off_the_prior_is_not_active():
+    """The zebrafish case: KL from the prior is large, yet every ROI has the same latents."""
+    found = latent_diagnostics(np.tile([0.0, 1.4], (30, 1)), kl=np.array([0.006, 1.93]))
+    assert found.identical and found.active_units == 0
 
 
 def test_a_fit_no_better_than_the_mean_is_reported():
