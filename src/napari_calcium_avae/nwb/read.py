@@ -372,7 +372,9 @@ def _latest_results(f: h5py.File, series_path: str, table_path: str) -> h5py.Gro
         return None
     found = []
     for key, group in f[_RESULTS_MODULE].items():
-        if not isinstance(group, h5py.Group) or "rois" not in group or "latent" not in group:
+        if not isinstance(group, h5py.Group) or "rois" not in group:
+            continue
+        if PER_ROI["latents"].name not in group:
             continue
         description = text(group.attrs.get("description", ""))
         match = re.search(r"source series: (\S+?);", description + ";")
