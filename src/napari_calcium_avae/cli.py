@@ -64,22 +64,16 @@ def cmd_inspect(args: argparse.Namespace) -> None:
 
 
 def cmd_simulate(args: argparse.Namespace) -> None:
-    from .simulate import simulate_dataset
+    from dataclasses import fields
 
+    from .simulate import SimulationSettings, simulate_dataset
+
+    values = {f.name: getattr(args, f.name) for f in fields(SimulationSettings)}
+    for f in fields(SimulationSettings):
+        if "none_as" in f.metadata and values[f.name] == f.metadata["none_as"]:
+            values[f.name] = None
     paths = simulate_dataset(
-        args.output,
-        types=tuple(args.types),
-        cultures_per_type=args.cultures_per_type,
-        neurons_per_culture=None if args.neurons == 0 else args.neurons,
-        duration_s=args.duration,
-        frame_rate=args.frame_rate,
-        noise_levels=tuple(args.noise),
-        seed=args.seed,
-        density_per_mm2=args.density,
-        dish_size_mm=args.dish_size,
-        released_wiring=args.released_wiring,
-        per_spike_fluorescence=args.per_spike_fluorescence,
-        progress=progress_callback("simulating"),
+        args.output, SimulationSettings(**values), progress=progress_callback("simulating")
     )
     print(f"wrote {len(paths)} NWB session(s) under {args.output}")
 
@@ -227,6 +221,38 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=defaults["random_state"])
 
 
+def _add_simulation_options(p: argparse.ArgumentParser) -> None:
+    """One option per field of SimulationSettings, with its flag, help, unit and default."""
+    from dataclasses import fields
+
+    from .simulate import SimulationSettings
+
+    g = p.add_argument_group("simulation")
+    for f in fields(SimulationSettings):
+        meta, default = f.metadata, f.default
+        unit = f" {meta['unit']}" if meta["unit"] else ""
+        if isinstance(default, bool):
+            g.add_argument(meta["flag"], dest=f.name, action="store_true", help=meta["help"])
+        elif isinstance(default, tuple):
+            g.add_argument(
+                meta["flag"],
+                dest=f.name,
+                nargs="+",
+                type=type(default[0]),
+                choices=meta.get("choices"),
+                default=list(default),
+                help=f"{meta['help']} (default {' '.join(map(str, default))}{unit})",
+            )
+        else:
+            g.add_argument(
+                meta["flag"],
+                dest=f.name,
+                type=type(default),
+                default=default,
+                help=f"{meta['help']} (default %(default)s{unit})",
+            )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="calcium-avae",
@@ -242,25 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("simulate", help="simulate Izhikevich cultures into NWB sessions")
     p.add_argument("-o", "--output", type=Path, required=True, help="folder (DANDI layout)")
-    p.add_argument("--types", nargs="+", choices=["RS", "IB", "CH"], default=["RS", "IB", "CH"])
-    p.add_argument("--cultures-per-type", type=int, default=5)
-    p.add_argument("--neurons", type=int, default=50, help="imaged neurons per culture (0 = all)")
-    p.add_argument("--duration", type=float, default=30.0, help="seconds recorded")
-    p.add_argument("--frame-rate", type=float, default=500.0, help="Hz")
-    p.add_argument("--noise", type=float, nargs="+", default=[1.0], help="noise sigma(s), a.u.")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--density", type=float, default=250.0, help="neurons per mm^2")
-    p.add_argument("--dish-size", type=float, default=3.0, help="mm (side of the area)")
-    p.add_argument(
-        "--released-wiring",
-        action="store_true",
-        help="reproduce the released code's reversed connection orientation",
-    )
-    p.add_argument(
-        "--per-spike-fluorescence",
-        action="store_true",
-        help="apply the GCaMP polynomial per spike, as the released script did",
-    )
+    _add_simulation_options(p)
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("fit", help="train a model on NWB files or folders")
