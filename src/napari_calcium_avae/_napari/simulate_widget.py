@@ -7,6 +7,7 @@ relayed to the GUI thread through a Qt signal (signals cross threads safely).
 from __future__ import annotations
 
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,8 @@ from qtpy.QtWidgets import (
 )
 
 from ..errors import CalciumAvaeError
+from ..simulate.dynamics import NEURON_TYPES
+from ..simulate.settings import SimulationSettings, option_help, option_metadata
 from ._common import (
     guarded,
     idle_progress_bar,
@@ -39,7 +42,8 @@ from ._common import (
 from .reader import layers_from_file
 from .sample_data import side_by_side
 
-TYPES = ("RS", "IB", "CH")
+DEFAULTS = SimulationSettings(cultures_per_type=1, frame_rate=30.0)
+"""The paper's dataset, one culture per type at 30 Hz: seconds to simulate, not minutes."""
 OPEN_CHOICES = {"all sessions": None, "first session": 1, "none": 0}
 """How many of the written sessions to open: a label and a slice end."""
 
@@ -49,16 +53,23 @@ class _Relay(QObject):
 
 
 def parse_levels(text: str) -> tuple[float, ...]:
-    """'1, 2.5' -> (1.0, 2.5); the noise levels a user typed, checked."""
+    """'1, 2.5' -> (1.0, 2.5); the noise levels a user typed (SimulationSettings checks them)."""
     try:
-        levels = tuple(float(x) for x in text.replace(";", ",").split(",") if x.strip())
+        return tuple(float(x) for x in text.replace(";", ",").split(",") if x.strip())
     except ValueError:
         raise CalciumAvaeError(
             f"noise levels must be numbers separated by commas, got {text!r}"
         ) from None
-    if not levels or min(levels) < 0:
-        raise CalciumAvaeError("give at least one noise level (sigma >= 0), e.g. 1.0")
-    return levels
+
+
+def _float_box(low: float, high: float, value: float, name: str) -> QDoubleSpinBox:
+    """A spin box for a SimulationSettings field, with its unit and help."""
+    box = QDoubleSpinBox()
+    box.setRange(low, high)
+    box.setValue(value)
+    box.setSuffix(" " + option_metadata(name)["unit"])
+    box.setToolTip(option_help(name))
+    return box
 
 
 class SimulateWidget(QWidget):
@@ -68,24 +79,22 @@ class SimulateWidget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.worker: Any = None
-        self.types = {name: QCheckBox(name) for name in TYPES}
+        d = DEFAULTS
+        self.types = {name: QCheckBox(name) for name in NEURON_TYPES}
         type_row = QHBoxLayout()
-        for box in self.types.values():
-            box.setChecked(True)
+        for name, box in self.types.items():
+            box.setChecked(name in d.types)
+            box.setToolTip(option_help("types"))
             type_row.addWidget(box)
-        self.cultures = spin_box(1, 100, 1, "cultures simulated per neuron type")
-        self.neurons = spin_box(1, 100000, 50, "imaged neurons per culture, among those that spike")
-        self.duration = QDoubleSpinBox()
-        self.duration.setRange(1.0, 3600.0)
-        self.duration.setValue(30.0)
-        self.duration.setSuffix(" s")
-        self.frame_rate = QDoubleSpinBox()
-        self.frame_rate.setRange(1.0, 1000.0)
-        self.frame_rate.setValue(30.0)
-        self.frame_rate.setSuffix(" Hz")
-        self.noise = QLineEdit("1.0")
-        self.noise.setToolTip("noise sigma(s) in fluorescence units (baseline 42), commas")
-        self.seed = spin_box(0, 2**31 - 1, 0, "same seed, same cultures")
+        self.cultures = spin_box(1, 100, d.cultures_per_type, option_help("cultures_per_type"))
+        self.neurons = spin_box(
+            1, 100000, d.neurons_per_culture or 0, option_help("neurons_per_culture")
+        )
+        self.duration = _float_box(1.0, 3600.0, d.duration_s, "duration_s")
+        self.frame_rate = _float_box(1.0, 1000.0, d.frame_rate, "frame_rate")
+        self.noise = QLineEdit(", ".join(f"{s:g}" for s in d.noise_levels))
+        self.noise.setToolTip(option_help("noise_levels") + ", separated by commas")
+        self.seed = spin_box(0, 2**31 - 1, d.seed, option_help("seed"))
         self.folder = QLineEdit(str(Path(tempfile.gettempdir()) / "calcium-avae-simulated"))
         browse = QPushButton("…")
         browse.setMaximumWidth(30)
@@ -126,36 +135,39 @@ class SimulateWidget(QWidget):
         if folder:
             self.folder.setText(folder)
 
-    def options(self) -> dict[str, Any]:
+    def options(self) -> tuple[Path, SimulationSettings]:
+        """The output folder and the settings the form describes (checked)."""
         types = tuple(name for name, box in self.types.items() if box.isChecked())
         if not types:
             raise CalciumAvaeError("tick at least one neuron type to simulate")
         folder = self.folder.text().strip()
         if not folder:
             raise CalciumAvaeError("choose an output folder for the simulated sessions")
-        return {
-            "output_dir": Path(folder).expanduser(),
-            "types": types,
-            "cultures_per_type": self.cultures.value(),
-            "neurons_per_culture": self.neurons.value(),
-            "duration_s": self.duration.value(),
-            "frame_rate": self.frame_rate.value(),
-            "noise_levels": parse_levels(self.noise.text()),
-            "seed": self.seed.value(),
-        }
+        settings = replace(
+            DEFAULTS,
+            types=types,
+            cultures_per_type=self.cultures.value(),
+            neurons_per_culture=self.neurons.value(),
+            duration_s=self.duration.value(),
+            frame_rate=self.frame_rate.value(),
+            noise_levels=parse_levels(self.noise.text()),
+            seed=self.seed.value(),
+        )
+        return Path(folder).expanduser(), settings
 
     @guarded
     def run(self) -> None:
         from ..simulate import simulate_dataset
 
-        options = self.options()
-        total = len(options["types"]) * options["cultures_per_type"]
-        self.progress.setRange(0, total)
+        folder, settings = self.options()
+        self.progress.setRange(0, settings.n_cultures)
         self.progress.setValue(0)
         self.progress.setFormat("simulating… %v/%m")
         self.run_button.setEnabled(False)
         self.worker = create_worker(
             simulate_dataset,
+            folder,
+            settings,
             progress=self.relay.step.emit,
             _start_thread=True,
             _connect={
@@ -164,7 +176,6 @@ class SimulateWidget(QWidget):
                 "warned": report_warning,
                 "finished": self._on_finished,
             },
-            **options,
         )
 
     def _on_step(self, done: int, total: int, message: str) -> None:
