@@ -213,10 +213,12 @@ def write_results(
     *,
     in_place: bool = False,
     name: str = RESULTS_MODULE,
+    overwrite: bool = True,
 ) -> Path:
     """Write ``results`` into a new NWB file exported from the traces' source (or append).
 
-    Returns the path written. Results go into the processing module ``name``: a table
+    Returns the path written; ``overwrite=False`` refuses an existing output file.
+    Results go into the processing module ``name``: a table
     ``results`` and a series ``reconstruction``; later runs add ``results_2``... .
     """
     source = _check(traces, results)
@@ -255,7 +257,10 @@ def write_results(
             ) from err
         return source
     try:
-        with NWBHDF5IO(str(source), "r") as io, atomic_output(target, overwrite=True) as tmp:
+        with (
+            NWBHDF5IO(str(source), "r") as io,
+            atomic_output(target, overwrite=overwrite) as tmp,
+        ):
             nwbfile = io.read()
             containers = _containers(nwbfile, traces)
             _load_compound_columns(nwbfile)
