@@ -97,4 +97,25 @@ def cluster_latents(
         return Clustering(labels, value, min_samples, curve, auto)
     value = knee_eps(curve) if auto else float(eps)
     labels[valid] = DBSCAN(eps=value, min_samples=min_samples).fit_predict(points)
+    _warn_if_fragmented(labels[valid], min_samples)
     return Clustering(labels, value, min_samples, curve, auto)
+
+
+def _warn_if_fragmented(labels: np.ndarray, min_samples: int) -> None:
+    """Clusters that are mostly a ROI or two say more about eps than about the neurons."""
+    n, n_clusters = len(labels), len(np.unique(labels[labels >= 0]))
+    if min_samples < 2:
+        why = (
+            f"min_samples {min_samples} makes every ROI a core point, so each isolated ROI is "
+            "a cluster of its own and none is noise"
+        )
+    elif n_clusters > n / 3:
+        why = "most clusters hold only a few ROIs: eps is small for these latents"
+    else:
+        return
+    warnings.warn(
+        f"{n_clusters} clusters for {n} ROIs: {why}; raise min_samples (5 is the default) "
+        "or eps",
+        CalciumAvaeWarning,
+        stacklevel=3,
+    )
