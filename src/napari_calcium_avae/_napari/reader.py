@@ -16,6 +16,7 @@ from napari.utils.notifications import show_error
 
 from ..errors import CalciumAvaeError
 from ._layers import LayerData, traces_layer_data
+from ._placement import right_edge, side_by_side
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _SIGNATURE_OFFSETS = (0, 512, 1024, 2048)
@@ -59,12 +60,17 @@ NOTHING_READ = [(None,)]
 
 
 def read_nwb(path: str | list[str]) -> list[LayerData] | list[tuple[None]]:
-    """Read one or several NWB files; a file that fails is reported and skipped."""
+    """Read one or several NWB files; a file that fails is reported and skipped.
+
+    The recordings go right of those the viewer shows already, so none covers another.
+    """
+    from napari import current_viewer
+
     paths = [path] if isinstance(path, str | Path) else list(path)
-    out: list[LayerData] = []
+    per_file: list[list[LayerData]] = []
     for p in paths:
         try:
-            out.extend(layers_from_file(p))
+            per_file.append(layers_from_file(p))
         except CalciumAvaeError as error:
             show_error(f"{Path(p).name}: {error}")
-    return out or NOTHING_READ
+    return side_by_side(per_file, start=right_edge(current_viewer())) or NOTHING_READ

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..simulate.settings import SimulationSettings
 from ._layers import LayerData
+from ._placement import right_edge, side_by_side
 from .reader import layers_from_file
 
 SAMPLE = SimulationSettings(
@@ -26,8 +27,6 @@ SAMPLE = SimulationSettings(
     frame_rate=30.0,
     dish_size_mm=1.5,
 )
-GAP = 0.05
-"""Space left between cultures laid side by side, as a fraction of the image width."""
 
 
 def simulate_sample(output_dir: str | Path, seed: int = 0) -> list[Path]:
@@ -37,20 +36,11 @@ def simulate_sample(output_dir: str | Path, seed: int = 0) -> list[Path]:
     return simulate_dataset(output_dir, replace(SAMPLE, seed=seed))
 
 
-def side_by_side(per_file: list[list[LayerData]]) -> list[LayerData]:
-    """Lay recordings out left to right so that their dishes do not cover each other."""
-    out: list[LayerData] = []
-    offset = 0.0
-    for layers in per_file:
-        width = max(data.shape[-1] for data, _, _ in layers)
-        for data, attributes, kind in layers:
-            out.append((data, {**attributes, "translate": (0.0, offset)}, kind))
-        offset += width * (1.0 + GAP)
-    return out
-
-
 def simulated_culture() -> list[LayerData]:
     """The sample: one simulated culture per neuron type, ROIs and reference images."""
     folder = Path(tempfile.mkdtemp(prefix="calcium-avae-sample-"))
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    return side_by_side([layers_from_file(path) for path in simulate_sample(folder)])
+    from napari import current_viewer
+
+    per_file = [layers_from_file(path) for path in simulate_sample(folder)]
+    return side_by_side(per_file, start=right_edge(current_viewer()))

@@ -23,7 +23,6 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLineEdit,
     QPushButton,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -36,11 +35,12 @@ from ._common import (
     notices,
     report_error,
     report_warning,
+    scrolling_layout,
     spin_box,
     wrapped_label,
 )
+from ._placement import right_edge, side_by_side
 from .reader import layers_from_file
-from .sample_data import side_by_side
 
 DEFAULTS = SimulationSettings(cultures_per_type=1, frame_rate=30.0)
 """The paper's dataset, one culture per type at 30 Hz: seconds to simulate, not minutes."""
@@ -123,7 +123,7 @@ class SimulateWidget(QWidget):
         self.relay = _Relay()
         self.relay.step.connect(self._on_step)
 
-        layout = QVBoxLayout(self)
+        layout = scrolling_layout(self)
         layout.addLayout(form)
         layout.addWidget(self.run_button)
         layout.addWidget(self.progress)
@@ -193,5 +193,7 @@ class SimulateWidget(QWidget):
         self.status.setText(f"written to {self.folder.text()}")
         chosen = paths[: OPEN_CHOICES[self.open_choice.currentText()]]
         with notices():
-            for data, attributes, kind in side_by_side([layers_from_file(p) for p in chosen]):
+            for data, attributes, kind in side_by_side(
+                [layers_from_file(p) for p in chosen], start=right_edge(self.viewer)
+            ):
                 self.viewer.add_layer(Layer.create(data, attributes, kind))
