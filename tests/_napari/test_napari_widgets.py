@@ -162,6 +162,8 @@ def test_stop_ends_training_with_a_usable_model(
     traces = layer.metadata["calcium_avae_traces"]
     assert model.transform(traces.data).shape == (traces.n_rois, 2)
     assert "stopped" in train.status.text()
+    assert train.progress.text().startswith("stopped · epoch")  # not "val nan"
+    assert "nan" not in train.progress.text() and "last val" in train.progress.text()
 
 
 def test_model_file_round_trip(make_napari_viewer, qtbot, sessions: list[Path], tmp_path):
@@ -213,6 +215,8 @@ def test_bad_inputs_are_notices(
     # recordings of different lengths cannot be trained together
     open_rois(viewer, sessions[0])
     open_rois(viewer, small_nwb)
+    assert train.layer_list.layers() == [viewer.layers[sessions[0].stem]]  # one length ticked
+    train.layer_list.set_checked([viewer.layers[sessions[0].stem], viewer.layers["small"]])
     notices.clear()
     train.start()
     assert not train.running

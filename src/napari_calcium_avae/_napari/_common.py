@@ -11,17 +11,23 @@ from typing import Any
 
 from napari.utils.notifications import show_error, show_warning
 from qtpy.QtCore import Qt
+from qtpy.QtGui import QValidator
 from qtpy.QtWidgets import (
     QAbstractItemView,
+    QDoubleSpinBox,
+    QFrame,
     QLabel,
     QListWidget,
     QListWidgetItem,
     QProgressBar,
+    QScrollArea,
     QSpinBox,
+    QVBoxLayout,
+    QWidget,
 )
 
 from ..errors import CalciumAvaeError, CalciumAvaeWarning
-from ._layers import is_ours
+from ._layers import RESULTS_KEY, TRACES_KEY, is_ours
 
 
 def report_error(error: BaseException) -> None:
@@ -65,11 +71,16 @@ def guarded(method: Callable[..., Any]) -> Callable[..., Any]:
 
 
 class RoiLayerList(QListWidget):
-    """Checkable list of the viewer's ROI layers, kept in step with the layer list."""
+    """Checkable list of the viewer's ROI layers, kept in step with the layer list.
 
-    def __init__(self, viewer: Any) -> None:
+    ``tick_results``: whether a new layer that already holds results is ticked (yes to
+    re-cluster it, no to train: it is a second copy of its source recording).
+    """
+
+    def __init__(self, viewer: Any, tick_results: bool = False) -> None:
         super().__init__()
         self.viewer = viewer
+        self.tick_results = tick_results
         self.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
         self.setMaximumHeight(90)
         self._checked: dict[int, bool] = {}
@@ -84,6 +95,23 @@ class RoiLayerList(QListWidget):
         layer = item.data(Qt.ItemDataRole.UserRole)
         self._checked[id(layer)] = item.checkState() == Qt.CheckState.Checked
 
+    def _ticked_at_first(self, layer: Any) -> bool:
+        """A new recording is ticked when it can join the ticked ones.
+
+        Ticking every new layer made Train fail as soon as a recording of another length
+        was opened, and trained on a reopened results file as a second copy of its source.
+        So: a layer that already holds results only where ``tick_results``, and only one
+        of the same number of frames as the recordings ticked now.
+        """
+        if RESULTS_KEY in layer.metadata and not self.tick_results:
+            return False
+        frames = {
+            other.metadata[TRACES_KEY].n_frames
+            for other in self.viewer.layers
+            if is_ours(other) and self._checked.get(id(other))
+        }
+        return not frames or frames == {layer.metadata[TRACES_KEY].n_frames}
+
     def refresh(self, *_: Any) -> None:
         self.blockSignals(True)
         self.clear()
@@ -93,7 +121,9 @@ class RoiLayerList(QListWidget):
             item = QListWidgetItem(layer.name)
             item.setData(Qt.ItemDataRole.UserRole, layer)
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
-            checked = self._checked.setdefault(id(layer), True)
+            if id(layer) not in self._checked:
+                self._checked[id(layer)] = self._ticked_at_first(layer)
+            checked = self._checked[id(layer)]
             item.setCheckState(Qt.CheckState.Checked if checked else Qt.CheckState.Unchecked)
             self.addItem(item)
         self.blockSignals(False)
@@ -128,6 +158,38 @@ def spin_box(low: int, high: int, value: int, tip: str) -> QSpinBox:
     return box
 
 
+class SignificantSpinBox(QDoubleSpinBox):
+    """A number box that shows significant digits (1e-06, 0.3521, 1234) and steps by 10 %.
+
+    A box with fixed decimals showed 0.0001 while DBSCAN used an eps of 1e-06: the value
+    it shows must be the value in use, at any scale.
+    """
+
+    def __init__(self, low: float, high: float, value: float, digits: int = 4) -> None:
+        super().__init__()
+        self.digits = digits
+        self.setDecimals(15)  # what Qt rounds values to; the text shows `digits`
+        self.setRange(low, high)
+        self.setValue(value)
+
+    def textFromValue(self, value: float) -> str:
+        return f"{value:.{self.digits}g}"
+
+    def valueFromText(self, text: str) -> float:
+        return float(text)
+
+    def validate(self, text: str, pos: int) -> tuple[QValidator.State, str, int]:
+        try:
+            ok = self.minimum() <= float(text) <= self.maximum()
+        except ValueError:
+            ok = False
+        state = QValidator.State.Acceptable if ok else QValidator.State.Intermediate
+        return state, text, pos
+
+    def stepBy(self, steps: int) -> None:
+        self.setValue(self.value() * 1.1**steps)
+
+
 def idle_progress_bar(text: str) -> QProgressBar:
     """A bar at rest that shows ``text``; a job sets its range when it starts."""
     bar = QProgressBar()
@@ -141,3 +203,22 @@ def wrapped_label(text: str = "") -> QLabel:
     label = QLabel(text)
     label.setWordWrap(True)
     return label
+
+
+def scrolling_layout(dock: QWidget) -> QVBoxLayout:
+    """The layout a dock widget fills, inside a scroll area that fills the dock.
+
+    napari stacks docks on one side of the window, and a window is at least as tall as its
+    docks' minimum heights together: without scrolling, four of ours need 1,871 px and push
+    the window, its status bar and its pop-ups off a laptop screen. In a scroll area a dock
+    can shrink to a few lines and scroll the rest.
+    """
+    body = QWidget()
+    area = QScrollArea()
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    area.setWidget(body)
+    outer = QVBoxLayout(dock)
+    outer.setContentsMargins(0, 0, 0, 0)
+    outer.addWidget(area)
+    return QVBoxLayout(body)

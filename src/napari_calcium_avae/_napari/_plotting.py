@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg, NavigationToolbar2QT
 from matplotlib.figure import Figure
 from napari.utils.theme import get_theme
 from qtpy.QtWidgets import QSizePolicy, QVBoxLayout, QWidget
@@ -13,7 +13,7 @@ from qtpy.QtWidgets import QSizePolicy, QVBoxLayout, QWidget
 class ThemedCanvas(QWidget):
     """A figure whose axes follow the viewer's theme, restyled when the theme changes."""
 
-    def __init__(self, viewer: Any, height: float = 2.6) -> None:
+    def __init__(self, viewer: Any, height: float = 2.6, toolbar: bool = False) -> None:
         super().__init__()
         self.viewer = viewer
         self.figure = Figure(figsize=(4.0, height), layout="constrained")
@@ -23,6 +23,8 @@ class ThemedCanvas(QWidget):
         self.ax = self.figure.add_subplot()
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        if toolbar:  # zoom, pan and home, matplotlib's own
+            layout.addWidget(NavigationToolbar2QT(self.canvas, self))
         layout.addWidget(self.canvas)
         viewer.events.theme.connect(self.restyle)
         self.restyle()

@@ -17,19 +17,25 @@ from napari.qt.threading import create_worker
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QDoubleSpinBox,
     QFormLayout,
     QHBoxLayout,
     QPushButton,
     QSpinBox,
-    QVBoxLayout,
     QWidget,
 )
 
 from ..errors import CalciumAvaeError
 from ..results import Results
 from ..traces import Traces
-from ._common import RoiLayerList, guarded, report_error, report_warning, wrapped_label
+from ._common import (
+    RoiLayerList,
+    SignificantSpinBox,
+    guarded,
+    report_error,
+    report_warning,
+    scrolling_layout,
+    wrapped_label,
+)
 from ._layers import put_results, results_of, traces_of
 from ._plotting import ThemedCanvas
 from ._session import session_for
@@ -89,14 +95,11 @@ class ApplyWidget(QWidget):
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
         self.worker: Any = None
-        self.layer_list = RoiLayerList(napari_viewer)
+        self.layer_list = RoiLayerList(napari_viewer, tick_results=True)
         self.model_label = wrapped_label()
         self.auto_eps = QCheckBox("knee of the k-distance curve")
         self.auto_eps.setChecked(True)
-        self.eps = QDoubleSpinBox()
-        self.eps.setDecimals(4)
-        self.eps.setRange(1e-4, 1e6)
-        self.eps.setValue(0.5)
+        self.eps = SignificantSpinBox(1e-12, 1e6, 0.5)
         self.eps.setEnabled(False)
         self.auto_eps.toggled.connect(lambda on: self.eps.setEnabled(not on))
         self.min_samples = QSpinBox()
@@ -130,7 +133,7 @@ class ApplyWidget(QWidget):
         self.curve.canvas.setToolTip("click to set eps by hand")
         plot_k_distances(self.curve, np.zeros((0, 2)), float("nan"), 5)
 
-        layout = QVBoxLayout(self)
+        layout = scrolling_layout(self)
         layout.addLayout(form)
         layout.addLayout(buttons)
         layout.addWidget(self.summary)

@@ -1,14 +1,18 @@
-"""Dock widget: the latent space, raw vs reconstructed traces, and the loss curves.
+"""Dock widget: the latent space, raw vs reconstructed traces, per-cluster mean traces,
+reference labels and the loss curves.
 
 The scatter shows every ROI layer's 2-D embedding together (they were clustered
 jointly), coloured by cluster or by any per-ROI column, e.g. the simulator's
 neuron_type, excitatory, v0 or du. Clicking a point selects that ROI in its layer;
-hovering over or selecting a ROI in the viewer shows its trace.
+hovering over or selecting a ROI in the viewer shows its trace. A per-ROI label table
+(published assemblies, cell types) can be imported to colour ROIs by it and to score the
+clusters' agreement with it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,13 +20,18 @@ import pandas as pd
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
+    QFileDialog,
     QFormLayout,
+    QPushButton,
     QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
-from ._layers import RESULTS_KEY, cluster_colours, is_ours
+from ..errors import CalciumAvaeError
+from ..traces import Traces
+from ._common import guarded, scrolling_layout, wrapped_label
+from ._layers import RESULTS_KEY, cluster_colormap, cluster_colours, is_ours
 from ._plotting import ThemedCanvas
 from ._session import session_for
 from .train_widget import plot_losses
@@ -30,6 +39,31 @@ from .train_widget import plot_losses
 HIDDEN_COLUMNS = ("index", "embedding_0", "embedding_1")
 MAX_CATEGORIES = 20
 """A numeric column with at most this many distinct values is coloured as categories."""
+UNKNOWN_UNITS = ("", "n.a.", "na", "n/a", "unknown", "a.u.", "au", "arbitrary")
+MEAN_SOURCES = ("raw", "denoised")
+
+
+def trace_axis_label(traces: Traces) -> str:
+    """What the trace plot's y axis shows: dF/F, or fluorescence in the series' unit.
+
+    Many files write NWB's placeholder unit 'n.a.'; a y axis reading that tells nothing.
+    """
+    unit = traces.unit.strip()
+    path = (traces.series_path or "").lower()
+    if "df" in unit.lower() or "dfoverf" in path or "dff" in path:
+        return "dF/F"
+    if unit.lower() in UNKNOWN_UNITS:
+        return "fluorescence (a.u.)"
+    return f"fluorescence ({unit})"
+
+
+def cluster_means(data: np.ndarray, labels: np.ndarray) -> dict[int, tuple[np.ndarray, ...]]:
+    """Per cluster (noise left out): mean trace, its SD over ROIs, and the ROI count."""
+    out = {}
+    for label in np.unique(labels[labels >= 0]):
+        rows = data[labels == label]
+        out[int(label)] = (rows.mean(axis=0), rows.std(axis=0), np.array(len(rows)))
+    return out
 
 
 @dataclass
@@ -61,6 +95,11 @@ def embedded_points(layers: list[Any]) -> Points:
     return Points(np.concatenate(xy), owners, np.concatenate(rows), table)
 
 
+def is_label_column(values: pd.Series) -> bool:
+    """Integer labels (clusters, imported reference labels): coloured as clusters are."""
+    return values.name == "cluster" or pd.api.types.is_integer_dtype(values)
+
+
 def is_categorical(values: pd.Series) -> bool:
     if values.name == "cluster" or not pd.api.types.is_numeric_dtype(values):
         return True
@@ -74,7 +113,7 @@ def unhook(layers: list[Any], callback: Any) -> None:
 
 
 class PlotsWidget(QWidget):
-    """Latent scatter and trace of the chosen ROI (first tab), loss curves (second)."""
+    """Latent scatter and the chosen ROI's trace; cluster means and reference labels; losses."""
 
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__()
@@ -93,23 +132,42 @@ class PlotsWidget(QWidget):
         self.only_selected.toggled.connect(self._show_only_selected)
         self.scatter = ThemedCanvas(napari_viewer, height=2.8)
         self.scatter.canvas.mpl_connect("pick_event", self._on_pick)
-        self.trace = ThemedCanvas(napari_viewer, height=2.0)
+        self.trace = ThemedCanvas(napari_viewer, height=2.0, toolbar=True)
         self.losses = ThemedCanvas(napari_viewer, height=2.6)
+        self.mean_source = QComboBox()
+        self.mean_source.addItems(MEAN_SOURCES)
+        self.mean_source.currentTextChanged.connect(lambda _: self.draw_means())
+        self.means = ThemedCanvas(napari_viewer, height=2.6, toolbar=True)
+        self.reference: tuple[Any, str] | None = None
+        """(layer, column) of the imported label table."""
+        import_button = QPushButton("Import labels (CSV)…")
+        import_button.setToolTip("a table with a 'roi' column (ROI row) and a label column")
+        import_button.clicked.connect(lambda: self.import_labels())
+        self.agreement = wrapped_label("no reference labels")
 
         rois = QWidget()
         form = QFormLayout()
         form.addRow("colour by", self.colour_by)
-        roi_layout = QVBoxLayout(rois)
+        roi_layout = scrolling_layout(rois)
         roi_layout.addLayout(form)
         roi_layout.addWidget(self.scatter)
         roi_layout.addWidget(self.only_selected)
         roi_layout.addWidget(self.trace)
+        clusters = QWidget()
+        cluster_form = QFormLayout()
+        cluster_form.addRow("mean ± SD of", self.mean_source)
+        cluster_form.addRow("reference", import_button)
+        cluster_layout = scrolling_layout(clusters)
+        cluster_layout.addLayout(cluster_form)
+        cluster_layout.addWidget(self.agreement)
+        cluster_layout.addWidget(self.means)
         training = QWidget()
-        QVBoxLayout(training).addWidget(self.losses)
+        scrolling_layout(training).addWidget(self.losses)
         self.tabs = QTabWidget()
         self.tabs.addTab(rois, "ROIs")
+        self.tabs.addTab(clusters, "Clusters")
         self.tabs.addTab(training, "Training")
-        QVBoxLayout(self).addWidget(self.tabs)
+        QVBoxLayout(self).addWidget(self.tabs)  # each tab scrolls on its own
 
         self.session.results_changed.connect(self.refresh)
         self.session.epoch_done.connect(lambda _: self.draw_losses())
@@ -151,6 +209,8 @@ class PlotsWidget(QWidget):
             self.colour_by.setCurrentText(previous)
         self.colour_by.blockSignals(False)
         self.draw_scatter()
+        self.draw_means()
+        self.score_reference()
 
     # drawing -----------------------------------------------------------------
     def draw_scatter(self) -> None:
@@ -169,8 +229,9 @@ class PlotsWidget(QWidget):
             ax.set_xticks([])
             ax.set_yticks([])
         elif column and is_categorical(pts.table[column]):
-            values = pts.table[column].astype(str) if column != "cluster" else pts.table[column]
-            if column == "cluster":
+            labelled = is_label_column(pts.table[column])
+            values = pts.table[column] if labelled else pts.table[column].astype(str)
+            if labelled:
                 colours = cluster_colours(values.to_numpy(dtype=np.int64))
             else:
                 from matplotlib import colormaps
@@ -179,7 +240,9 @@ class PlotsWidget(QWidget):
                 colours = {c: colormaps["tab10"](i % 10) for i, c in enumerate(cats)}
             for value, colour in colours.items():
                 hit = (values == value).to_numpy()
-                name = "noise" if column == "cluster" and value == -1 else str(value)
+                name = str(value)
+                if labelled and value == -1:
+                    name = "noise" if column == "cluster" else "none"
                 art = ax.scatter(*pts.xy[hit].T, s=14, color=colour, label=name, picker=True)
                 self._picked_from[art] = np.flatnonzero(hit)
             ax.legend(fontsize=7, markerscale=1.2, loc="best", title=column, title_fontsize=8)
@@ -225,13 +288,95 @@ class PlotsWidget(QWidget):
             ax.set_title(title + ("" if cluster is None else f" · cluster {cluster}"))
             ax.legend(fontsize=7, loc="upper right")
             ax.set_xlabel("time (s)")
-            ax.set_ylabel(traces.unit)
+            ax.set_ylabel(trace_axis_label(traces))
         else:
             ax.set_title("hover over or pick a ROI")
         canvas.restyle()
 
     def draw_losses(self) -> None:
         plot_losses(self.losses, self.session.history)
+
+    def draw_means(self) -> None:
+        """Mean ± SD trace per cluster over the clustered layers of the first one's length."""
+        canvas, ax = self.means, self.means.ax
+        ax.clear()
+        layers = [layer for layer in self.our_layers() if "cluster" in layer.features]
+        denoised = self.mean_source.currentText() == "denoised"
+        blocks, labels, traces = [], [], None
+        for layer in layers:
+            t = layer.metadata["calcium_avae_traces"]
+            if traces is not None and t.n_frames != traces.n_frames:
+                continue
+            data = t.data
+            if denoised:
+                data = getattr(layer.metadata.get(RESULTS_KEY), "reconstruction", None)
+                if data is None or data.shape != t.data.shape:
+                    continue
+            if traces is None:
+                traces = t
+            blocks.append(data)
+            labels.append(layer.features["cluster"].to_numpy(dtype=np.int64))
+        means = cluster_means(np.concatenate(blocks), np.concatenate(labels)) if blocks else {}
+        if not means:
+            what = "denoised traces" if denoised and layers else "clusters"
+            ax.set_title(f"no {what} yet: apply a model")
+        else:
+            colours = cluster_colours(np.array(list(means)))
+            t = traces.times
+            for label, (mean, sd, n) in means.items():
+                ax.fill_between(t, mean - sd, mean + sd, color=colours[label], alpha=0.2, lw=0)
+                ax.plot(t, mean, color=colours[label], lw=1.2, label=f"{label} ({n})")
+            ax.legend(fontsize=7, loc="upper right", title="cluster (ROIs)", title_fontsize=7)
+            ax.set_xlabel("time (s)")
+            ax.set_ylabel(trace_axis_label(traces))
+            ax.set_title(f"{self.mean_source.currentText()} traces, mean ± SD per cluster")
+        canvas.restyle()
+
+    # reference labels ----------------------------------------------------------
+    @guarded
+    def import_labels(self, path: str | Path | None = None) -> None:
+        """Read a per-ROI label table for the selected ROI layer; colour its ROIs by it."""
+        from ..analysis.label_table import read_label_table
+
+        layer = self.viewer.layers.selection.active
+        if not is_ours(layer):
+            raise CalciumAvaeError(
+                "select the ROI layer the label table belongs to, then import it"
+            )
+        if path is None:
+            path, _ = QFileDialog.getOpenFileName(self, "Label table", "", "CSV (*.csv)")
+            if not path:
+                return
+        table = read_label_table(path, layer.metadata["calcium_avae_traces"].n_rois)
+        if table.column == "cluster" or table.column.startswith(("latent_", "embedding_")):
+            raise CalciumAvaeError(
+                f"the label column '{table.column}' would replace AVAE results: rename it"
+            )
+        features = layer.features.copy()
+        features[table.column] = table.labels
+        self.reference = (layer, table.column)
+        layer.features = features  # refreshes the scatter and the score
+        layer.colormap = cluster_colormap(table.labels)
+        self.colour_by.setCurrentText(table.column)
+
+    def score_reference(self) -> None:
+        """ARI of the clusters with the imported labels, on the layer they belong to."""
+        from ..analysis.label_table import agreement
+
+        if self.reference is None:
+            return
+        layer, column = self.reference
+        features = layer.features
+        if column not in features:
+            self.agreement.setText("no reference labels")
+        elif "cluster" not in features:
+            self.agreement.setText(f"'{column}' of {layer.name}: apply a model to score it")
+        else:
+            score = agreement(features["cluster"].to_numpy(), features[column].to_numpy())
+            self.agreement.setText(
+                f"ARI of the clusters with '{column}' on {layer.name}: {score:.3f} "
+                f"({len(features)} ROIs; 'none' and noise count as groups)"
+            )
 
     # choosing a ROI ------------------------------------------------------------
     def choose(self, layer: Any, row: int) -> None:

@@ -17,15 +17,15 @@ from qtpy.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
     QLineEdit,
+    QMessageBox,
     QPushButton,
-    QVBoxLayout,
     QWidget,
 )
 
 from ..errors import CalciumAvaeError
-from ._common import guarded, report_error, report_warning, wrapped_label
+from ._common import guarded, report_error, report_warning, scrolling_layout, wrapped_label
 from ._layers import SOURCE_KEY, is_ours
-from .writer import save_layer_results
+from .writer import nwb_name, save_layer_results
 
 
 def default_output(source: str | Path | None) -> str:
@@ -60,7 +60,7 @@ class SaveWidget(QWidget):
         self.save_button = QPushButton("Save to NWB")
         self.save_button.clicked.connect(lambda: self.save())
         self.status = wrapped_label()
-        layout = QVBoxLayout(self)
+        layout = scrolling_layout(self)
         layout.addLayout(form)
         layout.addWidget(self.save_button)
         layout.addWidget(self.status)
@@ -97,8 +97,15 @@ class SaveWidget(QWidget):
         if layer is None:
             raise CalciumAvaeError("no ROI layer to save: open an NWB file first")
         output = self.output.text().strip()
-        if not output and not self.in_place.isChecked():
+        in_place = self.in_place.isChecked()
+        if not output and not in_place:
             raise CalciumAvaeError("choose a file name to save to")
+        target = None if in_place else nwb_name(output)
+        renamed = "" if target is None or str(target) == output else f" (not {Path(output).name})"
+        replace = target is not None and target.exists()
+        if replace and not self.confirm_overwrite(target):
+            self.status.setText(f"not saved: {target.name} exists and was kept")
+            return
         self.save_button.setEnabled(False)
         self.status.setText("saving…")
         self.worker = create_worker(
@@ -107,15 +114,27 @@ class SaveWidget(QWidget):
             layer.name,
             layer.features.copy(),
             dict(layer.metadata),
-            in_place=self.in_place.isChecked(),
+            in_place=in_place,
+            overwrite=replace,  # the user's answer; a file that appears meanwhile is kept
             _start_thread=True,
             _connect={
-                "returned": lambda path: self.status.setText(f"saved {path}"),
+                "returned": lambda path: self.status.setText(f"saved {path}{renamed}"),
                 "errored": self._on_error,
                 "warned": report_warning,
                 "finished": self._on_finished,
             },
         )
+
+    def confirm_overwrite(self, target: Path) -> bool:
+        """Ask before replacing a file: saving twice to one name used to replace it silently."""
+        answer = QMessageBox.question(
+            self,
+            "Replace file?",
+            f"{target} exists. Replace it with these results?",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.No,
+        )
+        return answer == QMessageBox.StandardButton.Yes
 
     def _on_error(self, error: BaseException) -> None:
         self.status.setText("not saved")

@@ -9,6 +9,7 @@ returns a usable model, so a stopped model can be applied and saved like any oth
 from __future__ import annotations
 
 import dataclasses
+import math
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -22,7 +23,6 @@ from qtpy.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
     QPushButton,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -34,6 +34,7 @@ from ._common import (
     idle_progress_bar,
     report_error,
     report_warning,
+    scrolling_layout,
     spin_box,
     wrapped_label,
 )
@@ -51,6 +52,23 @@ def training_epochs(
     for report in fit_iter(model, traces_list, stop=stop):
         yield dataclasses.asdict(report)  # plain dicts cross the thread boundary
     return model
+
+
+def progress_text(history: Sequence[dict[str, Any]], trained: bool = False) -> str:
+    """The progress bar's text for the latest epoch (%v/%m are the bar's value and maximum).
+
+    An epoch cut short by Stop or by a diverging loss reports no validation loss (NaN); the
+    bar then says why it ended and shows the last loss that was measured.
+    """
+    last = history[-1]
+    reason = last.get("stop_reason")
+    measured = [h["val_loss"] for h in history if math.isfinite(h["val_loss"])]
+    val = f"val {measured[-1]:.4g}" if measured else "no val loss yet"
+    if reason in ("stopped", "diverged"):
+        return f"{reason} · epoch %v/%m · last {val}"
+    if trained:
+        return f"trained · epoch %v/%m · {val}"
+    return f"epoch %v/%m · train {last['train_loss']:.4g} · {val}"
 
 
 def plot_losses(canvas: ThemedCanvas, history: Sequence[dict[str, Any]]) -> None:
@@ -89,6 +107,11 @@ class TrainWidget(QWidget):
         self.layer_list.itemChanged.connect(self.refresh_series)
         napari_viewer.layers.events.inserted.connect(self.refresh_series)
         self.series = QComboBox()
+        # long series paths must not make the dock wider than a laptop screen's share
+        self.series.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
+        self.series.setMinimumContentsLength(20)
         self.series.setToolTip("RoiResponseSeries to train on (the file's default first)")
 
         self.architecture = QComboBox()
@@ -141,7 +164,7 @@ class TrainWidget(QWidget):
         files.addWidget(save)
         files.addWidget(load)
 
-        layout = QVBoxLayout(self)
+        layout = scrolling_layout(self)
         layout.addLayout(form)
         layout.addWidget(self.train_button)
         layout.addWidget(self.progress)
@@ -257,9 +280,7 @@ class TrainWidget(QWidget):
         self.session.history.append(report)
         self.progress.setRange(0, int(report["n_epochs"]))
         self.progress.setValue(int(report["epoch"]))
-        self.progress.setFormat(
-            f"epoch %v/%m · train {report['train_loss']:.4g} · val {report['val_loss']:.4g}"
-        )
+        self.progress.setFormat(progress_text(self.session.history))
         plot_losses(self.losses, self.session.history)
         self.session.epoch_done.emit(report)
 
@@ -290,7 +311,7 @@ class TrainWidget(QWidget):
             last = self.session.history[-1]
             self.progress.setRange(0, int(last["n_epochs"]))
             self.progress.setValue(int(last["epoch"]))
-            self.progress.setFormat(f"trained · epoch %v/%m · val {last['val_loss']:.4g}")
+            self.progress.setFormat(progress_text(self.session.history, trained=True))
 
     # model files ------------------------------------------------------------
     @guarded

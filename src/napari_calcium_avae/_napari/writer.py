@@ -16,10 +16,25 @@ from ..errors import CalciumAvaeError
 from ._layers import results_from_features
 
 
+def nwb_name(path: str | Path) -> Path:
+    """The file a typed name saves to: NWB readers want ``.nwb``, so any other suffix goes."""
+    path = Path(path)
+    return path if path.suffix.lower() == ".nwb" else path.with_suffix(".nwb")
+
+
 def save_layer_results(
-    path: str | Path, name: str, features: Any, metadata: dict, *, in_place: bool = False
+    path: str | Path,
+    name: str,
+    features: Any,
+    metadata: dict,
+    *,
+    in_place: bool = False,
+    overwrite: bool = True,
 ) -> Path:
-    """Write a layer's results next to its source; raises CalciumAvaeError on bad input."""
+    """Write a layer's results next to its source; raises CalciumAvaeError on bad input.
+
+    ``overwrite=False`` refuses an existing file, for callers that asked the user first.
+    """
     from ..nwb import write_results
 
     traces, results = results_from_features(name, features, metadata)
@@ -28,10 +43,8 @@ def save_layer_results(
             f"layer '{name}' was not read from an NWB file, so there is no recording to "
             "add the results to"
         )
-    output = None if in_place else Path(path)
-    if output is not None and output.suffix.lower() != ".nwb":
-        output = output.with_suffix(".nwb")
-    return Path(write_results(traces, results, output, in_place=in_place))
+    output = None if in_place else nwb_name(path)
+    return Path(write_results(traces, results, output, in_place=in_place, overwrite=overwrite))
 
 
 def write_labels(path: str, data: Any, attributes: dict) -> list[str]:
@@ -42,6 +55,7 @@ def write_labels(path: str, data: Any, attributes: dict) -> list[str]:
             attributes.get("name", "layer"),
             attributes.get("features"),
             attributes.get("metadata") or {},
+            overwrite=True,  # napari's save dialog has asked already
         )
     except CalciumAvaeError as error:
         show_error(str(error))
