@@ -20,16 +20,28 @@ N_ROIS, SHAPE = 24, (40, 48)  # as written by conftest.write_small_nwb
 def test_get_reader_declines_what_is_not_nwb(tmp_path: Path, small_nwb: Path) -> None:
     text = tmp_path / "notes.txt"
     text.write_text("hello")
-    garbage = tmp_path / "garbage.nwb"
-    garbage.write_bytes(b"not an hdf5 file at all" * 10)
     renamed = tmp_path / "small.h5"
     renamed.write_bytes(small_nwb.read_bytes())
+    zarr_folder = tmp_path / "zarr.nwb"
+    zarr_folder.mkdir()
     assert get_reader(str(text)) is None
-    assert get_reader(str(garbage)) is None
     assert get_reader(str(tmp_path / "missing.nwb")) is None
     assert get_reader(str(renamed)) is None
-    assert get_reader([str(small_nwb), str(garbage)]) is None
+    assert get_reader(str(zarr_folder)) is None
+    assert get_reader([str(small_nwb), str(text)]) is None
     assert get_reader(str(small_nwb)) is read_nwb
+
+
+def test_nwb_that_is_not_hdf5_is_explained_in_one_line(tmp_path: Path, notices) -> None:
+    garbage = tmp_path / "garbage.nwb"
+    garbage.write_bytes(b"not an hdf5 file at all" * 10)
+    reader = get_reader(str(garbage))
+    assert reader is read_nwb
+    assert reader(str(garbage)) == NOTHING_READ
+    [(kind, message)] = notices
+    assert kind == "error"
+    assert message.startswith("garbage.nwb: ") and "not an NWB file (not HDF5)" in message
+    assert "\n" not in message
 
 
 def test_reader_layers(small_nwb: Path) -> None:
@@ -84,6 +96,18 @@ def test_viewer_open_of_broken_nwb_gives_a_notice(
     viewer.open(str(truncated), plugin="napari-calcium-avae")
     assert len(viewer.layers) == 0
     assert [kind for kind, _ in notices] == ["error"]
+
+
+def test_viewer_open_of_a_text_file_named_nwb_gives_one_notice(
+    make_napari_viewer, tmp_path: Path, notices
+) -> None:
+    viewer = make_napari_viewer()
+    garbage = tmp_path / "notes.nwb"
+    garbage.write_text("not an nwb file\n")
+    viewer.open(str(garbage), plugin="napari-calcium-avae")  # no "refused the file" error
+    assert len(viewer.layers) == 0
+    assert [kind for kind, _ in notices] == ["error"]
+    assert "not HDF5" in notices[0][1]
 
 
 def test_recording_without_masks_gets_one_tile_per_roi() -> None:

@@ -1,10 +1,12 @@
 """npe2 reader for ``*.nwb``: ROIs as a Labels layer, reference images as Image layers.
 
 napari asks every reader whose pattern matches; returning None from ``get_reader`` means
-"not mine" and lets another plugin try, so the check is cheap (extension and the HDF5
-signature) and never raises. A file that passes the check but turns out to be unusable
-(no RoiResponseSeries, truncated) is ours to explain: a notification, and npe2's "read,
-nothing to add" sentinel ``[(None,)]`` so napari does not stack a second, vaguer error.
+"not mine" and lets another plugin try, so the check is cheap and never raises: an existing
+file named ``*.nwb`` (an NWB-Zarr folder is left to other plugins). Such a file that turns
+out to be unusable (not HDF5, no RoiResponseSeries, truncated) is ours to explain, since no
+other reader can do better: a notification with the library's one-line reason, and npe2's
+"read, nothing to add" sentinel ``[(None,)]``, so napari does not add its vaguer "refused
+the file ... see the stack trace".
 """
 
 from __future__ import annotations
@@ -18,23 +20,6 @@ from ..errors import CalciumAvaeError
 from ._layers import LayerData, traces_layer_data
 from ._placement import right_edge, side_by_side
 
-HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-_SIGNATURE_OFFSETS = (0, 512, 1024, 2048)
-"""HDF5 puts its signature at 0 or, after a user block, at 512, 1024, 2048... bytes."""
-
-
-def is_hdf5(path: str | Path) -> bool:
-    """True when the file starts with (or has after a user block) the HDF5 signature."""
-    try:
-        with open(path, "rb") as f:
-            for offset in _SIGNATURE_OFFSETS:
-                f.seek(offset)
-                if f.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE:
-                    return True
-    except OSError:
-        return False
-    return False
-
 
 def get_reader(path: str | list[str]) -> Callable[[str | list[str]], list[LayerData]] | None:
     """Our reader for NWB files, None for anything else (napari then asks other plugins)."""
@@ -42,7 +27,7 @@ def get_reader(path: str | list[str]) -> Callable[[str | list[str]], list[LayerD
     if not paths:
         return None
     for p in paths:
-        if not str(p).lower().endswith(".nwb") or not is_hdf5(p):
+        if not str(p).lower().endswith(".nwb") or not Path(p).is_file():
             return None
     return read_nwb
 
