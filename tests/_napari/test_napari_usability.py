@@ -11,7 +11,7 @@ from matplotlib.backends.backend_qtagg import NavigationToolbar2QT
 from qtpy.QtWidgets import QMessageBox
 
 from conftest import N_FRAMES, N_ROIS, write_small_nwb
-from napari_calcium_avae._napari import save_widget
+from napari_calcium_avae._napari import _common, save_widget
 from napari_calcium_avae._napari._layers import cluster_colours, is_ours, put_results
 from napari_calcium_avae._napari.plots_widget import trace_axis_label
 from napari_calcium_avae._napari.train_widget import progress_text
@@ -57,15 +57,26 @@ def two_clusters(layer, reconstruction: bool = False) -> np.ndarray:
     return labels
 
 
-def test_all_docks_fit_a_laptop_screen(make_napari_viewer, small_nwb: Path) -> None:
+@pytest.mark.parametrize("short_screen", [True, False])
+def test_all_docks_fit_a_laptop_screen(
+    make_napari_viewer, qtbot, small_nwb: Path, monkeypatch: pytest.MonkeyPatch, short_screen
+) -> None:
+    monkeypatch.setattr(_common, "SHORT_SCREEN_PX", 10**6 if short_screen else 0)
     viewer = make_napari_viewer(show=True)
     open_rois(viewer, small_nwb)
     widgets = [dock(viewer, name) for name in DOCKS]
+    qtbot.wait(50)  # docks are tabbed once napari has docked them
     window = viewer.window._qt_window
     # before the docks scrolled, docks 2-5 alone made the window at least 1,871 px tall
     assert window.minimumSizeHint().height() <= LAPTOP_HEIGHT
     for widget in widgets:  # each dock can shrink to a few lines and scroll the rest
         assert widget.minimumSizeHint().height() < 200, type(widget).__name__
+    docks = [widget.parentWidget() for widget in widgets]
+    tabbed = window.tabifiedDockWidgets(docks[0])
+    if short_screen:  # one tab each, each with the full height
+        assert set(tabbed) == set(docks[1:])
+    else:
+        assert tabbed == []
 
 
 def test_recordings_open_side_by_side(make_napari_viewer, tmp_path: Path) -> None:

@@ -10,15 +10,17 @@ from contextlib import contextmanager
 from typing import Any
 
 from napari.utils.notifications import show_error, show_warning
-from qtpy.QtCore import Qt
+from qtpy.QtCore import Qt, QTimer
 from qtpy.QtGui import QValidator
 from qtpy.QtWidgets import (
     QAbstractItemView,
+    QDockWidget,
     QDoubleSpinBox,
     QFrame,
     QLabel,
     QListWidget,
     QListWidgetItem,
+    QMainWindow,
     QProgressBar,
     QScrollArea,
     QSpinBox,
@@ -222,3 +224,45 @@ def scrolling_layout(dock: QWidget) -> QVBoxLayout:
     outer.setContentsMargins(0, 0, 0, 0)
     outer.addWidget(area)
     return QVBoxLayout(body)
+
+
+SHORT_SCREEN_PX = 1000
+"""Below this screen height our docks open as tabs of one dock rather than one under another."""
+_OUR_DOCK = "calcium_avae_dock"
+
+
+def tab_on_short_screens(widget: QWidget) -> None:
+    """On a laptop screen, dock ``widget`` as a tab beside our docks already open.
+
+    napari opens plugin docks one under another; on a 768-px screen five of them get about
+    a hundred pixels each. As tabs each gets the whole height, and a dock can still be
+    dragged out by its title.
+    """
+    widget.setProperty(_OUR_DOCK, True)
+    QTimer.singleShot(0, lambda: _tabify(widget))  # napari docks it after __init__
+
+
+def _tabify(widget: QWidget) -> None:
+    try:
+        dock, screen = widget.parentWidget(), widget.screen()
+    except RuntimeError:  # deleted before the event loop came round
+        return
+    window = dock.parentWidget() if isinstance(dock, QDockWidget) else None
+    if not isinstance(window, QMainWindow) or dock.isFloating() or screen is None:
+        return
+    if screen.availableGeometry().height() >= SHORT_SCREEN_PX:
+        return
+    area = window.dockWidgetArea(dock)
+    ours = [
+        other
+        for other in window.findChildren(QDockWidget)
+        if other is not dock
+        and other.widget() is not None
+        and other.widget().property(_OUR_DOCK)
+        and other.toggleViewAction().isChecked()
+        and not other.isFloating()
+        and window.dockWidgetArea(other) == area
+    ]
+    if ours:
+        window.tabifyDockWidget(ours[-1], dock)
+        dock.raise_()

@@ -34,6 +34,7 @@ from ._common import (
     report_error,
     report_warning,
     scrolling_layout,
+    tab_on_short_screens,
     wrapped_label,
 )
 from ._layers import put_results, results_of, traces_of
@@ -134,6 +135,7 @@ class ApplyWidget(QWidget):
         plot_k_distances(self.curve, np.zeros((0, 2)), float("nan"), 5)
 
         layout = scrolling_layout(self)
+        tab_on_short_screens(self)
         layout.addLayout(form)
         layout.addLayout(buttons)
         layout.addWidget(self.summary)

@@ -30,7 +30,7 @@ from qtpy.QtWidgets import (
 
 from ..errors import CalciumAvaeError
 from ..traces import Traces
-from ._common import guarded, scrolling_layout, wrapped_label
+from ._common import guarded, scrolling_layout, tab_on_short_screens, wrapped_label
 from ._layers import RESULTS_KEY, cluster_colormap, cluster_colours, is_ours
 from ._plotting import ThemedCanvas
 from ._session import session_for
@@ -168,6 +168,7 @@ class PlotsWidget(QWidget):
         self.tabs.addTab(clusters, "Clusters")
         self.tabs.addTab(training, "Training")
         QVBoxLayout(self).addWidget(self.tabs)  # each tab scrolls on its own
+        tab_on_short_screens(self)
 
         self.session.results_changed.connect(self.refresh)
         self.session.epoch_done.connect(lambda _: self.draw_losses())

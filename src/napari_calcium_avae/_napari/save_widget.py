@@ -23,7 +23,14 @@ from qtpy.QtWidgets import (
 )
 
 from ..errors import CalciumAvaeError
-from ._common import guarded, report_error, report_warning, scrolling_layout, wrapped_label
+from ._common import (
+    guarded,
+    report_error,
+    report_warning,
+    scrolling_layout,
+    tab_on_short_screens,
+    wrapped_label,
+)
 from ._layers import SOURCE_KEY, is_ours
 from .writer import nwb_name, save_layer_results
 
@@ -61,6 +68,7 @@ class SaveWidget(QWidget):
         self.save_button.clicked.connect(lambda: self.save())
         self.status = wrapped_label()
         layout = scrolling_layout(self)
+        tab_on_short_screens(self)
         layout.addLayout(form)
         layout.addWidget(self.save_button)
         layout.addWidget(self.status)

@@ -37,6 +37,7 @@ from ._common import (
     report_warning,
     scrolling_layout,
     spin_box,
+    tab_on_short_screens,
     wrapped_label,
 )
 from ._placement import right_edge, side_by_side
@@ -124,6 +125,7 @@ class SimulateWidget(QWidget):
         self.relay.step.connect(self._on_step)
 
         layout = scrolling_layout(self)
+        tab_on_short_screens(self)
         layout.addLayout(form)
         layout.addWidget(self.run_button)
         layout.addWidget(self.progress)

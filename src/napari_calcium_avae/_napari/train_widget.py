@@ -36,6 +36,7 @@ from ._common import (
     report_warning,
     scrolling_layout,
     spin_box,
+    tab_on_short_screens,
     wrapped_label,
 )
 from ._layers import SERIES_KEY, SOURCE_KEY, TRACES_KEY, traces_of
@@ -165,6 +166,7 @@ class TrainWidget(QWidget):
         files.addWidget(load)
 
         layout = scrolling_layout(self)
+        tab_on_short_screens(self)
         layout.addLayout(form)
         layout.addWidget(self.train_button)
         layout.addWidget(self.progress)
