@@ -4,7 +4,9 @@ Run under a virtual display:  xvfb-run -a -s "-screen 0 1920x1200x24" \
     .venv/bin/python docs/make_screenshots.py
 It opens the sample data (three simulated cultures), trains a small AVAE for a few
 epochs, applies and clusters it, picks a ROI, then saves each dock widget and the
-whole window as PNG files.
+whole window as PNG files. On a laptop-sized screen,  xvfb-run -a -s \
+"-screen 0 1366x768x24" .venv/bin/python docs/make_screenshots.py  does the same with all
+five docks open and saves only the whole window, as a user of that screen sees it.
 """
 
 from __future__ import annotations
@@ -43,10 +45,19 @@ def grab(widget, name: str) -> None:
     print("wrote", IMAGES / name)
 
 
+LAPTOP_HEIGHT = 800
+"""A screen at most this tall gets the laptop screenshot only."""
+
+
 def main() -> None:
     IMAGES.mkdir(exist_ok=True)
     viewer = napari.Viewer(title="napari-calcium-avae")
-    viewer.window._qt_window.resize(1800, 1100)
+    screen = QApplication.primaryScreen().availableGeometry()
+    laptop = screen.height() <= LAPTOP_HEIGHT
+    if laptop:
+        viewer.window._qt_window.setGeometry(screen)
+    else:
+        viewer.window._qt_window.resize(1800, 1100)
     viewer.open_sample(PLUGIN, "culture")
     docks = {}
     for name in (
@@ -63,8 +74,9 @@ def main() -> None:
     apply = docks["3. Apply and cluster"][1]
     plots = docks["4. Latent space and traces"][1]
     save = docks["5. Save results to NWB"][1]
-    for name in ("1. Simulate cultures", "5. Save results to NWB"):
-        docks[name][0].hide()
+    if not laptop:
+        for name in ("1. Simulate cultures", "5. Save results to NWB"):
+            docks[name][0].hide()
     settle()
 
     train.hidden.setValue(64)
@@ -80,6 +92,15 @@ def main() -> None:
     rois = [layer for layer in viewer.layers if layer._type_string == "labels"]
     plots.choose(rois[1], 3)
     viewer.layers.selection.active = rois[1]
+    if laptop:
+        docks["4. Latent space and traces"][0].raise_()
+        viewer.reset_view()
+        settle(1.0)
+        name = f"window_{screen.width()}x{screen.height()}.png"
+        viewer.screenshot(str(IMAGES / name), canvas_only=False)
+        print("wrote", IMAGES / name)
+        viewer.close()
+        return
     for name in ("2. Train AVAE", "3. Apply and cluster"):
         docks[name][0].hide()
     settle()
@@ -101,6 +122,10 @@ def main() -> None:
     settle()
     grab(plots, "plots_neuron_type.png")
     plots.tabs.setCurrentIndex(1)
+    plots.mean_source.setCurrentText("denoised")
+    settle()
+    grab(plots, "plots_clusters.png")
+    plots.tabs.setCurrentIndex(2)
     settle()
     grab(plots, "plots_training.png")
     for name in ("1. Simulate cultures", "5. Save results to NWB"):
