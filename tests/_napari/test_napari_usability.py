@@ -17,6 +17,7 @@ from napari_calcium_avae._napari.plots_widget import trace_axis_label
 from napari_calcium_avae._napari.train_widget import progress_text
 from napari_calcium_avae._napari.writer import save_layer_results
 from napari_calcium_avae.analysis.label_table import agreement
+from napari_calcium_avae.errors import CalciumAvaeError
 from napari_calcium_avae.results import Results
 from napari_calcium_avae.traces import Traces
 
@@ -148,6 +149,9 @@ def test_save_asks_before_replacing_and_names_the_file(
     qtbot.waitUntil(lambda: save.worker is None, timeout=30_000)
     assert len(asked) == 2 and written.stat().st_mtime_ns != before
     assert save.status.text().startswith(f"saved {written}")
+    # a file that appears between the question and the write is kept: overwrite=False
+    with pytest.raises(CalciumAvaeError, match="exists"):
+        save_layer_results(written, layer.name, layer.features, layer.metadata, overwrite=False)
 
 
 def test_eps_box_shows_the_eps_in_use(make_napari_viewer) -> None:
