@@ -15,6 +15,7 @@ from sklearn.cluster import DBSCAN
 from sklearn.neighbors import NearestNeighbors
 
 from ..errors import CalciumAvaeError, CalciumAvaeWarning
+from ._threads import openmp_threads_for
 
 
 @dataclass
@@ -42,7 +43,8 @@ def k_distances(latents: np.ndarray, min_samples: int) -> np.ndarray:
     k = min(min_samples, len(latents))
     if k < 2:
         return np.zeros(len(latents))
-    distances, _ = NearestNeighbors(n_neighbors=k).fit(latents).kneighbors(latents)
+    with openmp_threads_for(len(latents)):
+        distances, _ = NearestNeighbors(n_neighbors=k).fit(latents).kneighbors(latents)
     return np.sort(distances[:, -1])
 
 
@@ -96,7 +98,8 @@ def cluster_latents(
         value = float(eps) if not auto else float("nan")
         return Clustering(labels, value, min_samples, curve, auto)
     value = knee_eps(curve) if auto else float(eps)
-    labels[valid] = DBSCAN(eps=value, min_samples=min_samples).fit_predict(points)
+    with openmp_threads_for(len(points)):
+        labels[valid] = DBSCAN(eps=value, min_samples=min_samples).fit_predict(points)
     _warn_if_fragmented(labels[valid], min_samples)
     return Clustering(labels, value, min_samples, curve, auto)
 

@@ -7,6 +7,7 @@ from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 
 from ..errors import CalciumAvaeError
+from ._threads import openmp_threads_for
 
 
 def embed_2d(latents: np.ndarray, method: str = "tsne", random_state: int = 0) -> np.ndarray:
@@ -34,5 +35,6 @@ def embed_2d(latents: np.ndarray, method: str = "tsne", random_state: int = 0) -
         return out
     perplexity = float(min(30.0, (n - 1) / 3.0))
     tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=random_state)
-    out[valid] = tsne.fit_transform(points)
+    with openmp_threads_for(n):
+        out[valid] = tsne.fit_transform(points)
     return out
