@@ -135,7 +135,10 @@ def test_tiny_bench_writes_every_run(tiny_bench):
     assert set(runs["model"]) == {"AVAE", "PCA"}
     assert set(runs["architecture"].dropna()) == {"released", "recurrent"}
     assert (runs["mse"] > 0).all() and runs["mse"].notna().all()
-    assert runs["ari_oracle"].between(-1, 1).all()
+    # PCA's latents separate the three types in part at both noise levels (best of its two
+    # sizes: 0.56-1.0 over seeds 0-3; random latents pass 0.4 at both levels 1 time in 400)
+    best_pca = runs[runs["model"] == "PCA"].groupby("noise_sigma")["ari_oracle"].max()
+    assert len(best_pca) == 2 and (best_pca > 0.4).all()
     assert (runs["ari_oracle"] >= runs["ari_auto"] - 1e-9).all()  # the oracle is a bound
     assert set(runs["device"]) == {"cpu"}
     assert (runs["distinct_latents"] <= runs["n_test"]).all()
