@@ -106,18 +106,18 @@ def test_partitions_are_repeatable_and_sized():
 
 
 @pytest.mark.parametrize(
-    "change",
+    ("change", "message"),
     [
-        {"noise_levels": ()},
-        {"noise_levels": (1.0, 1.0)},
-        {"test_fraction": 1.0},
-        {"betas": ()},
-        {"neurons_per_culture": 2},
+        ({"noise_levels": ()}, "at least one noise level"),
+        ({"noise_levels": (1.0, 1.0)}, "noise levels must be distinct"),
+        ({"test_fraction": 1.0}, r"test fraction must be in \(0, 1\), got 1.0"),
+        ({"betas": ()}, "the model grid is empty"),
+        ({"neurons_per_culture": 2}, "6 neurons give 2 test neurons: too few"),
     ],
 )
-def test_unusable_settings_are_refused(change):
+def test_unusable_settings_are_refused(change, message):
     settings = replace(TINY, **change)
-    with pytest.raises(CalciumAvaeError):
+    with pytest.raises(CalciumAvaeError, match=message):
         settings.check()
 
 
@@ -172,5 +172,8 @@ def test_the_full_protocol_on_a_cpu_warns_first(tmp_path, monkeypatch):
         raise RuntimeError("stopped before simulating")
 
     monkeypatch.setattr(sweep, "simulate_dataset", stop)
-    with pytest.warns(CalciumAvaeWarning, match="--quick"), pytest.raises(RuntimeError):
+    with (
+        pytest.warns(CalciumAvaeWarning, match="--quick"),
+        pytest.raises(RuntimeError, match="stopped before simulating"),
+    ):
         run_bench(tmp_path, device="cpu")

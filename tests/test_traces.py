@@ -23,7 +23,7 @@ def test_traces_are_float32_rois_by_frames_with_defaults():
 def test_irregular_timestamps_win_over_rate():
     t = Traces(np.zeros((1, 3)), timestamps=[0.0, 0.1, 0.25])
     np.testing.assert_allclose(t.times, [0.0, 0.1, 0.25])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="timestamps must have one entry per frame"):
         Traces(np.zeros((1, 3)), timestamps=[0.0, 0.1])
 
 
@@ -65,7 +65,7 @@ def test_subset_keeps_ids_table_and_masks_aligned():
 def test_bad_shapes_are_reported():
     with pytest.raises(CalciumAvaeError, match="2-D"):
         Traces(np.zeros(5))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="roi_ids and roi_rows must have one entry per ROI"):
         Traces(np.zeros((2, 3)), roi_ids=[1])
 
 

@@ -74,9 +74,9 @@ def test_auto_eps_stays_positive_when_latents_coincide():
 def test_manual_eps_and_bad_eps():
     latents, _ = three_blobs(np.random.default_rng(2))
     assert cluster_latents(latents, eps=0.01, min_samples=5).n_clusters == 0
-    with pytest.raises(CalciumAvaeError):
+    with pytest.raises(CalciumAvaeError, match=r"eps must be positive, got -1\.0"):
         cluster_latents(latents, eps=-1.0)
-    with pytest.raises(CalciumAvaeError):
+    with pytest.raises(CalciumAvaeError, match="eps must be 'auto' or a positive number"):
         cluster_latents(latents, eps="large")
 
 
@@ -104,7 +104,7 @@ def test_embedding_keeps_blobs_apart(method):
     emb = embed_2d(latents, method)
     assert emb.shape == (60, 2)
     assert silhouette_score(emb, truth) > 0.5
-    with pytest.raises(CalciumAvaeError):
+    with pytest.raises(CalciumAvaeError, match=r"embedding must be .*tsne.*pca.*got 'umap'"):
         embed_2d(latents, "umap")
 
 

@@ -41,7 +41,9 @@ def test_malicious_pickle_is_refused_and_not_run(tmp_path):
     assert not target.exists()
     raw = tmp_path / "evil.pkl"
     raw.write_bytes(pickle.dumps(_Payload(target)))
-    with pytest.raises(CalciumAvaeError):
+    with pytest.raises(
+        CalciumAvaeError, match=r"is not a napari-calcium-avae checkpoint \(or is unsafe"
+    ):
         AVAE.load(raw, device="cpu")
     assert not target.exists()
 

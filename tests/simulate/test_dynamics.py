@@ -67,7 +67,7 @@ def test_parameters_vary_five_percent_around_the_type():
     for values, base in zip((p.a, p.b, p.v0, p.du), NEURON_TYPES["IB"], strict=True):
         assert values.mean() == pytest.approx(base, rel=0.002)
         assert values.std() == pytest.approx(abs(base) * 0.05, rel=0.05)
-    with pytest.raises(CalciumAvaeError):
+    with pytest.raises(CalciumAvaeError, match="Unknown neuron type 'FS'"):
         draw_parameters("FS", 3, np.random.default_rng(0))
 
 
@@ -130,9 +130,9 @@ def test_paper_culture_fires_like_the_released_run():
 
 
 def test_bad_culture_arguments():
-    with pytest.raises(CalciumAvaeError):
+    with pytest.raises(CalciumAvaeError, match="Unknown neuron type 'XX'"):
         simulate_culture("XX")
-    with pytest.raises(CalciumAvaeError):
+    with pytest.raises(CalciumAvaeError, match="Duration, dish size and density must be positive"):
         simulate_culture("RS", duration_s=0)
-    with pytest.raises(CalciumAvaeError):
+    with pytest.raises(CalciumAvaeError, match="A culture needs at least 2 neurons; got 1"):
         simulate_culture("RS", n_neurons=1)

@@ -81,9 +81,9 @@ def test_noise_levels_share_the_clean_trace():
 
 
 def test_bad_arguments_raise_one_line_errors():
-    with pytest.raises(CalciumAvaeError):
+    with pytest.raises(CalciumAvaeError, match="Frame rate and duration must be positive"):
         fluorescence([np.array([1.0])], 0.0, 30.0)
-    with pytest.raises(CalciumAvaeError):
+    with pytest.raises(CalciumAvaeError, match=r"0\.01 s at 30\.0 Hz gives no frame"):
         fluorescence([np.array([1.0])], 0.01, 30.0)
-    with pytest.raises(CalciumAvaeError):
+    with pytest.raises(CalciumAvaeError, match=r"Noise level -1\.0 is negative"):
         add_noise(np.zeros((1, 3)), (-1.0,), np.random.default_rng(0))

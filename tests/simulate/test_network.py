@@ -23,7 +23,7 @@ def test_somata_are_uniform_in_the_dish_and_apart():
 
 
 def test_overfull_dish_is_refused():
-    with pytest.raises(CalciumAvaeError):
+    with pytest.raises(CalciumAvaeError, match="100000 neurons do not fit in a dish"):
         place_somata(100_000, 500.0, np.random.default_rng(0))
 
 

@@ -159,11 +159,11 @@ def test_too_few_active_neurons_warns_and_none_active_raises(tmp_path):
 
 
 def test_bad_dataset_arguments(tmp_path):
-    with pytest.raises(CalciumAvaeError):
+    with pytest.raises(CalciumAvaeError, match="Unknown neuron type 'XX'"):
         simulate_dataset(tmp_path, types=("XX",))
-    with pytest.raises(CalciumAvaeError):
+    with pytest.raises(CalciumAvaeError, match="at least one noise level"):
         simulate_dataset(tmp_path, noise_levels=())
-    with pytest.raises(CalciumAvaeError):
+    with pytest.raises(CalciumAvaeError, match=r"Frame rate must be .*positive.*; got 0"):
         simulate_dataset(tmp_path, frame_rate=0)
 
 

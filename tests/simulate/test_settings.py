@@ -11,22 +11,22 @@ from napari_calcium_avae.simulate import SimulationSettings
 
 
 @pytest.mark.parametrize(
-    "change",
+    ("change", "message"),
     [
-        {"types": ()},
-        {"types": ("XX",)},
-        {"cultures_per_type": 0},
-        {"neurons_per_culture": 0},
-        {"noise_levels": ()},
-        {"noise_levels": (1.0, -0.5)},
-        {"frame_rate": 0.0},
-        {"duration_s": -1.0},
-        {"dish_size_mm": 0.0},
-        {"density_per_mm2": 0.0},
+        ({"types": ()}, "No neuron types given"),
+        ({"types": ("XX",)}, "Unknown neuron type 'XX'"),
+        ({"cultures_per_type": 0}, "cultures_per_type must be at least 1"),
+        ({"neurons_per_culture": 0}, "neurons_per_culture must be at least 1"),
+        ({"noise_levels": ()}, "at least one noise level"),
+        ({"noise_levels": (1.0, -0.5)}, "at least one noise level"),
+        ({"frame_rate": 0.0}, "Frame rate must be .*positive"),
+        ({"duration_s": -1.0}, "Duration, dish size and density must be positive"),
+        ({"dish_size_mm": 0.0}, "Duration, dish size and density must be positive"),
+        ({"density_per_mm2": 0.0}, "Duration, dish size and density must be positive"),
     ],
 )
-def test_unusable_settings_are_refused_on_creation(change):
-    with pytest.raises(CalciumAvaeError):
+def test_unusable_settings_are_refused_on_creation(change, message):
+    with pytest.raises(CalciumAvaeError, match=message):
         SimulationSettings(**change)
 
 
