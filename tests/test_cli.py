@@ -10,10 +10,12 @@ COMMANDS = ["inspect", "simulate", "fit", "apply", "demo", "bench"]
 
 
 def one_line_error(capsys) -> str:
+    """The one error line, after any progress lines; never a traceback."""
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1, err
-    assert "Traceback" not in err[0]
-    return err[0]
+    assert not any("Traceback" in line for line in err), err
+    errors = [line for line in err if line.startswith("calcium-avae: error:")]
+    assert len(errors) == 1 and err[-1] == errors[0], err
+    return errors[0]
 
 
 @pytest.mark.parametrize("command", [[], *[[c] for c in COMMANDS]])
@@ -92,7 +94,7 @@ def test_apply_needs_an_output(capsys):
 
 def test_folder_without_nwb_files(tmp_path, capsys):
     assert main(["apply", "missing.pt", str(tmp_path), "-o", str(tmp_path / "o")]) == 2
-    assert "no .nwb files" in one_line_error(capsys)
+    assert "no .nwb recordings in folder" in one_line_error(capsys)
 
 
 def test_simulate_inspect_fit_apply_end_to_end(tmp_path, capsys):

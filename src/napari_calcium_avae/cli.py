@@ -7,9 +7,13 @@ can fix end with one line on stderr and exit status 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import signal
 import sys
+import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from . import __version__
@@ -18,29 +22,115 @@ from .errors import CalciumAvaeError, CalciumAvaeWarning
 from .progress import progress_callback, show_epochs
 
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
 
 
-def _nwb_inputs(inputs: Sequence[str]) -> list[Path]:
-    """NWB files named directly or found (recursively) in the named folders."""
+def _nwb_inputs(inputs: Sequence[str], *, include_results: bool = False) -> list[Path]:
+    """NWB files named directly or found (recursively) in the named folders.
+
+    Folder searches skip hidden files and folders (where interrupted runs leave their
+    temporary files) and, unless ``include_results``, result files (``*_avae.nwb``),
+    which hold the recording they were made from. A file given twice is an error.
+    """
+    from .nwb.write import RESULT_SUFFIX, is_result_file
+
     files: list[Path] = []
+    skipped = 0
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            found = sorted(path.rglob("*.nwb"))
-            if not found:
-                raise CalciumAvaeError(f"no .nwb files in folder {path}")
-            files.extend(found)
-        elif path.exists():
+            found = [
+                f
+                for f in sorted(path.rglob("*.nwb"))
+                if not any(part.startswith(".") for part in f.relative_to(path).parts)
+            ]
+            kept = [f for f in found if include_results or not is_result_file(f)]
+            skipped += len(found) - len(kept)
+            if not kept:
+                why = " (only result files: add --include-results)" if found else ""
+                raise CalciumAvaeError(f"no .nwb recordings in folder {path}{why}")
+            files.extend(kept)
+        elif path.is_file():
             files.append(path)
+        elif path.exists():
+            raise CalciumAvaeError(f"{path} is neither a file nor a folder")
         else:
             raise CalciumAvaeError(f"no such file or folder: {path}")
+    if skipped:
+        print(
+            f"skipped {skipped} result file(s) (*{RESULT_SUFFIX}) found in folders; "
+            "--include-results takes them as recordings",
+            file=sys.stderr,
+        )
+    first: dict[Path, Path] = {}
+    for f in files:
+        if f.resolve() in first:
+            raise CalciumAvaeError(f"{f} is given twice (also as {first[f.resolve()]})")
+        first[f.resolve()] = f
     return files
 
 
 def _read_all(files: Sequence[Path], series: str | None) -> list:
+    """The recordings; two files holding the same recording are an error, since training
+    and joint clustering would count its ROIs twice."""
     from .nwb import read_traces
 
-    return [read_traces(f, series=series) for f in files]
+    recordings = [read_traces(f, series=series) for f in files]
+    seen: dict[str, Path] = {}
+    for f, traces in zip(files, recordings, strict=True):
+        other = seen.setdefault(traces.fingerprint(), f)
+        if other != f:
+            raise CalciumAvaeError(
+                f"{other} and {f} hold the same recording (one may be a result file of the "
+                "other); give each recording once"
+            )
+    return recordings
+
+
+def _check_writable(folder: Path) -> None:
+    """The folder (or, if it does not exist yet, its nearest existing parent) is writable."""
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        where = "" if existing == folder else f", so the folder {folder} cannot be made"
+        raise CalciumAvaeError(f"{existing} is a file{where}; give a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise CalciumAvaeError(f"cannot write to the folder {existing}")
+
+
+def _check_new_file(path: Path, inputs: Sequence[Path], *, overwrite: bool, what: str) -> None:
+    """Refuse, before any work, an output that is a folder, an input or (without
+    --overwrite) an existing file, or that sits in a folder we cannot write."""
+    if path.is_dir():
+        raise CalciumAvaeError(f"{path} is a folder; give a file name for the {what}")
+    if any(path.resolve() == f.resolve() for f in inputs):
+        raise CalciumAvaeError(f"{path} is one of the inputs; write the {what} to another file")
+    if path.exists() and not overwrite:
+        raise CalciumAvaeError(f"{path} exists; choose another name or overwrite (--overwrite)")
+    _check_writable(path.parent)
+
+
+def _clean_folders(folders: Iterable[Path]) -> None:
+    """Remove what interrupted runs left in the folders we are about to write to."""
+    from .files import remove_stale_temporaries
+
+    removed = [p for folder in set(folders) for p in remove_stale_temporaries(folder)]
+    if removed:
+        print(f"removed {len(removed)} temporary file(s) of interrupted runs", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def _finish_before_interrupt() -> Iterator[list[int]]:
+    """Hold Ctrl-C while a file is written: the write completes, then the caller sees the
+    signal in the yielded list and says what was written."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 # --- sub-commands ---------------------------------------------------------------------
@@ -67,15 +157,37 @@ def cmd_simulate(args: argparse.Namespace) -> None:
     from dataclasses import fields
 
     from .simulate import SimulationSettings, simulate_dataset
+    from .simulate.settings import check_resources
 
     values = {f.name: getattr(args, f.name) for f in fields(SimulationSettings)}
     for f in fields(SimulationSettings):
         if "none_as" in f.metadata and values[f.name] == f.metadata["none_as"]:
             values[f.name] = None
+    settings = SimulationSettings(**values)
+    check_resources(settings)
+    _check_writable(args.output)
+    _clean_folders(p for p in (args.output, *args.output.glob("sub-*")) if p.is_dir())
+    print(
+        f"simulating {settings.n_cultures} culture(s) of {settings.neurons_per_dish:,} neurons "
+        f"for {settings.duration_s:g} s: about {_duration(settings.estimated_seconds())}, "
+        f"{settings.peak_memory_bytes() / 1e6:,.0f} MB of memory",
+        file=sys.stderr,
+    )
     paths = simulate_dataset(
-        args.output, SimulationSettings(**values), progress=progress_callback("simulating")
+        args.output,
+        settings,
+        progress=progress_callback("simulating", unit="culture"),
+        overwrite=args.overwrite,
     )
     print(f"wrote {len(paths)} NWB session(s) under {args.output}")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{max(seconds, 1):.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:,.1f} h"
 
 
 def _model_from_args(args: argparse.Namespace):
@@ -100,9 +212,10 @@ def _model_from_args(args: argparse.Namespace):
 def cmd_fit(args: argparse.Namespace) -> None:
     from . import pipeline
 
-    files = _nwb_inputs(args.inputs)
-    recordings = _read_all(files, args.series)
+    files = _nwb_inputs(args.inputs, include_results=args.include_results)
+    _check_new_file(args.output, files, overwrite=args.overwrite, what="model")
     model = _model_from_args(args)
+    recordings = _read_all(files, args.series)
     n_rois = sum(t.n_rois for t in recordings)
     print(f"training on {n_rois} ROIs from {len(files)} file(s)", file=sys.stderr)
     epochs = pipeline.fit_iter(model, recordings)
@@ -115,17 +228,34 @@ def cmd_fit(args: argparse.Namespace) -> None:
         interrupted = True
     if not getattr(model, "history_", None):
         raise KeyboardInterrupt  # stopped before one epoch was done: nothing to keep
-    model.save(args.output)
-    how = "interrupted; " if interrupted else ""
+    _clean_folders([args.output.parent] if args.output.parent.is_dir() else [])
+    with _finish_before_interrupt() as received:
+        model.save(args.output, overwrite=args.overwrite)
+    how = "interrupted; " if interrupted or received else ""
     print(f"saved model to {args.output} ({how}best epoch {model.best_epoch_})")
 
 
-def _output_paths(files: Sequence[Path], output: Path) -> list[Path]:
-    """One result file per input: OUTPUT itself for one input named *.nwb, else a folder."""
+def _output_paths(files: Sequence[Path], output: Path | None, in_place: bool) -> list[Path]:
+    """One result file per input: the inputs themselves in place, OUTPUT itself for one
+    input and a name ending in .nwb, else files named after the inputs in folder OUTPUT."""
     from .nwb import result_path
 
-    if len(files) == 1 and output.suffix == ".nwb":
+    if in_place:
+        if output is not None:
+            raise CalciumAvaeError(
+                "--in-place writes into the inputs: drop -o, or drop --in-place to write new files"
+            )
+        return list(files)
+    assert output is not None  # main() asks for one
+    if output.suffix == ".nwb" and not output.is_dir():
+        if len(files) > 1:
+            raise CalciumAvaeError(
+                f"-o {output} names one file for {len(files)} inputs; give a folder, which "
+                "gets one result file per input"
+            )
         return [output]
+    if output.exists() and not output.is_dir():
+        raise CalciumAvaeError(f"{output} is a file; give a folder for the result files")
     outs = [result_path(f, output) for f in files]
     if len(set(outs)) != len(outs):
         raise CalciumAvaeError("several inputs share a file name; give inputs with distinct names")
@@ -137,22 +267,39 @@ def cmd_apply(args: argparse.Namespace) -> None:
     from .model import load_model
     from .nwb import write_results
 
-    files = _nwb_inputs(args.inputs)
-    outputs = _output_paths(files, Path(args.output)) if not args.in_place else files
+    files = _nwb_inputs(args.inputs, include_results=args.include_results)
+    outputs = _output_paths(files, args.output, args.in_place)
+    for out in outputs:
+        if args.in_place:
+            if not os.access(out, os.W_OK) or not os.access(out.parent, os.W_OK | os.X_OK):
+                raise CalciumAvaeError(f"cannot modify {out}: it or its folder is read-only")
+        else:
+            _check_new_file(out, files, overwrite=args.overwrite, what="results")
+    eps = args.eps if args.eps == "auto" else _positive_float(args.eps, "--eps")
     model = load_model(args.model, device=args.device)
     recordings = _read_all(files, args.series)
-    eps = args.eps if args.eps == "auto" else _positive_float(args.eps, "--eps")
     embedding = None if args.embedding == "none" else args.embedding
     results = pipeline.apply(
-        model, recordings, eps=eps, min_samples=args.min_samples, embedding=embedding
+        model,
+        recordings,
+        eps=eps,
+        min_samples=args.min_samples,
+        embedding=embedding,
+        report=lambda message: print(f"{message}…", file=sys.stderr),
     )
-    for traces, result, out in zip(recordings, results, outputs, strict=True):
+    _clean_folders(out.parent for out in outputs if out.parent.is_dir())
+    for done, (traces, result, out) in enumerate(zip(recordings, results, outputs, strict=True)):
         if not args.in_place:
             out.parent.mkdir(parents=True, exist_ok=True)
-        written = write_results(traces, result, out, in_place=args.in_place)
+        with _finish_before_interrupt() as received:
+            written = write_results(
+                traces, result, out, in_place=args.in_place, overwrite=args.overwrite
+            )
         n_clusters = len(set(result.labels[result.labels >= 0].tolist()))
         noise = int((result.labels < 0).sum())
         print(f"{written}: {traces.n_rois} ROIs, {n_clusters} cluster(s), {noise} noise")
+        if received and done + 1 < len(outputs):
+            raise KeyboardInterrupt(f"{done + 1} of {len(outputs)} result files were written")
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -178,6 +325,8 @@ def _positive_float(text: str, name: str) -> float:
 
 
 # --- the parser -----------------------------------------------------------------------
+
+INCLUDE_RESULTS_HELP = "also take *_avae.nwb result files found in folders as recordings"
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
@@ -254,6 +403,8 @@ def _add_simulation_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .analysis.embedding import EMBEDDINGS, TSNE_MAX_POINTS
+
     parser = argparse.ArgumentParser(
         prog="calcium-avae",
         description="Learn single-neuron representations from calcium imaging (NWB in, NWB out).",
@@ -268,13 +419,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("simulate", help="simulate Izhikevich cultures into NWB sessions")
     p.add_argument("-o", "--output", type=Path, required=True, help="folder (DANDI layout)")
+    p.add_argument("--overwrite", action="store_true", help="replace sessions that exist")
     _add_simulation_options(p)
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("fit", help="train a model on NWB files or folders")
     p.add_argument("inputs", nargs="+", help="NWB files or folders")
     p.add_argument("-o", "--output", type=Path, required=True, help="model checkpoint file")
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     p.add_argument("--series", help="RoiResponseSeries path (default: see inspect)")
+    p.add_argument("--include-results", action="store_true", help=INCLUDE_RESULTS_HELP)
     _add_model_options(p)
     p.set_defaults(func=cmd_fit)
 
@@ -283,10 +437,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", help="NWB files or folders")
     p.add_argument("-o", "--output", type=Path, help="result file (one input) or folder (several)")
     p.add_argument("--in-place", action="store_true", help="append results to the inputs")
+    p.add_argument("--overwrite", action="store_true", help="replace result files that exist")
     p.add_argument("--series", help="RoiResponseSeries path (default: see inspect)")
+    p.add_argument("--include-results", action="store_true", help=INCLUDE_RESULTS_HELP)
     p.add_argument("--eps", default="auto", help="DBSCAN eps: 'auto' (k-distance knee) or a value")
     p.add_argument("--min-samples", type=int, default=5)
-    p.add_argument("--embedding", choices=["tsne", "pca", "none"], default="tsne")
+    p.add_argument(
+        "--embedding",
+        choices=[*EMBEDDINGS, "none"],
+        default="auto",
+        help=f"2-D view of the latents; auto is t-SNE up to {TSNE_MAX_POINTS:,} ROIs, else PCA",
+    )
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_apply)
 
@@ -319,11 +480,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CalciumAvaeError as exc:
         print(f"calcium-avae: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("calcium-avae: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        detail = f": {exc}" if str(exc) else ""
+        print(f"calcium-avae: interrupted{detail}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return 0
 
 
+def run() -> None:
+    """The console entry point: once main() is done, Ctrl-C can no longer turn the
+    interpreter's exit into a traceback."""
+    status = main()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

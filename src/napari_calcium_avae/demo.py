@@ -133,6 +133,7 @@ def run_demo(
         output_dir / "data",
         simulation,
         progress=progress_callback("simulating", unit="culture"),
+        overwrite=True,  # the demo's own folder: a rerun replaces it
     )
     noisy, clean = load_sessions(paths)
     X = np.concatenate([t.data for t in noisy])
@@ -154,7 +155,7 @@ def run_demo(
     )
     show_epochs(avae.fit_iter(X[~test]), s.max_epochs)
     pca = PCABaseline(n_components=s.latent_size).fit(X[~test])
-    avae.save(output_dir / "model.pt")
+    avae.save(output_dir / "model.pt", overwrite=True)
 
     print(f"3/4 scoring on {int(test.sum())} held-out neurons", file=sys.stderr)
     scores = {
@@ -169,7 +170,7 @@ def run_demo(
     result_dir = output_dir / "results"
     result_dir.mkdir(exist_ok=True)
     written = [
-        write_results(t, r, result_path(t.source_file, result_dir))
+        write_results(t, r, result_path(t.source_file, result_dir), overwrite=True)
         for t, r in zip(noisy, results, strict=True)
     ]
     figure = output_dir / "demo.png"

@@ -89,7 +89,7 @@ def atomic_output(target: str | Path, *, overwrite: bool) -> Iterator[Path]:
     if target.is_dir():
         raise CalciumAvaeError(f"{target} is a folder; give a file name")
     if not overwrite and target.exists():
-        raise CalciumAvaeError(f"{target} exists; choose another name or allow overwriting")
+        raise CalciumAvaeError(f"{target} exists; choose another name or overwrite (--overwrite)")
     if not target.parent.is_dir():
         raise CalciumAvaeError(f"the output folder {target.parent} does not exist")
     if not os.access(target.parent, os.W_OK):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -22,6 +22,7 @@ from .analysis.diagnostics import (
     latent_diagnostics,
     latents_identical,
 )
+from .analysis.embedding import resolve_embedding
 from .checks import usable_rows
 from .errors import CalciumAvaeError, CalciumAvaeWarning
 from .results import Results
@@ -189,7 +190,7 @@ def cluster(
 
 
 def embed(
-    results_list: Sequence[Results], method: str | None = "tsne", random_state: int = 0
+    results_list: Sequence[Results], method: str | None = "auto", random_state: int = 0
 ) -> None:
     """A 2-D display embedding of all recordings' latents jointly, into each Results.
 
@@ -199,7 +200,9 @@ def embed(
     all_z = _all_latents(results_list)
     skip = method is not None and latents_identical(all_z)
     emb = embed_2d(all_z, method, random_state) if method and not skip else None
-    how = "none (the latents are identical across ROIs)" if skip else method or "none"
+    how = "none" if not method else resolve_embedding(method, len(all_z))
+    if skip:
+        how = "none (the latents are identical across ROIs)"
     for results, rows in zip(results_list, _row_blocks(results_list), strict=True):
         results.embedding = None if emb is None else emb[rows]
         results.provenance["embedding"] = how
@@ -211,11 +214,22 @@ def apply(
     *,
     eps: float | str = "auto",
     min_samples: int = 5,
-    embedding: str | None = "tsne",
+    embedding: str | None = "auto",
     random_state: int = 0,
+    report: Callable[[str], None] | None = None,
 ) -> list[Results]:
-    """Encode every recording, then cluster and embed them jointly."""
+    """Encode every recording, then cluster and embed them jointly.
+
+    ``report(message)`` is called as each step starts, so that long runs show where
+    they are.
+    """
+    say = report or (lambda message: None)
+    n_rois = sum(t.n_rois for t in traces_list)
+    say(f"encoding {n_rois:,} ROIs of {len(traces_list)} recording(s)")
     results = encode(model, traces_list)
+    say("clustering the latents (DBSCAN)")
     cluster(results, eps=eps, min_samples=min_samples)
+    if embedding:
+        say(f"embedding the latents in 2-D ({resolve_embedding(embedding, n_rois)})")
     embed(results, embedding, random_state)
     return results

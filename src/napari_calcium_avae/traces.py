@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,6 +78,14 @@ class Traces:
     @property
     def n_frames(self) -> int:
         return int(self.data.shape[1])
+
+    def fingerprint(self) -> str:
+        """A digest of the trace values: equal when two files hold the same recording (a
+        recording and a result file exported from it, say)."""
+        values = np.ascontiguousarray(self.data)
+        digest = hashlib.blake2b(values.tobytes(), digest_size=16)
+        digest.update(str((values.dtype, values.shape)).encode())
+        return digest.hexdigest()
 
     @property
     def times(self) -> np.ndarray:

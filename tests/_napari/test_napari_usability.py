@@ -11,7 +11,7 @@ from matplotlib.backends.backend_qtagg import NavigationToolbar2QT
 from qtpy.QtWidgets import QMessageBox
 
 from conftest import N_FRAMES, N_ROIS, write_small_nwb
-from napari_calcium_avae._napari import _common, save_widget
+from napari_calcium_avae._napari import _common
 from napari_calcium_avae._napari._layers import cluster_colours, is_ours, put_results
 from napari_calcium_avae._napari.plots_widget import trace_axis_label
 from napari_calcium_avae._napari.train_widget import progress_text
@@ -129,7 +129,7 @@ def test_save_asks_before_replacing_and_names_the_file(
         asked.append(text)
         return answer
 
-    monkeypatch.setattr(save_widget.QMessageBox, "question", question)
+    monkeypatch.setattr(_common.QMessageBox, "question", question)
     typed = small_nwb.with_name("out_rs.txt")
     save.output.setText(str(typed))
     save.save()

@@ -21,6 +21,7 @@ from qtpy.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QMainWindow,
+    QMessageBox,
     QProgressBar,
     QScrollArea,
     QSpinBox,
@@ -30,6 +31,18 @@ from qtpy.QtWidgets import (
 
 from ..errors import CalciumAvaeError, CalciumAvaeWarning
 from ._layers import RESULTS_KEY, TRACES_KEY, is_ours
+
+
+def confirm_replace(parent: QWidget, title: str, question: str) -> bool:
+    """Ask before replacing what the user owns; "No" is the default answer."""
+    answer = QMessageBox.question(
+        parent,
+        title,
+        question,
+        QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+        QMessageBox.StandardButton.No,
+    )
+    return answer == QMessageBox.StandardButton.Yes
 
 
 def report_error(error: BaseException) -> None:

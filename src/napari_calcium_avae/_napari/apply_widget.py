@@ -24,6 +24,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ..analysis.embedding import TSNE_MAX_POINTS
 from ..errors import CalciumAvaeError
 from ..results import Results
 from ..traces import Traces
@@ -41,7 +42,11 @@ from ._layers import put_results, results_of, traces_of
 from ._plotting import ThemedCanvas
 from ._session import session_for
 
-EMBEDDINGS = {"t-SNE": "tsne", "PCA": "pca"}
+EMBEDDINGS = {
+    f"auto (t-SNE up to {TSNE_MAX_POINTS:,} ROIs)": "auto",
+    "t-SNE": "tsne",
+    "PCA": "pca",
+}
 
 
 def describe_model(model: Any) -> str:

@@ -33,7 +33,7 @@ def simulate_sample(output_dir: str | Path, seed: int = 0) -> list[Path]:
     """Write the sample sessions (one per type) into ``output_dir``."""
     from ..simulate import simulate_dataset
 
-    return simulate_dataset(output_dir, replace(SAMPLE, seed=seed))
+    return simulate_dataset(output_dir, replace(SAMPLE, seed=seed), overwrite=True)
 
 
 def simulated_culture() -> list[LayerData]:

@@ -17,13 +17,13 @@ from qtpy.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
     QLineEdit,
-    QMessageBox,
     QPushButton,
     QWidget,
 )
 
 from ..errors import CalciumAvaeError
 from ._common import (
+    confirm_replace,
     guarded,
     report_error,
     report_warning,
@@ -135,14 +135,9 @@ class SaveWidget(QWidget):
 
     def confirm_overwrite(self, target: Path) -> bool:
         """Ask before replacing a file: saving twice to one name used to replace it silently."""
-        answer = QMessageBox.question(
-            self,
-            "Replace file?",
-            f"{target} exists. Replace it with these results?",
-            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-            QMessageBox.StandardButton.No,
+        return confirm_replace(
+            self, "Replace file?", f"{target} exists. Replace it with these results?"
         )
-        return answer == QMessageBox.StandardButton.Yes
 
     def _on_error(self, error: BaseException) -> None:
         self.status.setText("not saved")

@@ -30,6 +30,7 @@ from ..errors import CalciumAvaeError
 from ..simulate.dynamics import NEURON_TYPES
 from ..simulate.settings import SimulationSettings, option_help, option_metadata
 from ._common import (
+    confirm_replace,
     guarded,
     idle_progress_bar,
     notices,
@@ -160,8 +161,14 @@ class SimulateWidget(QWidget):
     @guarded
     def run(self) -> None:
         from ..simulate import simulate_dataset
+        from ..simulate.dataset import session_paths
 
         folder, settings = self.options()
+        existing = [p for p in session_paths(folder, settings) if p.exists()]
+        question = f"{len(existing)} of these sessions exist in {folder}. Replace them?"
+        if existing and not confirm_replace(self, "Replace sessions?", question):
+            self.status.setText(f"not simulated: kept the sessions in {folder}")
+            return
         self.progress.setRange(0, settings.n_cultures)
         self.progress.setValue(0)
         self.progress.setFormat("simulating… %v/%m")
@@ -171,6 +178,7 @@ class SimulateWidget(QWidget):
             folder,
             settings,
             progress=self.relay.step.emit,
+            overwrite=bool(existing),  # the user's answer
             _start_thread=True,
             _connect={
                 "returned": self._open,

@@ -324,7 +324,7 @@ class TrainWidget(QWidget):
             path, _ = QFileDialog.getSaveFileName(self, "Save model", "", "AVAE model (*.pt)")
             if not path:
                 return
-        self.session.model.save(path)
+        self.session.model.save(path, overwrite=True)  # the save dialog asked already
         self.status.setText(f"model saved to {path}")
 
     @guarded

@@ -117,8 +117,7 @@ def _warn_if_fragmented(labels: np.ndarray, min_samples: int) -> None:
     else:
         return
     warnings.warn(
-        f"{n_clusters} clusters for {n} ROIs: {why}; raise min_samples (5 is the default) "
-        "or eps",
+        f"{n_clusters} clusters for {n} ROIs: {why}; raise min_samples (5 is the default) or eps",
         CalciumAvaeWarning,
         stacklevel=3,
     )

@@ -9,15 +9,29 @@ from sklearn.manifold import TSNE
 from ..errors import CalciumAvaeError
 from ._threads import openmp_threads_for
 
+#: the 2-D views :func:`embed_2d` draws; "auto" is t-SNE up to TSNE_MAX_POINTS, else PCA
+EMBEDDINGS = ("auto", "tsne", "pca")
+#: t-SNE on 100,000 ROIs takes a quarter of an hour on a laptop; PCA takes a second
+TSNE_MAX_POINTS = 5_000
 
-def embed_2d(latents: np.ndarray, method: str = "tsne", random_state: int = 0) -> np.ndarray:
+
+def resolve_embedding(method: str, n_points: int) -> str:
+    """The method "auto" stands for with ``n_points`` points ("tsne" or "pca")."""
+    if method not in EMBEDDINGS:
+        raise CalciumAvaeError(f"embedding must be one of {', '.join(EMBEDDINGS)}; got {method!r}")
+    if method == "auto":
+        return "tsne" if n_points <= TSNE_MAX_POINTS else "pca"
+    return method
+
+
+def embed_2d(latents: np.ndarray, method: str = "auto", random_state: int = 0) -> np.ndarray:
     """(n, 2) t-SNE or PCA of the latents; rows with NaN latents stay NaN.
 
     t-SNE needs a handful of points; with fewer than 5 it falls back to PCA, and the
-    perplexity shrinks with small n so that small recordings still embed.
+    perplexity shrinks with small n so that small recordings still embed. "auto" takes
+    PCA above TSNE_MAX_POINTS points, where t-SNE would take minutes.
     """
-    if method not in ("tsne", "pca"):
-        raise CalciumAvaeError(f"embedding must be 'tsne' or 'pca', got {method!r}")
+    method = resolve_embedding(method, len(latents))
     latents = np.asarray(latents, dtype=np.float64)
     out = np.full((len(latents), 2), np.nan, dtype=np.float32)
     valid = np.isfinite(latents).all(axis=1)

@@ -47,8 +47,7 @@ def read_label_table(path: str | Path, n_rois: int, column: str | None = None) -
         raise CalciumAvaeError(f"cannot read the label table {path.name}: {err}") from err
     if ROI_COLUMN not in table.columns:
         raise CalciumAvaeError(
-            f"{path.name} has no '{ROI_COLUMN}' column: give one ROI row per line, e.g. "
-            "'roi,label'"
+            f"{path.name} has no '{ROI_COLUMN}' column: give one ROI row per line, e.g. 'roi,label'"
         )
     column = column or _label_column(table, path.name)
     if column not in table.columns:

@@ -110,7 +110,10 @@ def run_bench(
     output.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     paths = simulate_dataset(
-        output / "data", s.simulation(), progress=progress_callback("simulating", unit="culture")
+        output / "data",
+        s.simulation(),
+        progress=progress_callback("simulating", unit="culture"),
+        overwrite=True,  # the bench's own folder: a rerun replaces it
     )
     data = load_dataset(paths, s.noise_levels)
     types = data.table["neuron_type"].to_numpy()

@@ -40,8 +40,9 @@ class Checkpoint:
     """Version of napari-calcium-avae that wrote the file (None until written)."""
 
 
-def save_checkpoint(checkpoint: Checkpoint, path: str | Path) -> Path:
-    """Write atomically (temporary file, then rename), so a crash leaves no half file."""
+def save_checkpoint(checkpoint: Checkpoint, path: str | Path, *, overwrite: bool = False) -> Path:
+    """Write atomically (temporary file, then rename), so a crash leaves no half file; an
+    existing file is refused unless ``overwrite``."""
     path = Path(path)
     config = {
         "params": checkpoint.params,
@@ -59,7 +60,7 @@ def save_checkpoint(checkpoint: Checkpoint, path: str | Path) -> Path:
         "state_dict": state,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_output(path, overwrite=True) as tmp:
+    with atomic_output(path, overwrite=overwrite) as tmp:
         torch.save(payload, tmp)
     return path
 
@@ -88,6 +89,8 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
         state = payload["state_dict"]
         if not isinstance(config["params"], dict) or not isinstance(state, dict):
             raise TypeError
+        if int(config["n_frames"]) < 1:
+            raise ValueError
         return Checkpoint(
             params=config["params"],
             n_frames=int(config["n_frames"]),

@@ -358,8 +358,9 @@ class AVAE(_Normalised, TransformerMixin, BaseEstimator):
 
     # --- checkpoints --------------------------------------------------------------
 
-    def save(self, path: str | Path) -> Path:
-        """One file: weights plus a JSON config (see checkpoint.py)."""
+    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        """One file: weights plus a JSON config (see checkpoint.py); an existing file is
+        replaced only with ``overwrite=True``."""
         check_is_fitted(self, "module_")
         checkpoint = Checkpoint(
             params=self.get_params(),
@@ -369,7 +370,7 @@ class AVAE(_Normalised, TransformerMixin, BaseEstimator):
             history=self.history_,
             state_dict=self.module_.state_dict(),
         )
-        return save_checkpoint(checkpoint, path)
+        return save_checkpoint(checkpoint, path, overwrite=overwrite)
 
     @classmethod
     def load(cls, path: str | Path, device: str = "auto") -> AVAE:

@@ -32,7 +32,12 @@ EXCITATION_NM = 488.0  # one-photon widefield imaging, as for cultures
 
 
 def write_session(
-    path: str | Path, imaged_culture: ImagedCulture, view: FieldOfView, frame_rate: float
+    path: str | Path,
+    imaged_culture: ImagedCulture,
+    view: FieldOfView,
+    frame_rate: float,
+    *,
+    overwrite: bool = False,
 ) -> Path:
     """Write one culture's session to ``path`` atomically (temporary file, then rename).
 
@@ -223,6 +228,6 @@ def write_session(
     )
     sim.add(conn)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_output(path, overwrite=True) as tmp, NWBHDF5IO(tmp, "w") as io:
+    with atomic_output(path, overwrite=overwrite) as tmp, NWBHDF5IO(tmp, "w") as io:
         io.write(nwb)
     return path

@@ -199,11 +199,21 @@ def _add_results(nwbfile, containers: tuple, traces: Traces, results: Results, n
     )
 
 
+#: ends the name of every result file the package names itself
+RESULT_SUFFIX = "_avae.nwb"
+
+
 def result_path(source: str | Path, folder: str | Path | None = None) -> Path:
     """The default result file of a recording: ``<stem>_avae.nwb`` in ``folder``, else
     beside the source. The CLI, the GUI and the demo all name their outputs with it."""
     source = Path(source)
-    return Path(source.parent if folder is None else folder) / f"{source.stem}_avae.nwb"
+    return Path(source.parent if folder is None else folder) / f"{source.stem}{RESULT_SUFFIX}"
+
+
+def is_result_file(path: str | Path) -> bool:
+    """True for a file named as :func:`result_path` names results: folder inputs skip
+    them, so that a recording and its results are not taken as two recordings."""
+    return Path(path).name.endswith(RESULT_SUFFIX)
 
 
 def write_results(
@@ -213,11 +223,11 @@ def write_results(
     *,
     in_place: bool = False,
     name: str = RESULTS_MODULE,
-    overwrite: bool = True,
+    overwrite: bool = False,
 ) -> Path:
     """Write ``results`` into a new NWB file exported from the traces' source (or append).
 
-    Returns the path written; ``overwrite=False`` refuses an existing output file.
+    Returns the path written; an existing output file is refused unless ``overwrite``.
     Results go into the processing module ``name``: a table
     ``results`` and a series ``reconstruction``; later runs add ``results_2``... .
     """

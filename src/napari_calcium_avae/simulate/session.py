@@ -205,6 +205,11 @@ class ImagedCulture:
     noise_levels: tuple[float, ...]
 
 
+def culture_labels(settings: SimulationSettings) -> list[str]:
+    """Each culture's label (type and 1-based index, e.g. "RS01"), in simulation order."""
+    return [f"{t}{ci + 1:02d}" for t in settings.types for ci in range(settings.cultures_per_type)]
+
+
 def simulate_imaged_cultures(
     settings: SimulationSettings | None = None, **options: Any
 ) -> Iterator[ImagedCulture]:
@@ -220,10 +225,11 @@ def simulate_imaged_cultures(
     s = replace(settings or SimulationSettings(), **options)
 
     def cultures() -> Iterator[ImagedCulture]:
+        labels = iter(culture_labels(s))
         for neuron_type in s.types:
             type_index = list(NEURON_TYPES).index(neuron_type)
             for ci in range(s.cultures_per_type):
-                label = f"{neuron_type}{ci + 1:02d}"
+                label = next(labels)
                 culture = simulate_culture(
                     neuron_type,
                     None,
