@@ -46,3 +46,33 @@ def test_apply_widget_shows_the_collapse_warning(
     # re-clustering keeps the warning in view
     apply.recluster()
     assert "same for every ROI" in apply.summary.text()
+
+
+def _scatter_text(plots) -> str:
+    return " ".join(text.get_text() for text in plots.scatter.ax.texts)
+
+
+def test_plots_say_the_latents_collapsed_instead_of_asking_for_a_model(
+    make_napari_viewer, qtbot, small_nwb: Path, notices
+) -> None:
+    viewer = make_napari_viewer()
+    viewer.open(str(small_nwb), plugin=PLUGIN)
+    layer = next(layer for layer in viewer.layers if is_ours(layer))
+    _, plots = viewer.window.add_plugin_dock_widget(PLUGIN, "4. Latent space and traces")
+    assert "apply a model to see the latent space" in _scatter_text(plots)
+    assert "collapsed" not in _scatter_text(plots)
+
+    _, apply = viewer.window.add_plugin_dock_widget(PLUGIN, "3. Apply and cluster")
+    apply.session.set_model(collapsed_model(layer.metadata["calcium_avae_traces"].data))
+    apply.layer_list.set_checked([layer])
+    apply.run()
+    qtbot.waitUntil(lambda: apply.worker is None, timeout=60_000)
+    assert not [n for n in notices if n[0] == "error"], notices
+
+    text = _scatter_text(plots)
+    assert "apply a model" not in text
+    assert "latents collapsed: all 3 dimensions are the same" in text
+    assert "no latent space to draw" in text and "Train longer" in text
+    assert not plots.scatter.ax.collections  # no point drawn for identical latents
+    # the clusters tab still works: one cluster of identical latents is a mean trace
+    assert plots.means.ax.lines

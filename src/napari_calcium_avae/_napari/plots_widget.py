@@ -28,7 +28,9 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ..analysis.diagnostics import latents_identical
 from ..errors import CalciumAvaeError
+from ..results import PER_ROI
 from ..traces import Traces
 from ._common import guarded, scrolling_layout, tab_on_short_screens, wrapped_label
 from ._layers import RESULTS_KEY, cluster_colormap, cluster_colours, is_ours
@@ -93,6 +95,31 @@ def embedded_points(layers: list[Any]) -> Points:
         return Points(np.zeros((0, 2)), [], np.zeros(0, dtype=int), pd.DataFrame())
     table = pd.concat(tables, ignore_index=True)
     return Points(np.concatenate(xy), owners, np.concatenate(rows), table)
+
+
+def empty_scatter_message(layers: list[Any]) -> str:
+    """Why the scatter has no point to draw, and what to do about it.
+
+    A model whose latents collapsed (the same vector for every ROI) gets no embedding
+    (``pipeline.embed``): its layers have latents but no embedding, and the scatter says
+    so rather than asking for a model that was already applied.
+    """
+    latents = [
+        layer.features[names].to_numpy(dtype=np.float64)
+        for layer in layers
+        if (names := PER_ROI["latents"].flat_names(layer.features))
+    ]
+    if not latents:
+        return "apply a model to see the latent space"
+    if all(latents_identical(z) for z in latents):
+        n_dims = latents[0].shape[1]
+        return (
+            f"The latents collapsed: all {n_dims} dimensions are the same\n"
+            "for every ROI, so there is no latent space to draw.\n"
+            "Train longer (a larger patience) and apply again;\n"
+            "see the warning in the Apply dock."
+        )
+    return "no embedding was drawn for these latents:\napply the model again to draw one"
 
 
 def is_label_column(values: pd.Series) -> bool:
@@ -224,8 +251,8 @@ class PlotsWidget(QWidget):
         pts, column = self.points, self.colour_by.currentText()
         if not len(pts.xy):
             ax.text(
-                0.5, 0.5, "apply a model to see the latent space", ha="center", va="center",
-                transform=ax.transAxes, color=canvas.colours["text"], fontsize=9,
+                0.5, 0.5, empty_scatter_message(self.our_layers()), ha="center", va="center",
+                transform=ax.transAxes, color=canvas.colours["text"], fontsize=9, wrap=True,
             )  # fmt: skip
             ax.set_xticks([])
             ax.set_yticks([])
