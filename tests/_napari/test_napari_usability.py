@@ -58,6 +58,22 @@ def two_clusters(layer, reconstruction: bool = False) -> np.ndarray:
     return labels
 
 
+LAPTOP_DOCK_WIDTH = 280
+"""Width a dock's scroll area shows on a 1,366 x 768 screen (docs/images/window_1366x768.png)."""
+
+
+def test_plots_fit_the_width_of_a_dock_on_a_laptop_screen(make_napari_viewer) -> None:
+    from qtpy.QtWidgets import QScrollArea
+
+    viewer = make_napari_viewer()
+    plots = dock(viewer, "4. Latent space and traces")
+    for i in range(plots.tabs.count()):
+        (area,) = plots.tabs.widget(i).findChildren(QScrollArea)
+        # wider content scrolls sideways and cuts the plots' right edge
+        least = area.widget().minimumSizeHint().width()
+        assert least <= LAPTOP_DOCK_WIDTH, (plots.tabs.tabText(i), least)
+
+
 @pytest.mark.parametrize("short_screen", [True, False])
 def test_all_docks_fit_a_laptop_screen(
     make_napari_viewer, qtbot, small_nwb: Path, monkeypatch: pytest.MonkeyPatch, short_screen

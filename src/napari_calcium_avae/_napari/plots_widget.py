@@ -155,7 +155,9 @@ class PlotsWidget(QWidget):
 
         self.colour_by = QComboBox()
         self.colour_by.currentTextChanged.connect(lambda _: self.draw_scatter())
-        self.only_selected = QCheckBox("show only the chosen ROI in the viewer")
+        # a short label: a checkbox does not wrap, and its text sets the dock's least width
+        self.only_selected = QCheckBox("show only the chosen ROI")
+        self.only_selected.setToolTip("hide every other ROI in the viewer")
         self.only_selected.toggled.connect(self._show_only_selected)
         self.scatter = ThemedCanvas(napari_viewer, height=2.8)
         self.scatter.canvas.mpl_connect("pick_event", self._on_pick)
@@ -313,7 +315,8 @@ class PlotsWidget(QWidget):
             features = layer.features
             cluster = features["cluster"].iloc[row] if "cluster" in features else None
             title = f"{layer.name} · ROI {traces.roi_ids[row]}"
-            ax.set_title(title + ("" if cluster is None else f" · cluster {cluster}"))
+            # long layer names wrap rather than run off a narrow dock
+            ax.set_title(title + ("" if cluster is None else f" · cluster {cluster}"), wrap=True)
             ax.legend(fontsize=7, loc="upper right")
             ax.set_xlabel("time (s)")
             ax.set_ylabel(trace_axis_label(traces))
