@@ -45,6 +45,27 @@ def grab(widget, name: str) -> None:
     print("wrote", IMAGES / name)
 
 
+DOCK_WIDTH = 440
+"""Width of a dock in its own screenshot: about what napari gives it beside the canvas."""
+DOCK_HEIGHTS = {
+    "1. Simulate cultures": 330,
+    "2. Train AVAE": 840,
+    "3. Apply and cluster": 520,
+    "4. Latent space and traces": 700,
+    "5. Save results to NWB": 165,
+}
+"""Height of each dock in its own screenshot: enough for its whole content, so that no
+scroll bar cuts it (docked one under another they share the window's height)."""
+
+
+def float_dock(dock, title: str) -> None:
+    """Float a dock at the size its screenshot needs (``dock.setFloating(False)`` undoes it)."""
+    dock.show()
+    dock.setFloating(True)
+    dock.resize(DOCK_WIDTH, DOCK_HEIGHTS[title])
+    settle()
+
+
 LAPTOP_HEIGHT = 800
 """A screen at most this tall gets the laptop screenshot only."""
 
@@ -112,11 +133,19 @@ def main() -> None:
     settle(1.0)
     viewer.screenshot(str(IMAGES / "viewer.png"), canvas_only=False)
     print("wrote", IMAGES / "viewer.png")
-    for name in ("2. Train AVAE", "3. Apply and cluster"):
-        docks[name][0].show()
-    settle()
-    grab(train, "train.png")
-    grab(apply, "apply.png")
+    # each dock on its own, floated at a size that shows all of it (docked one under
+    # another they share the window's height and scroll)
+    for title, widget, image in (
+        ("2. Train AVAE", train, "train.png"),
+        ("3. Apply and cluster", apply, "apply.png"),
+        ("1. Simulate cultures", simulate, "simulate.png"),
+        ("5. Save results to NWB", save, "save.png"),
+    ):
+        float_dock(docks[title][0], title)
+        grab(widget, image)
+        docks[title][0].setFloating(False)
+    title = "4. Latent space and traces"
+    float_dock(docks[title][0], title)
     grab(plots, "plots_rois.png")
     plots.colour_by.setCurrentText("neuron_type")
     settle()
@@ -128,11 +157,7 @@ def main() -> None:
     plots.tabs.setCurrentIndex(2)
     settle()
     grab(plots, "plots_training.png")
-    for name in ("1. Simulate cultures", "5. Save results to NWB"):
-        docks[name][0].show()
-    settle()
-    grab(simulate, "simulate.png")
-    grab(save, "save.png")
+    docks[title][0].setFloating(False)
     viewer.close()
 
 
