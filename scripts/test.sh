@@ -9,6 +9,8 @@ bash scripts/setup.sh  # first: the venv holds the Qt plugin whose missing libra
 # Xvfb and the Debian packages of the libraries Qt's xcb plugin cannot find (ldd), or all of
 # them when that is unclear: the table is in tests/_napari/qt_libraries.py.
 need_apt=$(.venv/bin/python tests/_napari/qt_libraries.py)
+# and a C compiler, which builds the shim that kills runs mid-write (tests/faults)
+command -v cc >/dev/null || need_apt="$need_apt gcc libc6-dev"
 if [ -n "$need_apt" ]; then
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"
