@@ -313,3 +313,24 @@ def test_ctrl_c_during_interpreter_exit_prints_no_traceback(tiny_sessions):
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr and "KeyboardInterrupt" not in done.stderr
     assert "RoiResponseSeries" in done.stdout
+
+
+def test_large_inputs_get_a_fast_embedding_and_say_each_step(
+    model_path, two_sessions, capsys, monkeypatch
+):
+    from napari_calcium_avae.analysis import embedding
+    from napari_calcium_avae.nwb import read_results
+
+    out = two_sessions[0].parent / "big.nwb"
+    args = ["apply", str(model_path), str(two_sessions[0]), "-o", str(out)]
+    monkeypatch.setattr(embedding, "TSNE_MAX_POINTS", 5)  # "large" for a 12-ROI recording
+    assert main(args) == 0
+    steps = capsys.readouterr().err
+    for step in ("encoding 12 ROIs of 1 recording(s)", "clustering", "embedding the latents"):
+        assert step in steps
+    assert "in 2-D (pca)" in steps
+    assert read_results(out).provenance["embedding"] == "pca"
+    monkeypatch.undo()
+    assert main([*args, "--overwrite"]) == 0
+    assert "in 2-D (tsne)" in capsys.readouterr().err
+    assert read_results(out).provenance["embedding"] == "tsne"
