@@ -7,7 +7,7 @@ import pytest
 
 from napari_calcium_avae.errors import CalciumAvaeError
 from napari_calcium_avae.files import (
-        atomic_output,
+    atomic_output,
     is_own_temporary,
     remove_stale_temporaries,
 )

@@ -53,4 +53,3 @@ def test_agreement_is_ari_with_none_as_a_group() -> None:
     assert agreement(np.zeros(6, dtype=int), reference) == pytest.approx(0.0)
     with pytest.raises(CalciumAvaeError, match="reference labels"):
         agreement(np.zeros(5, dtype=int), reference)
-
