@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 from napari.utils.colormaps import DirectLabelColormap
 from qtpy.QtCore import Qt, QTimer
+from qtpy.QtWidgets import QMessageBox
 
+from napari_calcium_avae._napari import _common
 from napari_calcium_avae._napari._layers import NOISE_COLOUR, cluster_colours, is_ours
 from napari_calcium_avae.nwb import list_series, read_traces
 
@@ -236,7 +238,9 @@ def test_bad_inputs_are_notices(
     assert "latent_0" not in viewer.layers["small"].features
 
 
-def test_simulate_widget_writes_and_opens(make_napari_viewer, qtbot, tmp_path: Path) -> None:
+def test_simulate_widget_writes_and_opens(
+    make_napari_viewer, qtbot, tmp_path: Path, monkeypatch
+) -> None:
     viewer = make_napari_viewer()
     simulate = dock(viewer, "1. Simulate cultures")
     simulate.types["IB"].setChecked(False)
@@ -253,6 +257,22 @@ def test_simulate_widget_writes_and_opens(make_napari_viewer, qtbot, tmp_path: P
     assert [layer.name for layer in rois] == [files[0].stem]
     assert rois[0].metadata["calcium_avae_traces"].data.shape == (8, 20)
     assert simulate.progress.value() == simulate.progress.maximum()
+
+    # the same folder again: asked first; "No" keeps the sessions, "Yes" replaces them
+    answers: list[str] = []
+    monkeypatch.setattr(
+        _common.QMessageBox, "question", lambda *args: answers.pop() if answers else None
+    )
+    before = files[0].read_bytes()
+    simulate.seed.setValue(simulate.seed.value() + 1)
+    answers.append(QMessageBox.StandardButton.No)
+    simulate.run()
+    assert simulate.worker is None and files[0].read_bytes() == before
+    assert simulate.status.text() == f"not simulated: kept the sessions in {tmp_path}"
+    answers.append(QMessageBox.StandardButton.Yes)
+    simulate.run()
+    finish(qtbot, simulate)
+    assert files[0].read_bytes() != before
 
 
 def test_series_choice_switches_the_layer(make_napari_viewer, sessions: list[Path]) -> None:
