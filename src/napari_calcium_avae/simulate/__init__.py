@@ -1,9 +1,10 @@
-"""Biophysical culture simulator: Izhikevich network, GCaMP6s fluorescence, NWB output."""
+"""Biophysical culture simulator: Izhikevich network, calcium indicator fluorescence, NWB."""
 
 from .dataset import simulate_dataset
 from .dynamics import NEURON_TYPES
 from .fluorescence import add_noise, fluorescence, saturation_kappa
 from .imaging import FieldOfView, field_of_view
+from .indicators import INDICATORS, Indicator, get_indicator
 from .network import Network, build_network
 from .session import (
     Culture,
@@ -16,10 +17,12 @@ from .session import (
 from .settings import SimulationSettings
 
 __all__ = [
+    "INDICATORS",
     "NEURON_TYPES",
     "Culture",
     "FieldOfView",
     "ImagedCulture",
+    "Indicator",
     "Network",
     "SimulationSettings",
     "add_noise",
@@ -28,6 +31,7 @@ __all__ = [
     "field_of_view",
     "firing_statistics",
     "fluorescence",
+    "get_indicator",
     "saturation_kappa",
     "simulate_culture",
     "simulate_dataset",

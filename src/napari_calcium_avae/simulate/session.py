@@ -17,7 +17,8 @@ import scipy.sparse as sp
 
 from ..errors import CalciumAvaeError, CalciumAvaeWarning
 from .dynamics import NEURON_TYPES, draw_parameters, simulate_spikes
-from .fluorescence import add_noise, fluorescence
+from .fluorescence import DEFAULT_INDICATOR, add_noise, fluorescence, neuropil, slow_drift
+from .indicators import get_indicator
 from .network import build_network
 from .settings import SimulationSettings, check_culture_size
 
@@ -176,13 +177,65 @@ def culture_fluorescence(
     neurons: np.ndarray,
     frame_rate: float,
     per_spike: bool = False,
+    indicator: str = DEFAULT_INDICATOR,
+    *,
+    amplitude_cv: float = 0.0,
+    decay_cv: float = 0.0,
+    neuropil_r: float = 0.0,
+    drift: float = 0.0,
+    rng: np.random.Generator | None = None,
 ) -> np.ndarray:
-    """Noise-free fluorescence of the given neurons (neurons x frames)."""
+    """Noise-free fluorescence of the given neurons (neurons x frames, float32).
+
+    With the defaults, the indicator's fluorescence of each neuron's spikes. Options:
+    per-neuron amplitude and decay factors drawn log-normal with mean 1 and the given
+    CV; plus ``neuropil_r`` x the culture's shared neuropil trace (all its neurons'
+    mean calcium, baseline F0); times a slow per-neuron drift of SD ``drift``. They
+    draw from ``rng`` (needed when any is non-zero), in that order.
+    """
     spikes = [
         np.concatenate([culture.discarded_spike_times_ms[i], culture.spike_times_ms[i]])
         for i in neurons
     ]
-    return fluorescence(spikes, culture.duration_s, frame_rate, per_spike)
+    if not (amplitude_cv or decay_cv or neuropil_r or drift):
+        return fluorescence(spikes, culture.duration_s, frame_rate, per_spike, indicator=indicator)
+    if rng is None:
+        raise CalciumAvaeError("Variability, neuropil or drift need a random generator (rng).")
+    ind = get_indicator(indicator)
+    n = len(spikes)
+    amp = _lognormal(rng, amplitude_cv, n) if amplitude_cv else None
+    decay = None
+    if decay_cv:
+        decay = np.maximum(_lognormal(rng, decay_cv, n), 2 * ind.tau_rise_s / ind.tau_decay_s)
+    out = fluorescence(
+        spikes,
+        culture.duration_s,
+        frame_rate,
+        per_spike,
+        indicator=ind,
+        amplitude_scale=amp,
+        decay_scale=decay,
+    )
+    if neuropil_r or drift:
+        f = out.astype(np.float64)
+        if neuropil_r:
+            every = [
+                np.concatenate([d, t])
+                for d, t in zip(
+                    culture.discarded_spike_times_ms, culture.spike_times_ms, strict=True
+                )
+            ]
+            f += neuropil_r * neuropil(every, culture.duration_s, frame_rate, ind)
+        if drift:
+            f *= slow_drift(f.shape, frame_rate, drift, rng)
+        out = f.astype(np.float32)
+    return out
+
+
+def _lognormal(rng: np.random.Generator, cv: float, n: int) -> np.ndarray:
+    """n factors, log-normal with mean 1 and coefficient of variation cv."""
+    sigma2 = np.log1p(cv * cv)
+    return rng.lognormal(-sigma2 / 2, np.sqrt(sigma2), n)
 
 
 def _sub_seed(*parts: int) -> int:
@@ -203,6 +256,8 @@ class ImagedCulture:
     noisy: list[np.ndarray]
     """One (ROIs, frames) float32 array per noise level, all sharing the same spikes."""
     noise_levels: tuple[float, ...]
+    settings: SimulationSettings | None = None
+    """The dataset's settings (indicator, variability, neuropil, drift), for the record."""
 
 
 def culture_labels(settings: SimulationSettings) -> list[str]:
@@ -242,10 +297,19 @@ def simulate_imaged_cultures(
                 rng = np.random.default_rng(_sub_seed(s.seed, type_index, ci, 1))
                 imaged = _choose_imaged(culture, s.neurons_per_culture, rng, label)
                 clean = culture_fluorescence(
-                    culture, imaged, s.frame_rate, s.per_spike_fluorescence
+                    culture,
+                    imaged,
+                    s.frame_rate,
+                    s.per_spike_fluorescence,
+                    s.indicator,
+                    amplitude_cv=s.amplitude_cv,
+                    decay_cv=s.decay_cv,
+                    neuropil_r=s.neuropil,
+                    drift=s.drift,
+                    rng=np.random.default_rng(_sub_seed(s.seed, type_index, ci, 2)),
                 )
                 noisy = add_noise(clean, s.noise_levels, rng)
-                yield ImagedCulture(label, culture, imaged, clean, noisy, s.noise_levels)
+                yield ImagedCulture(label, culture, imaged, clean, noisy, s.noise_levels, s)
 
     return cultures()
 

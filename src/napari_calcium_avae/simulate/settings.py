@@ -15,6 +15,7 @@ from typing import Any
 
 from ..errors import CalciumAvaeError
 from .dynamics import NEURON_TYPES
+from .indicators import INDICATORS, get_indicator
 
 
 def _option(default: Any, flag: str, help: str, unit: str = "", **extra: Any) -> Any:
@@ -65,6 +66,33 @@ class SimulationSettings:
         "--per-spike-fluorescence",
         "apply the GCaMP polynomial per spike, as the released script did",
     )
+    indicator: str = _option(
+        "GCaMP6s",
+        "--indicator",
+        f"calcium indicator: kinetics, single-spike dF/F and saturation ({', '.join(INDICATORS)})",
+        choices=tuple(INDICATORS),
+    )
+    amplitude_cv: float = _option(
+        0.0,
+        "--amplitude-cv",
+        "per-neuron variability of the single-spike amplitude (coefficient of variation)",
+    )
+    decay_cv: float = _option(
+        0.0,
+        "--decay-cv",
+        "per-neuron variability of the calcium decay time (coefficient of variation)",
+    )
+    neuropil: float = _option(
+        0.0,
+        "--neuropil",
+        "neuropil contamination r: each ROI adds r x a shared neuropil trace (baseline F0)",
+    )
+    drift: float = _option(
+        0.0,
+        "--drift",
+        "slow baseline drift: SD of a per-neuron multiplicative drift (10 s time scale)",
+        "fraction of F",
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "types", tuple(self.types))
@@ -89,6 +117,17 @@ class SimulationSettings:
         if not 0 <= self.seed < 2**32:
             raise CalciumAvaeError(f"The seed must be between 0 and 2**32 - 1; got {self.seed}.")
         check_culture_size(self.duration_s, self.dish_size_mm, self.density_per_mm2)
+        indicator = get_indicator(self.indicator)
+        if self.per_spike_fluorescence and (
+            indicator.polynomial is None or indicator.tau_rise_s > 0
+        ):
+            raise CalciumAvaeError(
+                f"Per-spike fluorescence exists for GCaMP6s only, not {self.indicator}."
+            )
+        for name in ("amplitude_cv", "decay_cv", "neuropil", "drift"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and 0 <= value <= 2):
+                raise CalciumAvaeError(f"{name} must be between 0 and 2; got {value}.")
 
     @property
     def n_cultures(self) -> int:
