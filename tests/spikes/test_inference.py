@@ -1,0 +1,124 @@
+"""SpikeInference on simulated traces: recovery, noise-only rows, bad input, sklearn API."""
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+
+from napari_calcium_avae.errors import CalciumAvaeError, CalciumAvaeWarning
+from napari_calcium_avae.spikes import MIN_FRAMES, SpikeInference
+
+
+def _simulate(n, t, rate=0.05, decay=0.95, amp=1.0, sd=0.2, seed=0):
+    rng = np.random.default_rng(seed)
+    s = rng.poisson(rate, (n, t)).astype(float)
+    c = np.zeros((n, t))
+    for i in range(t):
+        c[:, i] = (decay * c[:, i - 1] if i else 0.0) + s[:, i]
+    return s, amp * c + sd * rng.standard_normal((n, t))
+
+
+def _binned_r(a, b, width=4):
+    t = a.shape[1] // width * width
+    a = a[:, :t].reshape(a.shape[0], -1, width).sum(-1)
+    b = b[:, :t].reshape(b.shape[0], -1, width).sum(-1)
+    return np.array([np.corrcoef(x, y)[0, 1] for x, y in zip(a, b, strict=True)])
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    s, y = _simulate(6, 1500)
+    est = SpikeInference(device="cpu", max_iter=200).fit(y)
+    return s, y, est
+
+
+def test_recovers_spikes_better_than_first_difference(fitted):
+    s, y, est = fitted
+    rates = est.transform(y)
+    assert rates.shape == y.shape and rates.dtype == np.float32
+    first_diff = np.clip(np.diff(y, prepend=y[:, :1]), 0, None)
+    r_model, r_diff = _binned_r(rates, s).mean(), _binned_r(first_diff, s).mean()
+    assert r_model > 0.85 and r_model > r_diff + 0.03, (r_model, r_diff)
+    # the spike count is right within 20 %
+    assert abs(np.nansum(rates) / s.sum() - 1) < 0.2
+    np.testing.assert_allclose(est.decay_[:, 0], 0.95, atol=0.1)
+    np.testing.assert_allclose(est.gain_, 1.0, rtol=0.2)
+    assert est.input_kind_ == "dff" and est.n_features_in_ == 1500
+    assert not est.noise_only_.any()
+
+
+def test_credible_band_brackets_the_mean(fitted):
+    s, y, est = fitted
+    mean, lo, hi = est.credible_band(y[:, :], level=0.9)
+    # a discrete posterior's 5 % quantile can lie above its mean (p(1) = 0.96), so the
+    # band is checked against itself and the truth, and the mean against transform
+    assert np.all(lo <= hi) and np.all(lo >= 0)
+    np.testing.assert_allclose(mean, est.transform(y), rtol=1e-6, atol=1e-7)
+    # frames with a true spike of 2+ have a band above 0 most of the time
+    assert (lo[s >= 2] >= 1).mean() > 0.7
+    # most true counts lie inside the band
+    assert ((s >= lo) & (s <= hi)).mean() > 0.85
+
+
+def test_noise_only_rows_give_rates_near_zero_and_warn():
+    rng = np.random.default_rng(1)
+    noise = rng.standard_normal((3, 800))
+    with pytest.warns(CalciumAvaeWarning, match="no spikes above the noise"):
+        est = SpikeInference(device="cpu", max_iter=150).fit(noise)
+    assert est.noise_only_.all()
+    assert np.nanmean(est.transform(noise)) < 0.02
+
+
+def test_raw_fluorescence_is_detected_and_reported():
+    _, y = _simulate(2, 600, seed=2)
+    est = SpikeInference(device="cpu", max_iter=50).fit(100.0 + 10.0 * y)
+    assert est.input_kind_ == "raw"
+    # within one spike's amplitude (10): the AR-through-noise model biases it upwards when
+    # there is measurement noise (the decay is underestimated)
+    np.testing.assert_allclose(est.baseline_[:, 0], 100.0, atol=10.0)
+    np.testing.assert_allclose(est.gain_, 10.0, rtol=0.25)
+    with pytest.raises(CalciumAvaeError, match="negative baseline"):
+        SpikeInference(input_kind="raw", max_iter=5).fit(y - 5.0)
+
+
+def test_nan_frames_give_nan_and_the_rest_is_finite():
+    _, y = _simulate(2, 400, seed=3)
+    y[0, 100:110] = np.nan
+    est = SpikeInference(device="cpu", max_iter=30).fit(y)
+    out = est.transform(y)
+    assert np.isnan(out[0, 100:110]).all()
+    assert np.isfinite(np.delete(out[0], range(100, 110))).all() and np.isfinite(out[1]).all()
+
+
+def test_bad_input_is_one_line():
+    with pytest.raises(CalciumAvaeError, match=f"at least {MIN_FRAMES}"):
+        SpikeInference().fit(np.zeros((2, MIN_FRAMES - 1)))
+    x = np.random.default_rng(0).standard_normal((2, 100))
+    x[1] = np.nan
+    with pytest.raises(CalciumAvaeError, match="all NaN"):
+        SpikeInference().fit(x)
+    with pytest.raises(CalciumAvaeError, match="ar_order"):
+        SpikeInference(ar_order=3).fit(np.ones((1, 100)))
+    est = SpikeInference(max_iter=5, device="cpu").fit(np.random.default_rng(0).random((2, 100)))
+    with pytest.raises(CalciumAvaeError, match="2 neurons"):
+        est.transform(np.zeros((3, 100)))
+
+
+def test_sklearn_clone_and_params():
+    est = SpikeInference(ar_order=2, max_iter=7, frame_rate=30.0)
+    twin = clone(est)
+    assert twin.get_params() == est.get_params()
+    assert twin.get_params()["ar_order"] == 2
+    twin.set_params(max_iter=3)
+    assert twin.max_iter == 3 and est.max_iter == 7
+
+
+def test_ar2_fits_and_reports_time_constants():
+    _, y = _simulate(2, 600, seed=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CalciumAvaeWarning)
+        est = SpikeInference(ar_order=2, frame_rate=30.0, max_iter=60, device="cpu").fit(y)
+    assert est.decay_.shape == (2, 2) and est.time_constants_.shape == (2, 2)
+    assert np.all(est.time_constants_ > 0)
+    assert np.isfinite(est.transform(y)).all()
