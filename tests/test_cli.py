@@ -1,12 +1,14 @@
 """The calcium-avae command: help everywhere, one-line errors with status 2."""
 
 import h5py
+import numpy as np
 import pytest
 
 from napari_calcium_avae.cli import build_parser, main
+from napari_calcium_avae.errors import CalciumAvaeError
 from napari_calcium_avae.model import load_model
 
-COMMANDS = ["inspect", "simulate", "fit", "apply", "demo", "bench"]
+COMMANDS = ["inspect", "simulate", "fit", "apply", "deconvolve", "demo", "bench"]
 
 
 def one_line_error(capsys) -> str:
@@ -38,6 +40,7 @@ MINIMAL_ARGS = {
     "simulate": ["simulate", "-o", "out"],
     "fit": ["fit", "x.nwb", "-o", "m.pt"],
     "apply": ["apply", "m.pt", "x.nwb", "-o", "out"],
+    "deconvolve": ["deconvolve", "x.nwb", "-o", "out"],
     "demo": ["demo"],
     "bench": ["bench"],
 }
@@ -274,3 +277,36 @@ def test_apply_of_a_collapsed_model_says_so_one_line_each(tmp_path, capsys, tiny
     saved = read_results(out)
     assert saved.embedding is None
     assert saved.provenance["latent_warnings"].startswith("all 3 latent dimensions")
+
+
+def test_deconvolve_writes_rates_that_read_back(tmp_path, capsys, tiny_sessions):
+    from napari_calcium_avae.nwb import read_results, read_traces
+
+    out = tmp_path / "spikes"
+    assert main(["deconvolve", *map(str, tiny_sessions[:2]), "-o", str(out)]) == 0
+    written = sorted(out.glob("*_avae.nwb"))
+    assert [p.name for p in written] == sorted(f"{s.stem}_avae.nwb" for s in tiny_sessions[:2])
+    assert "inferred spikes" in capsys.readouterr().out
+    traces, back = read_traces(written[0]), read_results(written[0])
+    assert back.spike_rates.shape == traces.data.shape
+    assert np.nanmin(back.spike_rates) >= 0 and np.isfinite(back.decay_s).all()
+    assert back.provenance["model"] == "SpikeInference"
+    assert back.provenance["frame_rate"] == 20
+    # the same protections as apply
+    assert main(["deconvolve", str(tiny_sessions[0]), "-o", str(out)]) == 2
+    assert "exists" in one_line_error(capsys)
+    with pytest.raises(SystemExit) as exc:  # no -o, no --in-place
+        main(["deconvolve", str(tiny_sessions[0])])
+    assert exc.value.code == 2
+
+
+def test_frame_rate_comes_from_timestamps_when_there_is_no_rate():
+    from napari_calcium_avae.pipeline import frame_rate
+    from napari_calcium_avae.traces import Traces
+
+    data = np.zeros((2, 5), dtype=np.float32)
+    assert frame_rate(Traces(data=data, rate=30.0)) == 30.0
+    stamped = Traces(data=data, rate=None, timestamps=np.array([0, 0.1, 0.2, 0.31, 0.4]))
+    assert frame_rate(stamped) == pytest.approx(10.0)
+    with pytest.raises(CalciumAvaeError, match="neither a frame rate nor increasing"):
+        frame_rate(Traces(data=data, rate=None, timestamps=np.zeros(5)))

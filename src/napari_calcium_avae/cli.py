@@ -16,6 +16,8 @@ import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
+import numpy as np
+
 from . import __version__
 from .citation import PAPER
 from .errors import CalciumAvaeError, CalciumAvaeWarning
@@ -262,12 +264,8 @@ def _output_paths(files: Sequence[Path], output: Path | None, in_place: bool) ->
     return outs
 
 
-def cmd_apply(args: argparse.Namespace) -> None:
-    from . import pipeline
-    from .model import load_model
-    from .nwb import write_results
-
-    files = _nwb_inputs(args.inputs, include_results=args.include_results)
+def _result_outputs(args: argparse.Namespace, files: Sequence[Path]) -> list[Path]:
+    """apply's and deconvolve's result files, each checked before any work starts."""
     outputs = _output_paths(files, args.output, args.in_place)
     for out in outputs:
         if args.in_place:
@@ -275,6 +273,45 @@ def cmd_apply(args: argparse.Namespace) -> None:
                 raise CalciumAvaeError(f"cannot modify {out}: it or its folder is read-only")
         else:
             _check_new_file(out, files, overwrite=args.overwrite, what="results")
+    return outputs
+
+
+def _write_all(
+    args: argparse.Namespace, recordings: Sequence, results: Sequence, outputs: Sequence[Path]
+) -> None:
+    """Write each recording's results; Ctrl-C lets the file being written finish."""
+    from .nwb import write_results
+
+    _clean_folders(out.parent for out in outputs if out.parent.is_dir())
+    for done, (traces, result, out) in enumerate(zip(recordings, results, outputs, strict=True)):
+        if not args.in_place:
+            out.parent.mkdir(parents=True, exist_ok=True)
+        with _finish_before_interrupt() as received:
+            written = write_results(
+                traces, result, out, in_place=args.in_place, overwrite=args.overwrite
+            )
+        print(f"{written}: {_summary(result)}")
+        if received and done + 1 < len(outputs):
+            raise KeyboardInterrupt(f"{done + 1} of {len(outputs)} result files were written")
+
+
+def _summary(result) -> str:
+    parts = [f"{result.n_rois} ROIs"]
+    if result.labels is not None:
+        labels = result.labels
+        parts.append(f"{len(set(labels[labels >= 0].tolist()))} cluster(s)")
+        parts.append(f"{int((labels < 0).sum())} noise")
+    if result.spike_rates is not None:
+        parts.append(f"{float(np.nansum(result.spike_rates)):,.0f} inferred spikes")
+    return ", ".join(parts)
+
+
+def cmd_apply(args: argparse.Namespace) -> None:
+    from . import pipeline
+    from .model import load_model
+
+    files = _nwb_inputs(args.inputs, include_results=args.include_results)
+    outputs = _result_outputs(args, files)
     eps = args.eps if args.eps == "auto" else _positive_float(args.eps, "--eps")
     model = load_model(args.model, device=args.device)
     recordings = _read_all(files, args.series)
@@ -285,21 +322,25 @@ def cmd_apply(args: argparse.Namespace) -> None:
         eps=eps,
         min_samples=args.min_samples,
         embedding=embedding,
-        report=lambda message: print(f"{message}…", file=sys.stderr),
+        report=_step,
     )
-    _clean_folders(out.parent for out in outputs if out.parent.is_dir())
-    for done, (traces, result, out) in enumerate(zip(recordings, results, outputs, strict=True)):
-        if not args.in_place:
-            out.parent.mkdir(parents=True, exist_ok=True)
-        with _finish_before_interrupt() as received:
-            written = write_results(
-                traces, result, out, in_place=args.in_place, overwrite=args.overwrite
-            )
-        n_clusters = len(set(result.labels[result.labels >= 0].tolist()))
-        noise = int((result.labels < 0).sum())
-        print(f"{written}: {traces.n_rois} ROIs, {n_clusters} cluster(s), {noise} noise")
-        if received and done + 1 < len(outputs):
-            raise KeyboardInterrupt(f"{done + 1} of {len(outputs)} result files were written")
+    _write_all(args, recordings, results, outputs)
+
+
+def cmd_deconvolve(args: argparse.Namespace) -> None:
+    from . import pipeline
+    from .spikes import SpikeInference
+
+    files = _nwb_inputs(args.inputs, include_results=args.include_results)
+    outputs = _result_outputs(args, files)
+    estimator = SpikeInference(ar_order=args.ar_order, device=args.device, verbose=True)
+    recordings = _read_all(files, args.series)
+    results = pipeline.deconvolve(estimator, recordings, report=_step)
+    _write_all(args, recordings, results, outputs)
+
+
+def _step(message: str) -> None:
+    print(f"{message}…", file=sys.stderr)
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -404,6 +445,7 @@ def _add_simulation_options(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from .analysis.embedding import EMBEDDINGS, TSNE_MAX_POINTS
+    from .spikes import SpikeInference
 
     parser = argparse.ArgumentParser(
         prog="calcium-avae",
@@ -451,6 +493,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_apply)
 
+    p = sub.add_parser("deconvolve", help="infer spike rates; write them to NWB")
+    p.add_argument("inputs", nargs="+", help="NWB files or folders")
+    p.add_argument("-o", "--output", type=Path, help="result file (one input) or folder (several)")
+    p.add_argument("--in-place", action="store_true", help="append results to the inputs")
+    p.add_argument("--overwrite", action="store_true", help="replace result files that exist")
+    p.add_argument("--series", help="RoiResponseSeries path (default: see inspect)")
+    p.add_argument("--include-results", action="store_true", help=INCLUDE_RESULTS_HELP)
+    p.add_argument(
+        "--ar-order",
+        type=int,
+        choices=(1, 2),
+        default=SpikeInference().get_params()["ar_order"],
+        help="calcium dynamics: 1 = instant rise, 2 = with a rise time (default %(default)s)",
+    )
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_deconvolve)
+
     p = sub.add_parser("demo", help="simulate, fit, apply and score against PCA (minutes)")
     p.add_argument("-o", "--output", type=Path, default=Path("demo-output"))
     p.add_argument("--quick", action="store_true", help="a smaller run, for tests")
@@ -471,8 +530,8 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "apply" and not args.in_place and args.output is None:
-        parser.error("apply needs -o OUTPUT (or --in-place)")
+    if args.command in ("apply", "deconvolve") and not args.in_place and args.output is None:
+        parser.error(f"{args.command} needs -o OUTPUT (or --in-place)")
     warnings.showwarning = _one_line_warning
     warnings.simplefilter("always", CalciumAvaeWarning)
     try:

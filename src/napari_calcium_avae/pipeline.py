@@ -233,3 +233,62 @@ def apply(
         say(f"embedding the latents in 2-D ({resolve_embedding(embedding, n_rois)})")
     embed(results, embedding, random_state)
     return results
+
+
+def frame_rate(traces: Traces) -> float:
+    """The recording's frame rate; from the median frame interval when it has timestamps."""
+    if traces.rate:
+        return float(traces.rate)
+    steps = np.diff(np.asarray(traces.timestamps if traces.timestamps is not None else []))
+    steps = steps[np.isfinite(steps) & (steps > 0)]
+    if not len(steps):
+        raise CalciumAvaeError(
+            "the recording has neither a frame rate nor increasing timestamps, so spike "
+            "inference cannot tell time"
+        )
+    return float(1.0 / np.median(steps))
+
+
+def deconvolve(
+    estimator: Any,
+    traces_list: Sequence[Traces],
+    *,
+    report: Callable[[str], None] | None = None,
+) -> list[Results]:
+    """Spike rates and fitted kinetics of every recording, one fit per recording.
+
+    ``estimator`` is a scikit-learn-style spike-inference estimator (``SpikeInference``);
+    a clone is fitted to each recording at its own frame rate (taken from the timestamps
+    when the file has no rate).
+    """
+    from sklearn.base import clone
+
+    if not traces_list:
+        raise CalciumAvaeError("no recordings given to infer spikes from")
+    say = report or (lambda message: None)
+    out = []
+    for i, traces in enumerate(traces_list):
+        rate = frame_rate(traces)
+        how = "rate" if traces.rate else "median timestamp interval"
+        say(f"inferring spikes of {traces.n_rois:,} ROIs in {_recording_name(traces, i)}")
+        model = clone(estimator).set_params(frame_rate=rate)
+        model.fit(traces.data)
+        spikes = model.transform(traces.data)
+        decay = np.asarray(model.time_constants_, dtype=np.float64)
+        if decay.ndim == 2:
+            decay = decay.max(axis=1)  # AR(2): the slower root is the decay
+        facts = {
+            **provenance(model, traces),
+            "frame_rate_from": how,
+            "input_kind": model.input_kind_,
+        }
+        out.append(
+            Results(
+                spike_rates=spikes,
+                decay_s=decay,
+                spike_gain=np.asarray(model.gain_),
+                noise_sd=np.asarray(model.noise_sd_),
+                provenance=facts,
+            )
+        )
+    return out

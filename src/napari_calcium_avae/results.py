@@ -52,8 +52,32 @@ PER_ROI: dict[str, Column] = {
     "embedding": Column(
         "embedding", np.float32, np.nan, True, "2-D display embedding of the latent means"
     ),
+    "decay_s": Column(
+        "calcium_decay_s",
+        np.float32,
+        np.nan,
+        False,
+        "decay time constant (s) of the fitted calcium observation model",
+    ),
+    "spike_gain": Column(
+        "spike_gain",
+        np.float32,
+        np.nan,
+        False,
+        "fluorescence of one spike in the fitted calcium observation model (source unit)",
+    ),
+    "noise_sd": Column(
+        "noise_sd",
+        np.float32,
+        np.nan,
+        False,
+        "standard deviation of the fluorescence noise in the fitted observation model",
+    ),
 }
 """The fields of Results with one value (or vector) per ROI, in table order."""
+
+PER_ROW = (*PER_ROI, "reconstruction", "spike_rates")
+"""Every field of Results with one row per ROI: per-ROI columns and ROIs x frames arrays."""
 
 
 @dataclass
@@ -67,30 +91,41 @@ class Results:
     descriptions, never into table cells.
     """
 
-    latents: np.ndarray
-    """(n_rois, D2) posterior means."""
+    latents: np.ndarray | None = None
+    """(n_rois, D2) posterior means; None for spike inference alone."""
     labels: np.ndarray | None = None
     """(n_rois,) DBSCAN cluster labels, -1 for noise."""
     embedding: np.ndarray | None = None
     """(n_rois, 2) display embedding (t-SNE or PCA of the latents); None when not drawn."""
     reconstruction: np.ndarray | None = None
     """(n_rois, n_frames) denoised traces in the source's units."""
+    decay_s: np.ndarray | None = None
+    """(n_rois,) calcium decay time constants (s) of the spike-inference model."""
+    spike_gain: np.ndarray | None = None
+    """(n_rois,) fluorescence per spike (source unit)."""
+    noise_sd: np.ndarray | None = None
+    """(n_rois,) noise standard deviation (source unit)."""
+    spike_rates: np.ndarray | None = None
+    """(n_rois, n_frames) inferred spikes per frame (expected counts)."""
     provenance: dict[str, str | int | float] = field(default_factory=dict)
     diagnostics: LatentDiagnostics | None = None
     """Whether the latents carry information (set by pipeline.apply; its facts are also in
     provenance, which is what a file keeps)."""
 
     def __post_init__(self) -> None:
-        self.latents = np.asarray(self.latents, dtype=np.float32)
-        n = len(self.latents)
-        for name in (*PER_ROI, "reconstruction"):
-            value = getattr(self, name)
-            if value is not None and len(value) != n:
-                raise ValueError(f"{name} has {len(value)} rows, latents have {n}")
+        if self.latents is not None:
+            self.latents = np.asarray(self.latents, dtype=np.float32)
+        present = [(name, v) for name in PER_ROW if (v := getattr(self, name)) is not None]
+        if not present:
+            raise ValueError("Results needs at least one per-ROI field (latents, spike rates…)")
+        first, value = present[0]
+        for name, other in present[1:]:
+            if len(other) != len(value):
+                raise ValueError(f"{name} has {len(other)} rows, {first} has {len(value)}")
 
     @property
     def n_rois(self) -> int:
-        return len(self.latents)
+        return next(len(v) for name in PER_ROW if (v := getattr(self, name)) is not None)
 
     def table(self) -> pd.DataFrame:
         """The per-ROI fields as flat columns (``latent_0``..., ``cluster``, ``embedding_0``...)."""
@@ -115,8 +150,8 @@ class Results:
         if like is not None:
             values = {f.name: getattr(like, f.name) for f in fields(like)}
             values["provenance"] = dict(like.provenance)
-        if not PER_ROI["latents"].flat_names(table):
-            raise ValueError("the table has no latent columns")
+        if like is None and not any(column.flat_names(table) for column in PER_ROI.values()):
+            raise ValueError("the table has no result columns")
         for name, column in PER_ROI.items():
             names = column.flat_names(table)
             if not names:

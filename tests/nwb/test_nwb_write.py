@@ -13,7 +13,13 @@ from nwb_files import roi_pixels
 
 from napari_calcium_avae import Results
 from napari_calcium_avae.errors import CalciumAvaeError
-from napari_calcium_avae.nwb import list_series, read_reconstruction, read_traces, write_results
+from napari_calcium_avae.nwb import (
+    list_series,
+    read_reconstruction,
+    read_results,
+    read_traces,
+    write_results,
+)
 from napari_calcium_avae.nwb.validate import dandi_validate_problems, validation_problems
 
 
@@ -180,3 +186,31 @@ def test_in_place_beside_a_reader_replaces_the_file_whole(caiman_file: Path, tmp
         assert sorted(reader) == before
     with h5py.File(path, "r") as after:
         assert "calcium_avae" in after["processing"]
+
+
+def test_inferred_spikes_and_kinetics_round_trip(suite2p_file: Path, tmp_path: Path) -> None:
+    traces = read_traces(suite2p_file)
+    n = traces.n_rois
+    rng = np.random.default_rng(1)
+    results = Results(
+        spike_rates=rng.poisson(0.2, size=traces.data.shape).astype(np.float32),
+        decay_s=np.linspace(0.5, 1.5, n),
+        spike_gain=np.full(n, 3.0),
+        noise_sd=np.linspace(0.1, 0.4, n),
+        provenance={"model": "SpikeInference", "ar_order": 1},
+    )
+    out = write_results(traces, results, tmp_path / "spikes.nwb")
+    back = read_results(out)
+    assert back.latents is None and back.reconstruction is None
+    np.testing.assert_array_equal(back.spike_rates, results.spike_rates)
+    for name in ("decay_s", "spike_gain", "noise_sd"):
+        np.testing.assert_allclose(getattr(back, name), getattr(results, name), rtol=1e-6)
+    assert back.provenance["model"] == "SpikeInference"
+    # the rates are never taken for fluorescence, and say what they are
+    assert read_traces(out).series_path == traces.series_path
+    (info,) = [s for s in list_series(out) if s.path.endswith("inferred_spikes")]
+    assert info.unit == "spikes per frame" and not info.is_default
+    assert validation_problems(out) == []
+    with pytest.raises(CalciumAvaeError, match="the spike rates have shape"):
+        bad = Results(spike_rates=np.zeros((n, 3)))
+        write_results(traces, bad, tmp_path / "bad.nwb")

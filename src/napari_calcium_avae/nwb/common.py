@@ -15,6 +15,9 @@ TABLE_NAME = "results"
 """Per-ROI results table written by write_results (``results_2``... on reruns)."""
 SERIES_NAME = "reconstruction"
 """Its denoised traces, with the same numeric suffix as the table of the same run."""
+SPIKES_NAME = "inferred_spikes"
+"""Its inferred spikes per frame (same suffix); readers never take them for fluorescence."""
+SPIKES_UNIT = "spikes per frame"
 
 
 def text(value: object) -> str:

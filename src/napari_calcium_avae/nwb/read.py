@@ -31,7 +31,15 @@ import pandas as pd
 from ..errors import CalciumAvaeError
 from ..results import PER_ROI, Results
 from ..traces import Traces
-from .common import RESULTS_MODULE, SERIES_NAME, TABLE_NAME, neurodata_type, open_nwb, text
+from .common import (
+    RESULTS_MODULE,
+    SERIES_NAME,
+    SPIKES_NAME,
+    TABLE_NAME,
+    neurodata_type,
+    open_nwb,
+    text,
+)
 from .session import NOISE_FREE
 
 _NOT_DEFAULT = (
@@ -41,6 +49,7 @@ _NOT_DEFAULT = (
     "noise_free",
     NOISE_FREE.lower(),
     "reconstruction",
+    "spikes",
 )
 _MASK_COLUMNS = ("image_mask", "pixel_mask", "voxel_mask")
 _RESULTS_MODULE = f"processing/{RESULTS_MODULE}"
@@ -374,7 +383,7 @@ def _latest_results(f: h5py.File, series_path: str, table_path: str) -> h5py.Gro
     for key, group in f[_RESULTS_MODULE].items():
         if not isinstance(group, h5py.Group) or "rois" not in group:
             continue
-        if PER_ROI["latents"].name not in group:
+        if not any(column.name in group for column in PER_ROI.values()):
             continue
         description = text(group.attrs.get("description", ""))
         match = re.search(r"source series: (\S+?);", description + ";")
@@ -437,10 +446,13 @@ def _table_results(group: h5py.Group, rows: np.ndarray) -> Results:
     return Results(**values, provenance=_provenance(description))
 
 
-def _reconstruction(f: h5py.File, table: h5py.Group, rows: np.ndarray) -> np.ndarray | None:
-    """The denoised traces written with a results table, ROIs x frames in ``rows`` order."""
+def _series_of_run(
+    f: h5py.File, table: h5py.Group, rows: np.ndarray, base: str
+) -> np.ndarray | None:
+    """A series written with a results table (denoised traces, inferred spikes), ROIs x
+    frames in ``rows`` order."""
     key = table.name.rsplit("/", 1)[1]
-    name = SERIES_NAME + key[len(TABLE_NAME) :]
+    name = base + key[len(TABLE_NAME) :]
     module = f[_RESULTS_MODULE]
     if name not in module or "data" not in module[name]:
         return None
@@ -563,7 +575,8 @@ def read_results(path: str | Path, series: str | None = None) -> Results | None:
             return None
         rows = np.asarray(group["rois"][()], dtype=np.int64)
         results = _table_results(stored, rows)
-        results.reconstruction = _reconstruction(f, stored, rows)
+        results.reconstruction = _series_of_run(f, stored, rows, SERIES_NAME)
+        results.spike_rates = _series_of_run(f, stored, rows, SPIKES_NAME)
         return results
 
 

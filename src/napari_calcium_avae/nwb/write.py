@@ -23,7 +23,15 @@ from ..errors import CalciumAvaeError
 from ..files import atomic_output, atomic_update
 from ..results import PER_ROI, Results
 from ..traces import Traces
-from .common import RESULTS_MODULE, SERIES_NAME, TABLE_NAME, open_nwb, text
+from .common import (
+    RESULTS_MODULE,
+    SERIES_NAME,
+    SPIKES_NAME,
+    SPIKES_UNIT,
+    TABLE_NAME,
+    open_nwb,
+    text,
+)
 
 
 class _FramesByRois(GenericDataChunkIterator):
@@ -83,14 +91,13 @@ def _check(traces: Traces, results: Results) -> Path:
             f"the results have {results.n_rois} ROIs but the traces have {traces.n_rois}; "
             "write results computed on these traces"
         )
-    if results.reconstruction is not None and np.shape(results.reconstruction) != (
-        traces.n_rois,
-        traces.n_frames,
-    ):
-        raise CalciumAvaeError(
-            f"the reconstruction has shape {np.shape(results.reconstruction)}, the traces "
-            f"{traces.data.shape}; write results computed on these traces"
-        )
+    for name in ("reconstruction", "spike_rates"):
+        value = getattr(results, name)
+        if value is not None and np.shape(value) != traces.data.shape:
+            raise CalciumAvaeError(
+                f"the {name.replace('_', ' ')} have shape {np.shape(value)}, the traces "
+                f"{traces.data.shape}; write results computed on these traces"
+            )
     return Path(traces.source_file)
 
 
@@ -175,8 +182,6 @@ def _add_results(nwbfile, containers: tuple, traces: Traces, results: Results, n
             columns=columns,
         )
     )
-    if results.reconstruction is None:
-        return
     timing: dict = {}
     if traces.timestamps is not None:
         timing["timestamps"] = (
@@ -185,18 +190,36 @@ def _add_results(nwbfile, containers: tuple, traces: Traces, results: Results, n
     else:
         timing["rate"] = float(traces.rate or 1.0)
         timing["starting_time"] = float(traces.starting_time)
-    module.add(
-        RoiResponseSeries(
-            name=f"{SERIES_NAME}{suffix}",
-            data=_FramesByRois(np.asarray(results.reconstruction, dtype=np.float32)),
-            rois=plane_segmentation.create_roi_table_region(
-                region=rows, description=f"the ROIs of {traces.series_path}"
-            ),
-            unit=traces.unit,
-            description=f"AVAE reconstruction (denoised traces) in the source unit; {provenance}",
-            **timing,
+    series = [
+        (
+            SERIES_NAME,
+            results.reconstruction,
+            traces.unit,
+            "AVAE reconstruction (denoised traces) in the source unit",
+        ),
+        (
+            SPIKES_NAME,
+            results.spike_rates,
+            SPIKES_UNIT,
+            "inferred spikes: expected spike count per frame under the calcium observation "
+            "model (not fluorescence)",
+        ),
+    ]
+    for base, values, unit, what in series:
+        if values is None:
+            continue
+        module.add(
+            RoiResponseSeries(
+                name=f"{base}{suffix}",
+                data=_FramesByRois(np.asarray(values, dtype=np.float32)),
+                rois=plane_segmentation.create_roi_table_region(
+                    region=rows, description=f"the ROIs of {traces.series_path}"
+                ),
+                unit=unit,
+                description=f"{what}; {provenance}",
+                **timing,
+            )
         )
-    )
 
 
 #: ends the name of every result file the package names itself
