@@ -62,11 +62,20 @@ def write_session(
     path = Path(path)
     c, imaged, subject_id = imaged_culture.culture, imaged_culture.imaged, imaged_culture.label
     kind = "released-code wiring" if c.released_wiring else "biological wiring"
+    settings = imaged_culture.settings
+    indicator = settings.indicator if settings is not None else "GCaMP6s"
+    model = (
+        f"{indicator} fluorescence model of napari_calcium_avae.simulate.indicators"
+        if settings is None
+        else f"{indicator} fluorescence model of napari_calcium_avae.simulate.indicators "
+        f"(amplitude CV {settings.amplitude_cv:g}, decay CV {settings.decay_cv:g}, neuropil "
+        f"r {settings.neuropil:g}, drift {settings.drift:g}); settings: {settings}"
+    )
     description = (
         f"Simulated dissociated culture of {c.n_neurons} Izhikevich neurons "
         f"({c.neuron_type} excitatory type, 20% inhibitory, {kind}), seed {c.seed}, "
         f"{c.duration_s} s recorded after discarding {c.discarded_ms / 1000:.3f} s; "
-        f"GCaMP6s fluorescence model of Deneux et al. 2016; napari-calcium-avae {__version__}."
+        f"{model}; napari-calcium-avae {__version__}."
     )
     nwb = NWBFile(
         session_description=description,
@@ -89,7 +98,7 @@ def write_session(
         name="Microscope", description="simulated widefield microscope (no hardware)"
     )
     channel = OpticalChannel(
-        name="OpticalChannel", description="GCaMP6s emission", emission_lambda=EMISSION_NM
+        name="OpticalChannel", description=f"{indicator} emission", emission_lambda=EMISSION_NM
     )
     plane = nwb.create_imaging_plane(
         name="ImagingPlane",
@@ -99,7 +108,7 @@ def write_session(
         "origin_coords from the dish centre",
         device=device,
         excitation_lambda=EXCITATION_NM,
-        indicator="GCaMP6s",
+        indicator=indicator,
         location="Isocortex",
         imaging_rate=float(frame_rate),
         grid_spacing=[view.pixel_um, view.pixel_um],
@@ -175,7 +184,7 @@ def write_session(
             rois=rois,
             unit="a.u.",
             rate=float(frame_rate),
-            description=f"simulated GCaMP6s fluorescence plus Gaussian noise, sigma = "
+            description=f"simulated {indicator} fluorescence plus Gaussian noise, sigma = "
             f"{sigma:g} (baseline F0 = 42)",
         )
     fl.add_roi_response_series(

@@ -140,22 +140,24 @@ class Indicator:
 INDICATORS: dict[str, Indicator] = {
     # Today's model, unchanged (Abante et al. 2025 eq. 2; values of the released script,
     # after Deneux et al. 2016): instantaneous rise, tau 1.82 s, A = 0.113, cubic p2, p3.
+    # Its half decay (0.754 s) follows from these numbers.
     "GCaMP6s": Indicator(
         name="GCaMP6s",
         tau_rise_s=0.0,
         tau_decay_s=1.82,
         amplitude=0.113,
         time_to_peak_s=0.0,
-        half_decay_s=0.7527,
+        half_decay_s=0.7542,
         citation="Deneux et al. 2016; Abante et al. 2025",
         polynomial=(0.81, -0.056),
     ),
     # Chen et al. 2013: Kd 375 nM, Hill 2.27, dynamic range 51.8 (purified protein); one
-    # spike in vivo about 19 % dF/F, rising to its peak in about 50 ms, half decay 140 ms.
+    # spike in vivo about 19 % dF/F, peak after about 50 ms, half decay about 140 ms.
+    # Kernel time constants fitted to that peak time and half decay.
     "GCaMP6f": Indicator(
         name="GCaMP6f",
-        tau_rise_s=0.0201,
-        tau_decay_s=0.2004,
+        tau_rise_s=0.01995,
+        tau_decay_s=0.18716,
         amplitude=0.19,
         time_to_peak_s=0.05,
         half_decay_s=0.14,
@@ -163,6 +165,39 @@ INDICATORS: dict[str, Indicator] = {
         kd_nm=375.0,
         hill=2.27,
         dynamic_range=51.8,
+    ),
+    # Akerboom et al. 2012: Kd 189 nM, Hill 3.8; half decay 0.57 s after visual responses
+    # in vivo (their Fig. 8I). Single-spike dF/F 4 %: Chen et al. 2013 found GCaMP6s'
+    # single-spike response more than 6 times GCaMP5K's. Peak time 0.1 s and dynamic
+    # range 12 are judgements. Kernel fitted to peak time and half decay.
+    "GCaMP5k": Indicator(
+        name="GCaMP5k",
+        tau_rise_s=0.02804,
+        tau_decay_s=0.88685,
+        amplitude=0.04,
+        time_to_peak_s=0.1,
+        half_decay_s=0.57,
+        citation="Akerboom et al. 2012; Chen et al. 2013",
+        kd_nm=189.0,
+        hill=3.8,
+        dynamic_range=12.0,
+    ),
+    # Grewe et al. 2010 (the OGB-1 model of Luetcke et al. 2013): single-spike dF/F 8 %,
+    # rise 10 ms, slow decay 0.8 s, kept as the one decay (half decay 0.55 s; their fast
+    # 60 ms component is left out: a judgement). Kd 170 nM, Hill 1 (one binding site),
+    # dynamic range 14 (manufacturer's figures; judgement for the cell). Kernel fitted to
+    # the 30 ms peak time (judgement, from the 10 ms rise) and the half decay.
+    "OGB-1": Indicator(
+        name="OGB-1",
+        tau_rise_s=0.006171,
+        tau_decay_s=0.76670,
+        amplitude=0.08,
+        time_to_peak_s=0.03,
+        half_decay_s=0.55,
+        citation="Grewe et al. 2010; Luetcke et al. 2013",
+        kd_nm=170.0,
+        hill=1.0,
+        dynamic_range=14.0,
     ),
 }
 
