@@ -211,6 +211,6 @@ def test_inferred_spikes_and_kinetics_round_trip(suite2p_file: Path, tmp_path: P
     (info,) = [s for s in list_series(out) if s.path.endswith("inferred_spikes")]
     assert info.unit == "spikes per frame" and not info.is_default
     assert validation_problems(out) == []
-    with pytest.raises(CalciumAvaeError, match="the spike rates have shape"):
+    with pytest.raises(CalciumAvaeError, match="the spike_rates has shape"):
         bad = Results(spike_rates=np.zeros((n, 3)))
         write_results(traces, bad, tmp_path / "bad.nwb")

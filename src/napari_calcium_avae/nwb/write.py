@@ -95,7 +95,7 @@ def _check(traces: Traces, results: Results) -> Path:
         value = getattr(results, name)
         if value is not None and np.shape(value) != traces.data.shape:
             raise CalciumAvaeError(
-                f"the {name.replace('_', ' ')} have shape {np.shape(value)}, the traces "
+                f"the {name} has shape {np.shape(value)}, the traces "
                 f"{traces.data.shape}; write results computed on these traces"
             )
     return Path(traces.source_file)
