@@ -1,6 +1,8 @@
-"""GCaMP6s fluorescence from spike times (Abante et al. 2025, eq. 2, after Deneux et al. 2016).
+"""Indicator fluorescence from spike times (GCaMP6s by default: Abante et al. 2025, eq. 2,
+after Deneux et al. 2016; the other indicators in ``indicators.py``).
 
-Calcium kappa(t) = sum_k exp(-(t - t_k) / tau) is evaluated exactly at each frame time
+Calcium kappa(t) = sum_k exp(-(t - t_k) / tau) (minus a rise kernel for indicators with
+a rise time) is evaluated exactly at each frame time
 from the 1 ms spike times (each spike weighted by its exact distance to the next frame,
 then a recursive exponential filter over frames), so any frame rate samples the same
 underlying signal: no binning of spikes at frame rate.
