@@ -131,7 +131,8 @@ def fluorescence(
     Spike times are in ms from the start of the recording; negative ones (spikes of the
     discarded stretch) still leave their calcium. ``indicator`` (a key of INDICATORS)
     gives the kernel, amplitude and saturation; ``f0``, ``amplitude`` and ``tau_s``
-    override its baseline, single-spike dF/F and decay. ``amplitude_scale`` and
+    override its baseline, single-spike dF/F and decay (an amplitude scales the whole
+    dF/F curve, its saturation level too). ``amplitude_scale`` (likewise) and
     ``decay_scale`` (one factor per neuron) make neurons differ.
     GCaMP6s (default): the polynomial of the total calcium, kappa saturated at the cubic's
     maximum. ``per_spike=True`` applies the polynomial to each spike's kernel and sums, as
