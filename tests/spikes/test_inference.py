@@ -122,3 +122,27 @@ def test_ar2_fits_and_reports_time_constants():
     assert est.decay_.shape == (2, 2) and est.time_constants_.shape == (2, 2)
     assert np.all(est.time_constants_ > 0)
     assert np.isfinite(est.transform(y)).all()
+
+
+def test_autocovariance_decay_survives_measurement_noise():
+    _, y = _simulate(3, 1500, sd=0.6, seed=5)
+    est = SpikeInference(decay_estimate="autocovariance", max_iter=60, device="cpu").fit(y)
+    np.testing.assert_allclose(est.decay_[:, 0], 0.95, atol=0.03)
+    with pytest.raises(CalciumAvaeError, match="decay_estimate"):
+        SpikeInference(decay_estimate="fast").fit(y)
+
+
+def test_per_frame_rates_follow_a_burst():
+    rng = np.random.default_rng(6)
+    rate = np.full(800, 0.005)
+    rate[400:450] = 0.6
+    s = rng.poisson(rate[None, :].repeat(2, 0)).astype(float)
+    c = np.zeros_like(s)
+    for i in range(s.shape[1]):
+        c[:, i] = (0.9 * c[:, i - 1] if i else 0.0) + s[:, i]
+    y = c + 0.1 * rng.standard_normal(c.shape)
+    est = SpikeInference(rate_smoothness=1.0, max_iter=100, device="cpu").fit(y)
+    out = est.transform(y)
+    assert np.isfinite(out).all()
+    assert out[:, 400:450].mean() > 10 * out[:, :350].mean()
+    assert abs(out.sum() / s.sum() - 1) < 0.25
