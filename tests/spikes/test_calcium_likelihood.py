@@ -203,3 +203,17 @@ def test_count_posterior_is_a_distribution_and_sees_a_spike():
     torch.testing.assert_close(post.sum(-1), torch.ones(1, 5, dtype=torch.float64))
     assert post[0, 2].argmax() == 1 and post[0, 3].argmax() == 0
     assert not mask[0, 0] and mask[0, 1:].all()
+
+
+def test_subset_of_all_frames_is_the_full_likelihood():
+    m = _model(2, n=2, saturation=True)
+    y = torch.randn(2, 40, dtype=torch.float64)
+    y[1, 7] = float("nan")
+    lam = torch.full_like(y, 0.4)
+    total, n_valid = m.subset_log_likelihood(y, lam, torch.arange(2, 40), 6)
+    torch.testing.assert_close(total, m(y, lam, 6))
+    assert n_valid.tolist() == [38, 35]
+    part, n_part = m.subset_log_likelihood(y, lam, torch.tensor([5, 9, 30]), 6)
+    terms, _ = m.frame_log_likelihood(y, lam, 6)
+    torch.testing.assert_close(part, terms[:, [5, 9, 30]].sum(1))
+    assert n_part.tolist() == [3, 2]

@@ -146,3 +146,11 @@ def test_per_frame_rates_follow_a_burst():
     assert np.isfinite(out).all()
     assert out[:, 400:450].mean() > 10 * out[:, :350].mean()
     assert abs(out.sum() / s.sum() - 1) < 0.25
+
+
+def test_long_recording_fits_on_a_subset_of_frames():
+    from napari_calcium_avae.spikes import inference
+
+    s, y = _simulate(2, inference._FIT_FRAMES + 1000, seed=7)
+    est = SpikeInference(max_iter=80, device="cpu").fit(y)
+    assert _binned_r(est.transform(y), s).mean() > 0.8

@@ -21,7 +21,9 @@ from ..errors import CalciumAvaeError, CalciumAvaeWarning
 #: Fewest finite frames a trace needs for its kinetics to be fitted.
 MIN_FRAMES = 50
 #: Memory the per-chunk likelihood tensors may take (bytes); keeps 10,000 x 30,000 < 4 GB.
-_CHUNK_BYTES = 512 * 2**20
+_CHUNK_BYTES = 256 * 2**20
+#: Most per-frame likelihood terms per neuron used when fitting the kinetics.
+_FIT_FRAMES = 4000
 #: Likelihood gain over "no spikes" (nats) below which a ROI is reported as noise.
 _NOISE_NATS = 10.0
 
@@ -148,12 +150,11 @@ class SpikeInference(TransformerMixin, BaseEstimator):
             )
         return X
 
-    def _detect_kind(self, X: np.ndarray) -> str:
+    def _detect_kind(self, stats: dict[str, np.ndarray]) -> str:
         """dF/F if the typical row's baseline (20th percentile) is within 3 noise SDs of 0,
         else raw F; raw F must have a positive baseline in every row."""
-        base = np.nanpercentile(X, 20, axis=1)
-        noise = _robust_sd(np.diff(X, axis=1)) / math.sqrt(2)
-        noise = np.maximum(noise, 1e-12)
+        base = stats["base"]
+        noise = np.maximum(stats["noise"], 1e-12)
         if self.input_kind == "auto":
             kind = "raw" if np.median(base / noise) > 3 and (base > 0).mean() > 0.5 else "dff"
         else:
@@ -167,10 +168,12 @@ class SpikeInference(TransformerMixin, BaseEstimator):
         return kind
 
     # -- fitting --------------------------------------------------------------------------
-    def _chunk_rows(self, n_frames: int, n_counts: int = 12) -> int:
+    def _chunk_rows(self, n_frames: int, n_terms: int, n_counts: int = 12) -> int:
+        """Neurons per chunk: float64, ~8 live (T,) vectors and ~12 live (terms, R+1)
+        tensors per neuron under autograd, within _CHUNK_BYTES."""
         if self.chunk_size is not None:
             return max(1, int(self.chunk_size))
-        per_row = n_frames * n_counts * 8 * 6  # float64 worst case, ~6 live tensors
+        per_row = 8 * (8 * n_frames + 12 * n_terms * n_counts)
         return max(1, int(_CHUNK_BYTES // per_row))
 
     def fit(self, X: Any, y: Any = None) -> SpikeInference:
@@ -183,16 +186,16 @@ class SpikeInference(TransformerMixin, BaseEstimator):
         self._check_params()
         X = self._check_X(X)
         n, t = X.shape
-        kind = self._detect_kind(X)
+        stats = _row_stats(X)
+        kind = self._detect_kind(stats)
         dev = resolve_device(self.device)
         dtype = torch.float32 if dev.type == "mps" else torch.float64
         if self.random_state is not None:
             torch.manual_seed(int(self.random_state))
 
         # per-row scale: the fit runs on traces of unit spread, reported in input units.
-        offset = np.nanmedian(X, axis=1).astype(np.float64)
-        scale = np.nanstd(X, axis=1).astype(np.float64)
-        scale = np.where(scale > 0, scale, 1.0)
+        offset = stats["median"]
+        scale = np.where(stats["std"] > 0, stats["std"], 1.0)
         p = self.ar_order
         roots = np.zeros((n, p))
         gain = np.zeros(n)
@@ -202,7 +205,7 @@ class SpikeInference(TransformerMixin, BaseEstimator):
         sat = np.zeros(n) if self.saturation else None
         spike_gain_nats = np.zeros(n)
 
-        chunk = self._chunk_rows(t)
+        chunk = self._chunk_rows(t, min(t, _FIT_FRAMES))
         starts = list(range(0, n, chunk))
         bar = None
         if self.verbose and len(starts) > 1:
@@ -235,6 +238,7 @@ class SpikeInference(TransformerMixin, BaseEstimator):
                     int(self.max_iter),
                     float(self.sparsity),
                     self.decay_estimate == "likelihood",
+                    int(self.random_state or 0),
                 )
                 with torch.no_grad():
                     lam = torch.exp(log_rate)[:, None].expand_as(yt)
@@ -309,7 +313,7 @@ class SpikeInference(TransformerMixin, BaseEstimator):
         dev = resolve_device(self.device)
         dtype = torch.float32 if dev.type == "mps" else torch.float64
         r = choose_max_count(float(self.rate_.max()) if n else 0.0)
-        chunk = self._chunk_rows(t, r + 1)
+        chunk = self._chunk_rows(t, t, max(r + 1, 12))
         for s0 in range(0, n, chunk):
             rows = slice(s0, min(n, s0 + chunk))
             xs = (X[rows].astype(np.float64) - self._offset[rows, None]) / self._scale[rows, None]
@@ -377,6 +381,19 @@ class SpikeInference(TransformerMixin, BaseEstimator):
         return mean, lower, upper
 
 
+def _row_stats(X: np.ndarray, block: int = 256) -> dict[str, np.ndarray]:
+    """Per-row 20th percentile, median, SD and noise SD (from first differences), a block
+    of rows at a time so that a large recording is never copied whole."""
+    out: dict[str, list[np.ndarray]] = {"base": [], "median": [], "std": [], "noise": []}
+    for s0 in range(0, X.shape[0], block):
+        x = X[s0 : s0 + block].astype(np.float64)
+        out["base"].append(np.nanpercentile(x, 20, axis=1))
+        out["median"].append(np.nanmedian(x, axis=1))
+        out["std"].append(np.nanstd(x, axis=1))
+        out["noise"].append(_robust_sd(np.diff(x, axis=1)) / math.sqrt(2))
+    return {k: np.concatenate(v) for k, v in out.items()}
+
+
 def _initial_guess(xs: np.ndarray, p: int, n_baseline: int) -> dict[str, np.ndarray]:
     """Moment-based start per row (seed 002: AR coefficient from a lag-1 regression, the
     noise from its residual), on traces of unit spread."""
@@ -421,7 +438,9 @@ def _initial_guess(xs: np.ndarray, p: int, n_baseline: int) -> dict[str, np.ndar
     }
 
 
-def _optimise(model, log_rate, y, max_iter: int, sparsity: float, fit_decay: bool) -> None:
+def _optimise(
+    model, log_rate, y, max_iter: int, sparsity: float, fit_decay: bool, seed: int = 0
+) -> None:
     """Adam on the negative marginal log-likelihood per frame plus the rate prior."""
     import torch
 
@@ -437,7 +456,16 @@ def _optimise(model, log_rate, y, max_iter: int, sparsity: float, fit_decay: boo
             model.raw_roots.register_hook(lambda g: g * keep)
     params = [q for q in [*model.parameters(), log_rate] if q.requires_grad]
     opt = torch.optim.Adam(params, lr=0.03)
-    n_valid = torch.isfinite(y).sum(1).clamp_min(1)
+    # at most _FIT_FRAMES evenly spread random terms per neuron: an unbiased estimate of
+    # the mean per-frame likelihood that keeps a 30,000-frame fit cheap
+    p = model.ar_order
+    t = y.shape[1]
+    gen = torch.Generator().manual_seed(seed)
+    if t - p > _FIT_FRAMES:
+        frames = torch.randperm(t - p, generator=gen)[:_FIT_FRAMES].sort().values + p
+    else:
+        frames = torch.arange(p, t)
+    frames = frames.to(y.device)
     r = None
     with warnings.catch_warnings():
         for step in range(max_iter):
@@ -446,8 +474,8 @@ def _optimise(model, log_rate, y, max_iter: int, sparsity: float, fit_decay: boo
                 if step > 0:
                     warnings.simplefilter("ignore", CalciumAvaeWarning)
             lam = torch.exp(log_rate)[:, None].expand_as(y)
-            ll = model(y, lam, r)
-            loss = (-(ll / n_valid) + sparsity * torch.exp(log_rate)).sum()
+            ll, n_valid = model.subset_log_likelihood(y, lam, frames, r)
+            loss = (-(ll / n_valid.clamp_min(1)) + sparsity * torch.exp(log_rate)).sum()
             opt.zero_grad()
             loss.backward()
             opt.step()
