@@ -21,6 +21,7 @@ spikes_r.png and spikes_example.png to --images (default: the output folder).
 from __future__ import annotations
 
 import argparse
+import ast
 import csv
 import datetime
 import os
@@ -66,7 +67,7 @@ class Protocol:
 
 
 FULL = Protocol(120.0, ("RS", "IB", "CH"), 2, 25, 3.0, 1000, 30000)
-QUICK = Protocol(20.0, ("RS", "IB", "CH"), 1, 6, 1.5, 50, 2000)
+QUICK = Protocol(20.0, ("RS", "IB", "CH"), 1, 10, 1.5, 50, 2000)
 
 
 @dataclass(frozen=True)
@@ -110,11 +111,12 @@ def _oasis(ar_order: int) -> Callable[[np.ndarray, float], np.ndarray]:
     return infer
 
 
-def _ours(ar_order: int) -> Callable[[np.ndarray, float], np.ndarray]:
+def _ours(ar_order: int, **params: Any) -> Callable[[np.ndarray, float], np.ndarray]:
+    """Our SpikeInference with its defaults, unless ``params`` (--ours) says otherwise."""
     from napari_calcium_avae.spikes import SpikeInference
 
     def infer(x: np.ndarray, rate: float) -> np.ndarray:
-        model = SpikeInference(ar_order=ar_order, frame_rate=rate, device="cpu")
+        model = SpikeInference(ar_order=ar_order, frame_rate=rate, device="cpu", **params)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return np.asarray(model.fit(x).transform(x), dtype=np.float64)
@@ -122,7 +124,9 @@ def _ours(ar_order: int) -> Callable[[np.ndarray, float], np.ndarray]:
     return infer
 
 
-def available_methods(quick: bool = False) -> tuple[list[Method], list[str]]:
+def available_methods(
+    quick: bool = False, ours: dict[str, Any] | None = None
+) -> tuple[list[Method], list[str]]:
     """Every method that can run here, and a line for each that cannot.
 
     ``quick`` runs our method as AR(1) only (its default), to stay within minutes.
@@ -141,9 +145,9 @@ def available_methods(quick: bool = False) -> tuple[list[Method], list[str]]:
     try:
         from napari_calcium_avae.spikes import SpikeInference  # noqa: F401
 
-        methods.append(Method("ours AR(1)", _ours(1), True))
+        methods.append(Method("ours AR(1)", _ours(1, **(ours or {})), True))
         if not quick:
-            methods.append(Method("ours AR(2)", _ours(2), True))
+            methods.append(Method("ours AR(2)", _ours(2, **(ours or {})), True))
     except ImportError:
         missing.append("ours: napari_calcium_avae.spikes.SpikeInference not importable yet")
     return methods, missing
@@ -490,12 +494,27 @@ def figures(rows: list[dict[str, Any]], example: dict[str, Any], folder: Path) -
     fig.savefig(folder / "spikes_example.png", dpi=110)
 
 
+def _value(text: str) -> Any:
+    """A setting's value from the command line: a Python literal, else the text itself."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (about 3 minutes)")
     parser.add_argument("-o", "--output", type=Path, default=Path("bench-output/spikes"))
     parser.add_argument("--images", type=Path, help="folder for the figures (default: output)")
     parser.add_argument("--no-throughput", action="store_true")
+    parser.add_argument(
+        "--ours",
+        nargs="*",
+        default=[],
+        metavar="NAME=VALUE",
+        help="SpikeInference settings other than its defaults, e.g. sparsity=0.2",
+    )
     args = parser.parse_args()
     protocol = QUICK if args.quick else FULL
     args.output.mkdir(parents=True, exist_ok=True)
@@ -504,7 +523,10 @@ def main() -> None:
 
     import torch
 
-    methods, notes = available_methods(args.quick)
+    ours = {k: _value(v) for k, v in (item.split("=", 1) for item in args.ours)}
+    methods, notes = available_methods(args.quick, ours)
+    if ours:
+        notes.append("SpikeInference settings: " + ", ".join(args.ours))
     names, note = indicators()
     if args.quick and any(m.name.startswith("ours") for m in methods):
         notes.append("--quick runs our method as AR(1) only; the full run adds AR(2)")
@@ -525,6 +547,7 @@ def main() -> None:
     if speed:
         _write_csv(args.output / "throughput.csv", speed)
     command = "python benchmarks/bench_spikes.py" + (" --quick" if args.quick else "")
+    command += (" --ours " + " ".join(args.ours)) if args.ours else ""
     text = summary(rows, speed, [m.name for m in methods], notes, command)
     (args.output / "summary.md").write_text(text)
     figures(rows, example, images)
