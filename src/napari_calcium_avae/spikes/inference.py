@@ -24,6 +24,8 @@ MIN_FRAMES = 50
 _CHUNK_BYTES = 256 * 2**20
 #: Most per-frame likelihood terms per neuron used when fitting the kinetics.
 _FIT_FRAMES = 4000
+#: Change of the mean per-frame loss over 25 Adam steps at which fitting stops.
+_TOL = 1e-4
 #: Likelihood gain over "no spikes" (nats) below which a ROI is reported as noise.
 _NOISE_NATS = 10.0
 
@@ -467,6 +469,7 @@ def _optimise(
         frames = torch.arange(p, t)
     frames = frames.to(y.device)
     r = None
+    previous = None
     with warnings.catch_warnings():
         for step in range(max_iter):
             if step % 25 == 0:
@@ -479,6 +482,12 @@ def _optimise(
             opt.zero_grad()
             loss.backward()
             opt.step()
+            # stop when the mean loss per neuron moved less than _TOL in 25 steps
+            if step % 25 == 24:
+                now = float(loss.detach()) / y.shape[0]
+                if previous is not None and abs(previous - now) < _TOL:
+                    break
+                previous = now
 
 
 def _map_rates(model, y, lam0, sparsity: float, smoothness: float, steps: int = 100):
