@@ -245,9 +245,14 @@ class SpikeInference(TransformerMixin, BaseEstimator):
                 with torch.no_grad():
                     lam = torch.exp(log_rate)[:, None].expand_as(yt)
                     r = choose_max_count(lam)
-                    ll = model(yt, lam, r)
-                    ll0 = model(yt, torch.zeros_like(lam), 1)
-                    spike_gain_nats[rows] = (ll - ll0).cpu().numpy()
+                    # the likelihood gain of spikes over none, estimated on the fitting
+                    # frames and scaled to the whole trace
+                    frames = _fit_frames(t, p, int(self.random_state or 0), dev)
+                    ll, used = model.subset_log_likelihood(yt, lam, frames, r)
+                    ll0, _ = model.subset_log_likelihood(yt, torch.zeros_like(lam), frames, 1)
+                    n_terms = torch.isfinite(yt).sum(1) - p
+                    gain_nats = (ll - ll0) * n_terms / used.clamp_min(1)
+                    spike_gain_nats[rows] = gain_nats.cpu().numpy()
                     roots[rows] = model.roots.cpu().numpy()
                     gain[rows] = model.gain.cpu().numpy()
                     noise[rows] = model.noise_sd.cpu().numpy()
@@ -440,6 +445,17 @@ def _initial_guess(xs: np.ndarray, p: int, n_baseline: int) -> dict[str, np.ndar
     }
 
 
+def _fit_frames(t: int, p: int, seed: int, device):
+    """The frames (>= p) whose likelihood terms fit the kinetics: all of them, or a fixed
+    random _FIT_FRAMES of them, sorted."""
+    import torch
+
+    if t - p <= _FIT_FRAMES:
+        return torch.arange(p, t, device=device)
+    gen = torch.Generator().manual_seed(seed)
+    return (torch.randperm(t - p, generator=gen)[:_FIT_FRAMES].sort().values + p).to(device)
+
+
 def _optimise(
     model, log_rate, y, max_iter: int, sparsity: float, fit_decay: bool, seed: int = 0
 ) -> None:
@@ -460,14 +476,7 @@ def _optimise(
     opt = torch.optim.Adam(params, lr=0.03)
     # at most _FIT_FRAMES evenly spread random terms per neuron: an unbiased estimate of
     # the mean per-frame likelihood that keeps a 30,000-frame fit cheap
-    p = model.ar_order
-    t = y.shape[1]
-    gen = torch.Generator().manual_seed(seed)
-    if t - p > _FIT_FRAMES:
-        frames = torch.randperm(t - p, generator=gen)[:_FIT_FRAMES].sort().values + p
-    else:
-        frames = torch.arange(p, t)
-    frames = frames.to(y.device)
+    frames = _fit_frames(y.shape[1], model.ar_order, seed, y.device)
     r = None
     previous = None
     with warnings.catch_warnings():
