@@ -43,6 +43,7 @@ MAX_CATEGORIES = 20
 """A numeric column with at most this many distinct values is coloured as categories."""
 UNKNOWN_UNITS = ("", "n.a.", "na", "n/a", "unknown", "a.u.", "au", "arbitrary")
 MEAN_SOURCES = ("raw", "denoised")
+SPIKE_COLOUR = "#4a90d9"
 
 
 def trace_axis_label(traces: Traces) -> str:
@@ -122,6 +123,15 @@ def empty_scatter_message(layers: list[Any]) -> str:
     return "no embedding was drawn for these latents:\napply the model again to draw one"
 
 
+def spike_rates_of(layer: Any) -> np.ndarray | None:
+    """The layer's inferred spikes (ROIs x frames), None when it has none."""
+    spikes = getattr(layer.metadata.get(RESULTS_KEY), "spike_rates", None)
+    traces = layer.metadata.get("calcium_avae_traces")
+    if spikes is None or traces is None or spikes.shape != traces.data.shape:
+        return None
+    return spikes
+
+
 def is_label_column(values: pd.Series) -> bool:
     """Integer labels (clusters, imported reference labels): coloured as clusters are."""
     return values.name == "cluster" or pd.api.types.is_integer_dtype(values)
@@ -167,6 +177,7 @@ class PlotsWidget(QWidget):
         self.mean_source.addItems(MEAN_SOURCES)
         self.mean_source.currentTextChanged.connect(lambda _: self.draw_means())
         self.means = ThemedCanvas(napari_viewer, height=2.6, toolbar=True)
+        self.raster = ThemedCanvas(napari_viewer, height=3.2, toolbar=True)
         self.reference: tuple[Any, str] | None = None
         """(layer, column) of the imported label table."""
         import_button = QPushButton("Import labels (CSV)…")
@@ -192,9 +203,12 @@ class PlotsWidget(QWidget):
         cluster_layout.addWidget(self.means)
         training = QWidget()
         scrolling_layout(training).addWidget(self.losses)
+        spikes = QWidget()
+        scrolling_layout(spikes).addWidget(self.raster)
         self.tabs = QTabWidget()
         self.tabs.addTab(rois, "ROIs")
         self.tabs.addTab(clusters, "Clusters")
+        self.tabs.addTab(spikes, "Spikes")
         self.tabs.addTab(training, "Training")
         QVBoxLayout(self).addWidget(self.tabs)  # each tab scrolls on its own
         tab_on_short_screens(self)
@@ -240,6 +254,7 @@ class PlotsWidget(QWidget):
         self.colour_by.blockSignals(False)
         self.draw_scatter()
         self.draw_means()
+        self.draw_raster()
         self.score_reference()
 
     # drawing -----------------------------------------------------------------
@@ -300,9 +315,22 @@ class PlotsWidget(QWidget):
                     edgecolors=self.scatter.colours["text"], linewidths=1.5,
                 )  # fmt: skip
 
+    def _draw_spikes(self, ax: Any, t: np.ndarray, spikes: np.ndarray) -> None:
+        """Inferred spikes per frame on their own axis, kept to the lower third of the plot
+        so that they sit under the fluorescence rather than over it."""
+        twin = ax.twinx()
+        twin.fill_between(t, 0, spikes, step="mid", color=SPIKE_COLOUR, alpha=0.8, lw=0)
+        peak = float(np.nanmax(spikes)) if np.isfinite(spikes).any() else 0.0
+        twin.set_ylim(0, max(3 * peak, 1.0))
+        twin.set_ylabel("inferred spikes / frame", fontsize=8, color=SPIKE_COLOUR)
+        twin.tick_params(colors=SPIKE_COLOUR, labelsize=7)
+        ax.fill_between([], [], color=SPIKE_COLOUR, label="inferred spikes")  # legend entry
+
     def draw_trace(self) -> None:
         canvas, ax = self.trace, self.trace.ax
         ax.clear()
+        for extra in canvas.figure.axes[1:]:  # the spike axis of the previous ROI
+            extra.remove()
         if self.current is not None:
             layer, row = self.current
             traces = layer.metadata["calcium_avae_traces"]
@@ -312,6 +340,9 @@ class PlotsWidget(QWidget):
             recon = getattr(kept, "reconstruction", None)
             if recon is not None and recon.shape == traces.data.shape:
                 ax.plot(t, recon[row], color="#f5a623", lw=1.2, label="reconstructed")
+            spikes = getattr(kept, "spike_rates", None)
+            if spikes is not None and spikes.shape == traces.data.shape:
+                self._draw_spikes(ax, t, spikes[row])
             features = layer.features
             cluster = features["cluster"].iloc[row] if "cluster" in features else None
             title = f"{layer.name} · ROI {traces.roi_ids[row]}"
@@ -361,6 +392,34 @@ class PlotsWidget(QWidget):
             ax.set_xlabel("time (s)")
             ax.set_ylabel(trace_axis_label(traces))
             ax.set_title(f"{self.mean_source.currentText()} traces, mean ± SD per cluster")
+        canvas.restyle()
+
+    def draw_raster(self) -> None:
+        """All ROIs' inferred spikes per frame, of the chosen layer (else the first that
+        has them), as an image: time across, ROIs down."""
+        canvas, ax = self.raster, self.raster.ax
+        ax.clear()
+        layers = [layer for layer in self.our_layers() if spike_rates_of(layer) is not None]
+        if self.current is not None and self.current[0] in layers:
+            layers.insert(0, self.current[0])
+        if not layers:
+            ax.set_title("no inferred spikes yet: run calcium-avae deconvolve")
+        else:
+            layer = layers[0]
+            spikes, t = spike_rates_of(layer), layer.metadata["calcium_avae_traces"].times
+            top = float(np.nanpercentile(spikes, 99.5)) if np.isfinite(spikes).any() else 1.0
+            ax.imshow(
+                spikes,
+                aspect="auto",
+                interpolation="nearest",
+                cmap="magma",
+                vmin=0,
+                vmax=max(top, 1e-6),
+                extent=(float(t[0]), float(t[-1]), len(spikes) - 0.5, -0.5),
+            )
+            ax.set_xlabel("time (s)")
+            ax.set_ylabel("ROI (row)")
+            ax.set_title(f"{layer.name}: inferred spikes per frame", wrap=True)
         canvas.restyle()
 
     # reference labels ----------------------------------------------------------
@@ -414,11 +473,14 @@ class PlotsWidget(QWidget):
         """Show ROI ``row`` of ``layer``: its trace, its point, its label in the viewer."""
         if self.current == (layer, row):
             return
+        other_layer = self.current is None or self.current[0] is not layer
         self.current = (layer, row)
         if layer.selected_label != row + 1:
             layer.selected_label = row + 1
         self.draw_trace()
         self.draw_scatter()
+        if other_layer:  # the raster shows a whole layer: redraw only when it changes
+            self.draw_raster()
 
     def _on_pick(self, event: Any) -> None:
         indices = self._picked_from.get(event.artist)

@@ -383,7 +383,7 @@ def _latest_results(f: h5py.File, series_path: str, table_path: str) -> h5py.Gro
     for key, group in f[_RESULTS_MODULE].items():
         if not isinstance(group, h5py.Group) or "rois" not in group:
             continue
-        if not any(column.name in group for column in PER_ROI.values()):
+        if neurodata_type(group) != "DynamicTable":  # the run's series have rois too
             continue
         description = text(group.attrs.get("description", ""))
         match = re.search(r"source series: (\S+?);", description + ";")
@@ -428,8 +428,16 @@ def _provenance(description: str) -> dict[str, str | int | float]:
     return facts
 
 
-def _table_results(group: h5py.Group, rows: np.ndarray) -> Results:
-    """A results table as Results lined up with ``rows``; ROIs it lacks get each field's fill."""
+def _table_results(group: h5py.Group, rows: np.ndarray, **series: np.ndarray | None) -> Results:
+    """A results table (and the ``series`` of its run) as Results lined up with ``rows``."""
+    description = text(group.attrs.get("description", ""))
+    values = _per_roi_values(group, rows)
+    return Results(**values, **series, provenance=_provenance(description))
+
+
+def _per_roi_values(group: h5py.Group, rows: np.ndarray) -> dict[str, np.ndarray]:
+    """The per-ROI fields a results table holds, lined up with ``rows``; ROIs it lacks get
+    each field's fill."""
     index = _positions(group["rois"][()], rows)
     present = index >= 0
     values = {}
@@ -442,8 +450,7 @@ def _table_results(group: h5py.Group, rows: np.ndarray) -> Results:
         out = np.full((len(rows), *stored.shape[1:]), column.fill, dtype=column.dtype)
         out[present] = stored[index[present]]
         values[name] = out
-    description = text(group.attrs.get("description", ""))
-    return Results(**values, provenance=_provenance(description))
+    return values
 
 
 def _series_of_run(
@@ -529,7 +536,9 @@ def read_traces(path: str | Path, series: str | None = None) -> Traces:
             if stored is not None:
                 # the latest results as columns too, so the table shows all a ROI has
                 roi_table = roi_table.copy()
-                for name, values in _table_results(stored, rows).table().items():
+                per_roi = _per_roi_values(stored, rows)
+                columns = Results(**per_roi).table().items() if per_roi else []
+                for name, values in columns:
                     roi_table[name] = values.to_numpy()
         if len(rows) != data.shape[0]:
             raise CalciumAvaeError(
@@ -574,10 +583,12 @@ def read_results(path: str | Path, series: str | None = None) -> Results | None:
         if stored is None:
             return None
         rows = np.asarray(group["rois"][()], dtype=np.int64)
-        results = _table_results(stored, rows)
-        results.reconstruction = _series_of_run(f, stored, rows, SERIES_NAME)
-        results.spike_rates = _series_of_run(f, stored, rows, SPIKES_NAME)
-        return results
+        return _table_results(
+            stored,
+            rows,
+            reconstruction=_series_of_run(f, stored, rows, SERIES_NAME),
+            spike_rates=_series_of_run(f, stored, rows, SPIKES_NAME),
+        )
 
 
 def read_reconstruction(path: str | Path, series: str | None = None) -> np.ndarray | None:
