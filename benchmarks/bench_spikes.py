@@ -26,6 +26,7 @@ import csv
 import datetime
 import os
 import platform
+import subprocess
 import time
 import warnings
 from collections.abc import Callable
@@ -353,12 +354,17 @@ def summary(
         "neuron, only for methods that give spikes.",
         "",
         *[f"- {n}" for n in notes],
-        "",
-        "## Mean r",
-        "",
-        "| indicator | rate (Hz) | noise (SD / spike) | neurons | " + " | ".join(methods) + " |",
-        "|---|---|---|---|" + "---|" * len(methods),
     ]
+    if rows:
+        lines += [
+            "",
+            "## Mean r",
+            "",
+            "| indicator | rate (Hz) | noise (SD / spike) | neurons | "
+            + " | ".join(methods)
+            + " |",
+            "|---|---|---|---|" + "---|" * len(methods),
+        ]
     keys = list(dict.fromkeys((r["indicator"], r["rate_hz"], r["noise"]) for r in rows))
     table = {(r["indicator"], r["rate_hz"], r["noise"], r["method"]): r for r in rows}
     for ind, rate, noise in keys:
@@ -389,13 +395,14 @@ def summary(
             )
             lines.append(f"| {ind} | {rate:g} | {noise} | {cells} |")
     per_indicator = _mean_by(rows, "indicator", "mean_r")
-    lines += [
-        "",
-        "## Mean r per indicator (over rates and noise levels)",
-        "",
-        "| indicator | " + " | ".join(methods) + " |",
-        "|---|" + "---|" * len(methods),
-    ]
+    if rows:
+        lines += [
+            "",
+            "## Mean r per indicator (over rates and noise levels)",
+            "",
+            "| indicator | " + " | ".join(methods) + " |",
+            "|---|" + "---|" * len(methods),
+        ]
     for ind in dict.fromkeys(r["indicator"] for r in rows):
         cells = " | ".join(f"{per_indicator[(ind, m)]:.3f}" for m in methods)
         lines.append(f"| {ind} | {cells} |")
@@ -494,6 +501,24 @@ def figures(rows: list[dict[str, Any]], example: dict[str, Any], folder: Path) -
     fig.savefig(folder / "spikes_example.png", dpi=110)
 
 
+def _code_version() -> str:
+    """The commit the run used, and whether the package's code differed from it."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "src/napari_calcium_avae"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        return "code: unknown (no git)"
+    return f"code: git {sha or 'unknown'}" + (" with uncommitted changes in src/" if dirty else "")
+
+
 def _value(text: str) -> Any:
     """A setting's value from the command line: a Python literal, else the text itself."""
     try:
@@ -508,6 +533,9 @@ def main() -> None:
     parser.add_argument("-o", "--output", type=Path, default=Path("bench-output/spikes"))
     parser.add_argument("--images", type=Path, help="folder for the figures (default: output)")
     parser.add_argument("--no-throughput", action="store_true")
+    parser.add_argument(
+        "--throughput-only", action="store_true", help="only the throughput block, no scores"
+    )
     parser.add_argument(
         "--ours",
         nargs="*",
@@ -534,23 +562,27 @@ def main() -> None:
     applied = ", ".join(f"{k} = {v:g}" for k, v in VARIABILITY.items() if k in known)
     notes.append(f"simulation: per-neuron variability {applied or 'none (no such option)'}")
     notes = [*notes, note] if note else notes
+    notes.append(_code_version())
     notes.append(
         f"torch {torch.__version__} on {torch.get_num_threads()} threads; OASIS runs on one"
     )
     for n in notes:
         print(n)
     start = time.perf_counter()
-    rows, example = accuracy(protocol, methods, names)
+    rows, example = ([], {}) if args.throughput_only else accuracy(protocol, methods, names)
     speed = [] if args.no_throughput else throughput(protocol, methods, names[0])
     notes.append(f"whole run: {time.perf_counter() - start:.0f} s")
-    _write_csv(args.output / "scores.csv", rows)
+    if rows:
+        _write_csv(args.output / "scores.csv", rows)
     if speed:
         _write_csv(args.output / "throughput.csv", speed)
     command = "python benchmarks/bench_spikes.py" + (" --quick" if args.quick else "")
+    command += " --throughput-only" if args.throughput_only else ""
     command += (" --ours " + " ".join(args.ours)) if args.ours else ""
     text = summary(rows, speed, [m.name for m in methods], notes, command)
     (args.output / "summary.md").write_text(text)
-    figures(rows, example, images)
+    if rows:
+        figures(rows, example, images)
     print(text)
 
 
