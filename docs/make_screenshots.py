@@ -154,12 +154,43 @@ def main() -> None:
     plots.mean_source.setCurrentText("denoised")
     settle()
     grab(plots, "plots_clusters.png")
-    plots.tabs.setCurrentIndex(2)
+    show_tab(plots, "Training")
     settle()
     grab(plots, "plots_training.png")
     docks[title][0].setFloating(False)
     viewer.close()
 
 
+def show_tab(plots, name: str) -> None:
+    titles = [plots.tabs.tabText(i) for i in range(plots.tabs.count())]
+    plots.tabs.setCurrentIndex(titles.index(name))
+    settle()
+
+
+def spikes(path: Path, roi: int) -> None:
+    """The Plots dock on a file written by ``calcium-avae deconvolve``: ROI ``roi``'s trace
+    with its inferred spikes, and the raster of all ROIs."""
+    viewer = napari.Viewer(title="napari-calcium-avae")
+    viewer.window._qt_window.resize(1400, 900)
+    viewer.open(str(path), plugin=PLUGIN)
+    title = "4. Latent space and traces"
+    dock, plots = viewer.window.add_plugin_dock_widget(PLUGIN, title)
+    layer = next(layer for layer in viewer.layers if "calcium_avae_traces" in layer.metadata)
+    plots.choose(layer, roi)
+    float_dock(dock, title)
+    dock.resize(720, DOCK_HEIGHTS[title])  # wide: minutes of recording on one axis
+    settle()
+    show_tab(plots, "ROIs")
+    grab(plots.trace, "spikes_trace.png")
+    show_tab(plots, "Spikes")
+    settle()
+    grab(plots.raster, "spikes_raster.png")
+    viewer.close()
+
+
 if __name__ == "__main__":
-    main()
+    # docs/make_screenshots.py [--spikes RESULT.nwb ROI]
+    if sys.argv[1:2] == ["--spikes"]:
+        spikes(Path(sys.argv[2]), int(sys.argv[3]))
+    else:
+        main()
