@@ -61,9 +61,11 @@ class SpikeInference(TransformerMixin, BaseEstimator):
         goes through the AR process (the seed's model); with white measurement noise it
         shortens the decay (0.02 s for GCaMP6s at high noise). "autocovariance" fixes the
         decay root from the autocovariance at lags 1-8, which that noise leaves unbiased:
-        the kinetics are right, but the per-frame posterior then sees only the jump and
-        scored lower r on dense Poisson spikes (0.44 vs 0.50 at SD 0.5), higher on the
-        simulated cultures (0.32 vs 0.30 at noise 2).
+        the kinetics are right and the spike counts closer. Measured r (40 ms bins),
+        likelihood vs autocovariance: simulated RS culture, 20 ROIs, 30 s, AR(1), noise
+        0.5 / 2 / 5 (F0 42): 100 Hz 0.949 / 0.414 / 0.150 vs 0.963 / 0.418 / 0.099;
+        30 Hz 0.971 / 0.508 / 0.173 vs 0.974 / 0.545 / 0.191; dense Poisson spikes (rate
+        0.05 per frame, decay 0.95, SD 0.5): 0.50 vs 0.44.
     saturation : bool
         Fit a saturating fluorescence map (for indicators that saturate in bursts).
     device : str
@@ -273,9 +275,7 @@ class SpikeInference(TransformerMixin, BaseEstimator):
         self._offset = offset
         self._scale = scale
         self.roots_ = roots
-        import torch as _t
-
-        self.decay_ = ar_from_roots(_t.as_tensor(roots)).numpy()
+        self.decay_ = ar_from_roots(torch.as_tensor(roots)).numpy()
         with np.errstate(divide="ignore"):
             tc = -1.0 / np.log(np.clip(roots, 1e-12, 1 - 1e-12))
         self.time_constants_ = tc / float(self.frame_rate) if self.frame_rate else tc
