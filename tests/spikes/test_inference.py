@@ -154,3 +154,35 @@ def test_long_recording_fits_on_a_subset_of_frames():
     s, y = _simulate(2, inference._FIT_FRAMES + 1000, seed=7)
     est = SpikeInference(max_iter=80, device="cpu").fit(y)
     assert _binned_r(est.transform(y), s).mean() > 0.8
+
+
+def test_drifting_baseline_is_followed_with_more_baseline_terms():
+    s, y = _simulate(3, 1500, seed=8)
+    drift = 3.0 * np.linspace(0, 1, y.shape[1]) ** 2
+    y = y + drift
+    flat = SpikeInference(n_baseline=1, max_iter=200, device="cpu").fit(y)
+    slow = SpikeInference(n_baseline=4, max_iter=200, device="cpu").fit(y)
+    r_flat = _binned_r(flat.transform(y), s).mean()
+    r_slow = _binned_r(slow.transform(y), s).mean()
+    assert r_slow > 0.85 and r_slow >= r_flat - 0.01, (r_slow, r_flat)
+    assert slow.baseline_.shape == (3, 4)
+
+
+def test_saturating_indicator_fits():
+    rng = np.random.default_rng(9)
+    s = rng.poisson(0.05, (2, 1500)).astype(float)
+    c = np.zeros_like(s)
+    for i in range(s.shape[1]):
+        c[:, i] = (0.95 * c[:, i - 1] if i else 0.0) + s[:, i]
+    a = 0.3  # z = log1p(a c) / a: the model's own saturating map
+    y = np.log1p(a * c) / a + 0.1 * rng.standard_normal(c.shape)
+    est = SpikeInference(saturation=True, max_iter=300, device="cpu").fit(y)
+    plain = SpikeInference(max_iter=300, device="cpu").fit(y)
+    assert est.saturation_.shape == (2,) and np.all(est.saturation_ > 0)
+    r_sat = _binned_r(est.transform(y), s).mean()
+    assert r_sat > 0.85
+    # counts in bursts are recovered better than by the linear model
+    big = s >= 2
+    err_sat = np.abs(est.transform(y)[big] - s[big]).mean()
+    err_lin = np.abs(plain.transform(y)[big] - s[big]).mean()
+    assert err_sat < err_lin, (err_sat, err_lin)

@@ -352,7 +352,9 @@ class SpikeInference(TransformerMixin, BaseEstimator):
         """Expected spikes per frame (neurons x frames, float32): the posterior mean count.
 
         NaN frames give NaN; the first ``ar_order`` frames and those right after a gap
-        have no likelihood term and give the prior mean (the fitted rate)."""
+        have no likelihood term and give the prior mean (the fitted rate). X must hold the
+        fitted neurons; a trace of another length is allowed, but with ``n_baseline`` > 1
+        the fitted drift is stretched over it."""
         out = None
         for rows, post, finite in self._posterior_chunks(X):
             if out is None:
