@@ -186,3 +186,17 @@ def test_saturating_indicator_fits():
     err_sat = np.abs(est.transform(y)[big] - s[big]).mean()
     err_lin = np.abs(plain.transform(y)[big] - s[big]).mean()
     assert err_sat < err_lin, (err_sat, err_lin)
+
+
+def test_likelihood_decay_is_not_fooled_by_a_long_burst():
+    rng = np.random.default_rng(6)
+    rate = np.full(800, 0.005)
+    rate[400:450] = 0.6
+    s = rng.poisson(rate[None, :].repeat(2, 0)).astype(float)
+    c = np.zeros_like(s)
+    for i in range(s.shape[1]):
+        c[:, i] = (0.9 * c[:, i - 1] if i else 0.0) + s[:, i]
+    y = c + 0.1 * rng.standard_normal(c.shape)
+    est = SpikeInference(max_iter=100, device="cpu").fit(y)
+    np.testing.assert_allclose(est.decay_[:, 0], 0.9, atol=0.02)
+    assert abs(est.transform(y).sum() / s.sum() - 1) < 0.1
