@@ -66,8 +66,7 @@ def choose_max_count(rates: torch.Tensor | float, tail: float = TAIL, r_max: int
         return 1
     k = torch.arange(r_max + 1, dtype=torch.float64)
     log_pmf = k * math.log(lam) - lam - torch.lgamma(k + 1)
-    # upper tail P(N > R) = 1 - cdf(R); computed as the sum of the pmf above R plus the
-    # mass beyond r_max, which is at most the Chernoff bound, so use the complement.
+    # upper tail P(N > R) = 1 - cdf(R), in float64 (enough for a 1e-6 tail)
     cdf = torch.cumsum(torch.exp(log_pmf), 0)
     above = (1.0 - cdf).clamp_min(0.0)
     ok = torch.nonzero(above < tail)
