@@ -3,6 +3,7 @@
 from pathlib import Path
 from types import SimpleNamespace
 
+import h5py
 import numpy as np
 import pytest
 from napari.utils.colormaps import DirectLabelColormap
@@ -248,11 +249,15 @@ def test_simulate_widget_writes_and_opens(
     simulate.neurons.setValue(8)
     simulate.duration.setValue(2.0)
     simulate.frame_rate.setValue(10.0)
+    simulate.indicator.setCurrentText("GCaMP6f")
     simulate.folder.setText(str(tmp_path))
     simulate.run()
     finish(qtbot, simulate)
     files = sorted(tmp_path.rglob("*.nwb"))
     assert len(files) == 1
+    with h5py.File(files[0], "r") as f:
+        (plane,) = f["general/optophysiology"].values()
+        assert plane["indicator"][()].decode() == "GCaMP6f"
     rois = [layer for layer in viewer.layers if is_ours(layer)]
     assert [layer.name for layer in rois] == [files[0].stem]
     assert rois[0].metadata["calcium_avae_traces"].data.shape == (8, 20)

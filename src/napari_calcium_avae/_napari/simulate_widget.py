@@ -28,6 +28,7 @@ from qtpy.QtWidgets import (
 
 from ..errors import CalciumAvaeError
 from ..simulate.dynamics import NEURON_TYPES
+from ..simulate.indicators import INDICATORS
 from ..simulate.settings import SimulationSettings, option_help, option_metadata
 from ._common import (
     confirm_replace,
@@ -94,6 +95,10 @@ class SimulateWidget(QWidget):
         )
         self.duration = _float_box(1.0, 3600.0, d.duration_s, "duration_s")
         self.frame_rate = _float_box(1.0, 1000.0, d.frame_rate, "frame_rate")
+        self.indicator = QComboBox()
+        self.indicator.addItems(list(INDICATORS))
+        self.indicator.setCurrentText(d.indicator)
+        self.indicator.setToolTip(option_help("indicator"))
         self.noise = QLineEdit(", ".join(f"{s:g}" for s in d.noise_levels))
         self.noise.setToolTip(option_help("noise_levels") + ", separated by commas")
         self.seed = spin_box(0, 2**31 - 1, d.seed, option_help("seed"))
@@ -113,6 +118,7 @@ class SimulateWidget(QWidget):
         form.addRow("neurons per culture", self.neurons)
         form.addRow("duration", self.duration)
         form.addRow("frame rate", self.frame_rate)
+        form.addRow("indicator", self.indicator)
         form.addRow("noise σ", self.noise)
         form.addRow("seed", self.seed)
         form.addRow("output folder", folder_row)
@@ -153,6 +159,7 @@ class SimulateWidget(QWidget):
             neurons_per_culture=self.neurons.value(),
             duration_s=self.duration.value(),
             frame_rate=self.frame_rate.value(),
+            indicator=self.indicator.currentText(),
             noise_levels=parse_levels(self.noise.text()),
             seed=self.seed.value(),
         )
