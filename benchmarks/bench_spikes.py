@@ -533,6 +533,7 @@ def main() -> None:
     parser.add_argument("-o", "--output", type=Path, default=Path("bench-output/spikes"))
     parser.add_argument("--images", type=Path, help="folder for the figures (default: output)")
     parser.add_argument("--no-throughput", action="store_true")
+    parser.add_argument("--indicators", nargs="+", help="a subset of the indicators")
     parser.add_argument(
         "--throughput-only", action="store_true", help="only the throughput block, no scores"
     )
@@ -556,6 +557,11 @@ def main() -> None:
     if ours:
         notes.append("SpikeInference settings: " + ", ".join(args.ours))
     names, note = indicators()
+    if args.indicators:
+        unknown = sorted(set(args.indicators) - set(names))
+        if unknown:
+            parser.error(f"unknown indicator(s) {', '.join(unknown)}; choose among {names}")
+        names = [n for n in names if n in args.indicators]
     if args.quick and any(m.name.startswith("ours") for m in methods):
         notes.append("--quick runs our method as AR(1) only; the full run adds AR(2)")
     known = {f.name for f in fields(SimulationSettings)}
@@ -578,6 +584,7 @@ def main() -> None:
         _write_csv(args.output / "throughput.csv", speed)
     command = "python benchmarks/bench_spikes.py" + (" --quick" if args.quick else "")
     command += " --throughput-only" if args.throughput_only else ""
+    command += (" --indicators " + " ".join(names)) if args.indicators else ""
     command += (" --ours " + " ".join(args.ours)) if args.ours else ""
     text = summary(rows, speed, [m.name for m in methods], notes, command)
     (args.output / "summary.md").write_text(text)
