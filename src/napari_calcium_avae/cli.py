@@ -21,6 +21,7 @@ import numpy as np
 from . import __version__
 from .citation import PAPER
 from .errors import CalciumAvaeError, CalciumAvaeWarning
+from .files import check_free_space
 from .progress import progress_callback, show_epochs
 
 EXIT_USAGE = 2
@@ -97,6 +98,7 @@ def _check_writable(folder: Path) -> None:
         raise CalciumAvaeError(f"{existing} is a file{where}; give a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise CalciumAvaeError(f"cannot write to the folder {existing}")
+    check_free_space(existing, 0)  # a nearly full disk: say so before any work
 
 
 def _check_new_file(path: Path, inputs: Sequence[Path], *, overwrite: bool, what: str) -> None:

@@ -110,6 +110,24 @@ def atomic_output(target: str | Path, *, overwrite: bool) -> Iterator[Path]:
                 temporary.unlink()
 
 
+#: room kept free beyond a write's own size: the filesystem and other programs need some
+FREE_SPACE_MARGIN = 64 * 2**20
+
+
+def check_free_space(folder: str | Path, needed_bytes: int) -> None:
+    """Refuse, before writing, a file that would not fit on the disk of ``folder``.
+
+    A disk that fills up mid-write keeps the user's files (the write goes to a temporary
+    file), but HDF5 may then fail messily; saying so up front costs one statfs.
+    """
+    free = shutil.disk_usage(folder).free
+    if needed_bytes + FREE_SPACE_MARGIN > free:
+        raise CalciumAvaeError(
+            f"not enough space in {folder}: the write needs about {needed_bytes / 1e6:,.0f} MB "
+            f"and {free / 1e6:,.0f} MB are free; free some space or write elsewhere"
+        )
+
+
 def _held_by_a_live_run(lock_path: Path) -> bool:
     """A lock file outlives a killed run, but its lock does not: try to take it."""
     try:

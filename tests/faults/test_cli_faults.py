@@ -334,3 +334,28 @@ def test_large_inputs_get_a_fast_embedding_and_say_each_step(
     assert main([*args, "--overwrite"]) == 0
     assert "in 2-D (tsne)" in capsys.readouterr().err
     assert read_results(out).provenance["embedding"] == "tsne"
+
+
+def test_a_disk_too_full_for_the_output_is_refused_before_writing(
+    model_path, two_sessions, capsys, monkeypatch
+):
+    import shutil as shutil_module
+    from collections import namedtuple
+
+    real = shutil_module.disk_usage
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil_module, "disk_usage", lambda path: usage(10**9, 10**9, 10**6))
+    a = two_sessions[0]
+    before = _digest(a)
+    out = a.parent / "out.nwb"
+    assert main(["apply", str(model_path), str(a), "-o", str(out), "--embedding", "pca"]) == 2
+    assert "not enough space in" in _error(capsys)
+    assert main(["apply", str(model_path), str(a), "--in-place", "--embedding", "pca"]) == 2
+    assert "MB are free" in _error(capsys)
+    assert main(["fit", str(a), "-o", str(a.parent / "m.pt"), *SMALL]) == 2
+    err = capsys.readouterr().err
+    assert "not enough space" in err and "training" not in err  # refused before training
+    assert not out.exists() and not (a.parent / "m.pt").exists() and _digest(a) == before
+    assert not [p for p in a.parent.iterdir() if TEMP_MARKER in p.name]
+    monkeypatch.setattr(shutil_module, "disk_usage", real)
+    assert main(["apply", str(model_path), str(a), "-o", str(out), "--embedding", "pca"]) == 0

@@ -18,7 +18,7 @@ import torch
 
 from .. import __version__
 from ..errors import CalciumAvaeError
-from ..files import atomic_output
+from ..files import atomic_output, check_free_space
 
 FORMAT = "napari-calcium-avae/AVAE"
 FORMAT_VERSION = 1
@@ -60,6 +60,7 @@ def save_checkpoint(checkpoint: Checkpoint, path: str | Path, *, overwrite: bool
         "state_dict": state,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
+    check_free_space(path.parent, sum(t.numel() * t.element_size() for t in state.values()))
     with atomic_output(path, overwrite=overwrite) as tmp:
         torch.save(payload, tmp)
     return path

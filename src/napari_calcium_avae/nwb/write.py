@@ -20,8 +20,8 @@ from pynwb.ophys import RoiResponseSeries
 
 from .. import __version__
 from ..errors import CalciumAvaeError
-from ..files import atomic_output, atomic_update
-from ..results import PER_ROI, Results
+from ..files import atomic_output, atomic_update, check_free_space
+from ..results import PER_ROI, PER_ROW, Results
 from ..traces import Traces
 from .common import (
     RESULTS_MODULE,
@@ -275,6 +275,13 @@ def write_results(
             )
         if not target.parent.is_dir():
             raise CalciumAvaeError(f"the output folder {target.parent} does not exist")
+    # a new file or the in-place copy holds the whole recording plus the results
+    results_bytes = sum(
+        np.asarray(value).nbytes
+        for name in PER_ROW
+        if (value := getattr(results, name)) is not None
+    )
+    check_free_space(target.parent, source.stat().st_size + results_bytes)
     if in_place:
         try:
             with atomic_update(source) as tmp, NWBHDF5IO(str(tmp), "a") as io:
@@ -283,7 +290,7 @@ def write_results(
                 io.write(nwbfile)
         except CalciumAvaeError:
             raise  # already says what is wrong (it is a ValueError too)
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError, RuntimeError) as err:
             raise CalciumAvaeError(
                 f"cannot append to {source} in place ({err}); it may be open elsewhere or "
                 "read-only: write a new file instead"
@@ -304,6 +311,6 @@ def write_results(
             _add_results(nwbfile, containers, traces, results, name)
             with NWBHDF5IO(str(tmp), "w") as out:
                 out.export(src_io=io, nwbfile=nwbfile)
-    except OSError as err:
+    except (OSError, RuntimeError) as err:  # h5py raises RuntimeError when a close fails
         raise CalciumAvaeError(f"cannot write {target}: {err}") from err
     return target
