@@ -21,7 +21,7 @@ import numpy as np
 from . import __version__
 from .citation import PAPER
 from .errors import CalciumAvaeError, CalciumAvaeWarning
-from .files import check_free_space
+from .files import check_free_space, check_modifiable
 from .progress import progress_callback, show_epochs
 
 EXIT_USAGE = 2
@@ -271,8 +271,7 @@ def _result_outputs(args: argparse.Namespace, files: Sequence[Path]) -> list[Pat
     outputs = _output_paths(files, args.output, args.in_place)
     for out in outputs:
         if args.in_place:
-            if not os.access(out, os.W_OK) or not os.access(out.parent, os.W_OK | os.X_OK):
-                raise CalciumAvaeError(f"cannot modify {out}: it or its folder is read-only")
+            check_modifiable(out)
         else:
             _check_new_file(out, files, overwrite=args.overwrite, what="results")
     return outputs
@@ -445,6 +444,16 @@ def _add_simulation_options(p: argparse.ArgumentParser) -> None:
             )
 
 
+def _add_result_options(p: argparse.ArgumentParser) -> None:
+    """The inputs and outputs of apply and deconvolve: one result file per input."""
+    p.add_argument("inputs", nargs="+", help="NWB files or folders")
+    p.add_argument("-o", "--output", type=Path, help="result file (one input) or folder (several)")
+    p.add_argument("--in-place", action="store_true", help="append results to the inputs")
+    p.add_argument("--overwrite", action="store_true", help="replace result files that exist")
+    p.add_argument("--series", help="RoiResponseSeries path (default: see inspect)")
+    p.add_argument("--include-results", action="store_true", help=INCLUDE_RESULTS_HELP)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .analysis.embedding import EMBEDDINGS, TSNE_MAX_POINTS
     from .spikes import SpikeInference
@@ -478,12 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("apply", help="encode, denoise and cluster; write results to NWB")
     p.add_argument("model", type=Path, help="checkpoint written by fit")
-    p.add_argument("inputs", nargs="+", help="NWB files or folders")
-    p.add_argument("-o", "--output", type=Path, help="result file (one input) or folder (several)")
-    p.add_argument("--in-place", action="store_true", help="append results to the inputs")
-    p.add_argument("--overwrite", action="store_true", help="replace result files that exist")
-    p.add_argument("--series", help="RoiResponseSeries path (default: see inspect)")
-    p.add_argument("--include-results", action="store_true", help=INCLUDE_RESULTS_HELP)
+    _add_result_options(p)
     p.add_argument("--eps", default="auto", help="DBSCAN eps: 'auto' (k-distance knee) or a value")
     p.add_argument("--min-samples", type=int, default=5)
     p.add_argument(
@@ -496,12 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_apply)
 
     p = sub.add_parser("deconvolve", help="infer spike rates; write them to NWB")
-    p.add_argument("inputs", nargs="+", help="NWB files or folders")
-    p.add_argument("-o", "--output", type=Path, help="result file (one input) or folder (several)")
-    p.add_argument("--in-place", action="store_true", help="append results to the inputs")
-    p.add_argument("--overwrite", action="store_true", help="replace result files that exist")
-    p.add_argument("--series", help="RoiResponseSeries path (default: see inspect)")
-    p.add_argument("--include-results", action="store_true", help=INCLUDE_RESULTS_HELP)
+    _add_result_options(p)
     p.add_argument(
         "--ar-order",
         type=int,

@@ -156,6 +156,17 @@ def copy_file(source: str | Path, target: str | Path) -> None:
     shutil.copymode(source, target)
 
 
+def check_modifiable(path: str | Path) -> Path:
+    """The file :func:`atomic_update` would replace (a symbolic link's target, not the
+    link), once it is known to exist and to be writable, as its folder must be."""
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise CalciumAvaeError(f"no such file: {path}")
+    if not os.access(path.parent, os.W_OK | os.X_OK) or not os.access(path, os.W_OK):
+        raise CalciumAvaeError(f"cannot modify {path}: it or its folder is read-only")
+    return path
+
+
 @contextlib.contextmanager
 def atomic_update(path: str | Path) -> Iterator[Path]:
     """Yield a private copy of ``path`` to modify; on success it replaces ``path`` durably.
@@ -164,11 +175,7 @@ def atomic_update(path: str | Path) -> Iterator[Path]:
     reader opens. Editing a copy and renaming it over the original means the original is
     either untouched or completely updated, whenever the process dies.
     """
-    path = Path(path).resolve()  # replace the file a symbolic link points to, not the link
-    if not path.is_file():
-        raise CalciumAvaeError(f"no such file: {path}")
-    if not os.access(path.parent, os.W_OK) or not os.access(path, os.W_OK):
-        raise CalciumAvaeError(f"cannot modify {path}: it or its folder is read-only")
+    path = check_modifiable(path)
     with open(path, "rb") as original:
         # HDF5 holds an exclusive flock while a file is open for writing: share-lock it so
         # that no writer changes it under the copy, and none opens it until we are done

@@ -340,8 +340,8 @@ class PlotsWidget(QWidget):
             recon = getattr(kept, "reconstruction", None)
             if recon is not None and recon.shape == traces.data.shape:
                 ax.plot(t, recon[row], color="#f5a623", lw=1.2, label="reconstructed")
-            spikes = getattr(kept, "spike_rates", None)
-            if spikes is not None and spikes.shape == traces.data.shape:
+            spikes = spike_rates_of(layer)
+            if spikes is not None:
                 self._draw_spikes(ax, t, spikes[row])
             features = layer.features
             cluster = features["cluster"].iloc[row] if "cluster" in features else None
