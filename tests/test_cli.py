@@ -4,20 +4,12 @@ import h5py
 import numpy as np
 import pytest
 
+from cli_output import one_line_error
 from napari_calcium_avae.cli import build_parser, main
 from napari_calcium_avae.errors import CalciumAvaeError
 from napari_calcium_avae.model import load_model
 
 COMMANDS = ["inspect", "simulate", "fit", "apply", "deconvolve", "demo", "bench"]
-
-
-def one_line_error(capsys) -> str:
-    """The one error line, after any progress lines; never a traceback."""
-    err = capsys.readouterr().err.strip().splitlines()
-    assert not any("Traceback" in line for line in err), err
-    errors = [line for line in err if line.startswith("calcium-avae: error:")]
-    assert len(errors) == 1 and err[-1] == errors[0], err
-    return errors[0]
 
 
 @pytest.mark.parametrize("command", [[], *[[c] for c in COMMANDS]])

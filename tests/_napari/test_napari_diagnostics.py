@@ -20,17 +20,27 @@ def collapsed_model(data: np.ndarray) -> AVAE:
     return model
 
 
-def test_apply_widget_shows_the_collapse_warning(
-    make_napari_viewer, qtbot, small_nwb: Path, notices
-) -> None:
-    viewer = make_napari_viewer()
-    viewer.open(str(small_nwb), plugin=PLUGIN)
-    layer = next(layer for layer in viewer.layers if is_ours(layer))
+def open_small(viewer, path: Path):
+    viewer.open(str(path), plugin=PLUGIN)
+    return next(layer for layer in viewer.layers if is_ours(layer))
+
+
+def apply_collapsed(viewer, qtbot, layer):
+    """Apply a collapsed model to ``layer`` from the Apply dock; returns the dock."""
     _, apply = viewer.window.add_plugin_dock_widget(PLUGIN, "3. Apply and cluster")
     apply.session.set_model(collapsed_model(layer.metadata["calcium_avae_traces"].data))
     apply.layer_list.set_checked([layer])
     apply.run()
     qtbot.waitUntil(lambda: apply.worker is None, timeout=60_000)
+    return apply
+
+
+def test_apply_widget_shows_the_collapse_warning(
+    make_napari_viewer, qtbot, small_nwb: Path, notices
+) -> None:
+    viewer = make_napari_viewer()
+    layer = open_small(viewer, small_nwb)
+    apply = apply_collapsed(viewer, qtbot, layer)
 
     assert not [n for n in notices if n[0] == "error"], notices
     lines = apply.summary.text().splitlines()
@@ -56,17 +66,12 @@ def test_plots_say_the_latents_collapsed_instead_of_asking_for_a_model(
     make_napari_viewer, qtbot, small_nwb: Path, notices
 ) -> None:
     viewer = make_napari_viewer()
-    viewer.open(str(small_nwb), plugin=PLUGIN)
-    layer = next(layer for layer in viewer.layers if is_ours(layer))
+    layer = open_small(viewer, small_nwb)
     _, plots = viewer.window.add_plugin_dock_widget(PLUGIN, "4. Latent space and traces")
     assert "apply a model to see the latent space" in _scatter_text(plots)
     assert "collapsed" not in _scatter_text(plots)
 
-    _, apply = viewer.window.add_plugin_dock_widget(PLUGIN, "3. Apply and cluster")
-    apply.session.set_model(collapsed_model(layer.metadata["calcium_avae_traces"].data))
-    apply.layer_list.set_checked([layer])
-    apply.run()
-    qtbot.waitUntil(lambda: apply.worker is None, timeout=60_000)
+    apply_collapsed(viewer, qtbot, layer)
     assert not [n for n in notices if n[0] == "error"], notices
 
     text = _scatter_text(plots)

@@ -17,6 +17,7 @@ import h5py
 import pytest
 import torch
 
+from cli_output import one_line_error
 from napari_calcium_avae import files as files_module
 from napari_calcium_avae.cli import main
 from napari_calcium_avae.files import TEMP_MARKER
@@ -28,15 +29,6 @@ SMALL = ["--hidden-size", "8", "--latent-size", "2", "--epochs", "2"]
 
 def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _error(capsys) -> str:
-    """The run's one error line; never a traceback."""
-    err = capsys.readouterr().err.strip().splitlines()
-    assert not any("Traceback" in line for line in err), err
-    errors = [line for line in err if line.startswith("calcium-avae: error:")]
-    assert len(errors) == 1 and errors[0] == err[-1], err
-    return errors[0]
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +52,7 @@ def two_sessions(tiny_sessions, tmp_path) -> list[Path]:
 def test_fit_refuses_to_write_over_its_own_input(two_sessions, capsys):
     before = _digest(two_sessions[0])
     assert main(["fit", *map(str, two_sessions), "-o", str(two_sessions[0]), *SMALL]) == 2
-    assert "is one of the inputs" in _error(capsys)
+    assert "is one of the inputs" in one_line_error(capsys)
     assert _digest(two_sessions[0]) == before
 
 
@@ -68,7 +60,7 @@ def test_apply_refuses_to_replace_an_unrelated_file(model_path, two_sessions, ca
     a, b = two_sessions
     before = _digest(b)
     assert main(["apply", str(model_path), str(a), "-o", str(b), "--embedding", "pca"]) == 2
-    assert "exists; choose another name or overwrite (--overwrite)" in _error(capsys)
+    assert "exists; choose another name or overwrite (--overwrite)" in one_line_error(capsys)
     assert _digest(b) == before
     out = b.with_name("new.nwb")
     out.write_bytes(b"an earlier result")
@@ -86,7 +78,7 @@ def test_a_second_run_to_the_same_output_is_refused(model_path, two_sessions, ca
     written = _digest(out)
     args[2] = str(two_sessions[1])
     assert main(args) == 2
-    assert "exists" in _error(capsys)
+    assert "exists" in one_line_error(capsys)
     assert _digest(out) == written
 
 
@@ -95,7 +87,7 @@ def test_fit_refuses_an_existing_checkpoint_unless_told(model_path, two_sessions
     shutil.copy(model_path, target)
     before = _digest(target)
     assert main(["fit", str(two_sessions[0]), "-o", str(target), *SMALL]) == 2
-    assert "exists" in _error(capsys) and _digest(target) == before
+    assert "exists" in one_line_error(capsys) and _digest(target) == before
     assert main(["fit", str(two_sessions[0]), "-o", str(target), *SMALL, "--overwrite"]) == 0
     assert _digest(target) != before and load_model(target).n_features_in_ > 0
 
@@ -118,7 +110,7 @@ def test_folder_inputs_skip_temporaries_hidden_files_and_results(model_path, two
     # asked to take result files too: the same recording twice is refused
     args = ["fit", str(folder), "-o", str(folder.parent / "m2.pt"), *SMALL, "--include-results"]
     assert main(args) == 2
-    assert "hold the same recording" in _error(capsys)
+    assert "hold the same recording" in one_line_error(capsys)
 
 
 def test_the_same_file_twice_is_an_error(model_path, two_sessions, capsys):
@@ -126,7 +118,7 @@ def test_the_same_file_twice_is_an_error(model_path, two_sessions, capsys):
     before = _digest(a)
     again = a.parent / ".." / a.parent.name / a.name
     assert main(["apply", str(model_path), str(a), str(again), "--in-place"]) == 2
-    assert "is given twice" in _error(capsys)
+    assert "is given twice" in one_line_error(capsys)
     assert _digest(a) == before
 
 
@@ -158,7 +150,7 @@ def test_bad_outputs_fail_before_training(two_sessions, tmp_path, capsys, monkey
         (tmp_path / "a_file" / "m.pt", "a_file is a file; give a folder"),
     ]:
         assert main(["fit", a, "-o", str(output), *SMALL]) == 2
-        assert message in _error(capsys)
+        assert message in one_line_error(capsys)
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root may write into a read-only folder")
@@ -168,7 +160,7 @@ def test_a_read_only_output_folder_fails_before_training(two_sessions, tmp_path,
     locked.chmod(0o555)
     try:
         assert main(["fit", str(two_sessions[0]), "-o", str(locked / "m.pt"), *SMALL]) == 2
-        assert "cannot write to the folder" in _error(capsys)
+        assert "cannot write to the folder" in one_line_error(capsys)
         assert "training" not in capsys.readouterr().err
     finally:
         locked.chmod(0o755)
@@ -178,9 +170,9 @@ def test_apply_output_mistakes(model_path, two_sessions, capsys):
     m, a, b = str(model_path), str(two_sessions[0]), str(two_sessions[1])
     same = two_sessions[0].parent / "same.nwb"
     assert main(["apply", m, a, "--in-place", "-o", str(same)]) == 2
-    assert "--in-place writes into the inputs" in _error(capsys)
+    assert "--in-place writes into the inputs" in one_line_error(capsys)
     assert main(["apply", m, a, b, "-o", str(same)]) == 2
-    assert "names one file for 2 inputs" in _error(capsys)
+    assert "names one file for 2 inputs" in one_line_error(capsys)
     assert not same.exists()
 
 
@@ -193,7 +185,7 @@ def test_a_checkpoint_with_an_impossible_length_is_one_line(model_path, two_sess
     torch.save(payload, bad)
     out = two_sessions[0].parent / "o.nwb"
     assert main(["apply", str(bad), str(two_sessions[0]), "-o", str(out)]) == 2
-    assert "damaged" in _error(capsys)
+    assert "damaged" in one_line_error(capsys)
 
 
 # --- simulate ---------------------------------------------------------------------------
@@ -217,7 +209,7 @@ def test_simulate_refuses_impossible_values_before_running(tmp_path, capsys, opt
 
     out = tmp_path / "cultures"
     assert main(["simulate", "-o", str(out), *option]) == 2
-    assert re.search(message, _error(capsys))
+    assert re.search(message, one_line_error(capsys))
     assert not out.exists()
 
 
@@ -225,7 +217,7 @@ def test_simulate_never_replaces_a_file_or_sessions(tmp_path, capsys):
     a_file = tmp_path / "notes.txt"
     a_file.write_text("mine")
     assert main(["simulate", "-o", str(a_file)]) == 2
-    assert "is a file" in _error(capsys) and a_file.read_text() == "mine"
+    assert "is a file" in one_line_error(capsys) and a_file.read_text() == "mine"
     args = ["--types", "RS", "--cultures-per-type", "1", "--neurons", "5", "--duration", "3"]
     args += ["--frame-rate", "10", "--dish-size", "1"]
     out = tmp_path / "cultures"
@@ -233,7 +225,7 @@ def test_simulate_never_replaces_a_file_or_sessions(tmp_path, capsys):
     (session,) = out.rglob("*.nwb")
     before = _digest(session)
     assert main(["simulate", "-o", str(out), *args, "--seed", "1"]) == 2
-    assert "exists; choose another folder or overwrite (--overwrite)" in _error(capsys)
+    assert "exists; choose another folder or overwrite (--overwrite)" in one_line_error(capsys)
     assert _digest(session) == before
     assert main(["simulate", "-o", str(out), *args, "--seed", "1", "--overwrite"]) == 0
     assert _digest(session) != before
@@ -244,7 +236,7 @@ def test_a_failed_simulation_leaves_no_empty_folders(tmp_path, capsys):
     # 50 ms of a tiny dish: no neuron spikes, so the first culture fails
     args = ["--types", "RS", "--cultures-per-type", "1", "--duration", "0.05", "--dish-size", "0.2"]
     assert main(["simulate", "-o", str(out), *args]) == 2
-    assert "no neuron spiked" in _error(capsys)
+    assert "no neuron spiked" in one_line_error(capsys)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -349,9 +341,9 @@ def test_a_disk_too_full_for_the_output_is_refused_before_writing(
     before = _digest(a)
     out = a.parent / "out.nwb"
     assert main(["apply", str(model_path), str(a), "-o", str(out), "--embedding", "pca"]) == 2
-    assert "not enough space in" in _error(capsys)
+    assert "not enough space in" in one_line_error(capsys)
     assert main(["apply", str(model_path), str(a), "--in-place", "--embedding", "pca"]) == 2
-    assert "MB are free" in _error(capsys)
+    assert "MB are free" in one_line_error(capsys)
     assert main(["fit", str(a), "-o", str(a.parent / "m.pt"), *SMALL]) == 2
     err = capsys.readouterr().err
     assert "not enough space" in err and "training" not in err  # refused before training

@@ -19,6 +19,13 @@ def _simulate(n, t, rate=0.05, decay=0.95, amp=1.0, sd=0.2, seed=0):
     return s, amp * c + sd * rng.standard_normal((n, t))
 
 
+def _burst():
+    """Two neurons firing rarely, then 50 frames at 0.6 spikes per frame (decay 0.9)."""
+    rate = np.full(800, 0.005)
+    rate[400:450] = 0.6
+    return _simulate(2, 800, rate=rate, decay=0.9, sd=0.1, seed=6)
+
+
 def _binned_r(a, b, width=4):
     t = a.shape[1] // width * width
     a = a[:, :t].reshape(a.shape[0], -1, width).sum(-1)
@@ -133,14 +140,7 @@ def test_autocovariance_decay_survives_measurement_noise():
 
 
 def test_per_frame_rates_follow_a_burst():
-    rng = np.random.default_rng(6)
-    rate = np.full(800, 0.005)
-    rate[400:450] = 0.6
-    s = rng.poisson(rate[None, :].repeat(2, 0)).astype(float)
-    c = np.zeros_like(s)
-    for i in range(s.shape[1]):
-        c[:, i] = (0.9 * c[:, i - 1] if i else 0.0) + s[:, i]
-    y = c + 0.1 * rng.standard_normal(c.shape)
+    s, y = _burst()
     est = SpikeInference(rate_smoothness=1.0, max_iter=100, device="cpu").fit(y)
     out = est.transform(y)
     assert np.isfinite(out).all()
@@ -189,14 +189,7 @@ def test_saturating_indicator_fits():
 
 
 def test_likelihood_decay_is_not_fooled_by_a_long_burst():
-    rng = np.random.default_rng(6)
-    rate = np.full(800, 0.005)
-    rate[400:450] = 0.6
-    s = rng.poisson(rate[None, :].repeat(2, 0)).astype(float)
-    c = np.zeros_like(s)
-    for i in range(s.shape[1]):
-        c[:, i] = (0.9 * c[:, i - 1] if i else 0.0) + s[:, i]
-    y = c + 0.1 * rng.standard_normal(c.shape)
+    s, y = _burst()
     est = SpikeInference(max_iter=100, device="cpu").fit(y)
     np.testing.assert_allclose(est.decay_[:, 0], 0.9, atol=0.02)
     assert abs(est.transform(y).sum() / s.sum() - 1) < 0.1
