@@ -435,12 +435,14 @@ def _add_simulation_options(p: argparse.ArgumentParser) -> None:
                 help=f"{meta['help']} (default {' '.join(map(str, default))}{unit})",
             )
         else:
+            shown = "%(default)s" if default != "" else "none"
             g.add_argument(
                 meta["flag"],
                 dest=f.name,
                 type=type(default),
                 default=default,
-                help=f"{meta['help']} (default %(default)s{unit})",
+                metavar=meta.get("metavar"),
+                help=f"{meta['help']} (default {shown}{unit})",
             )
 
 
