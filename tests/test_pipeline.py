@@ -18,8 +18,15 @@ def test_pca_apply_clusters_jointly_and_round_trips_through_nwb(tiny_sessions, t
     model = PCABaseline(n_components=3).fit(pipeline.training_matrix(recordings))
     results = pipeline.apply(model, recordings, min_samples=3, embedding="pca")
     assert [r.n_rois for r in results] == [t.n_rois for t in recordings]
-    # one DBSCAN over all recordings: the same eps is recorded for every file
-    assert len({r.provenance["dbscan_eps"] for r in results}) == 1
+    # one HDBSCAN (the default) over all recordings: the same facts for every file
+    assert {r.provenance["cluster_method"] for r in results} == {"hdbscan"}
+    assert len({r.provenance["hdbscan_cluster_stability"] for r in results}) == 1
+    assert all(r.provenance["hdbscan_min_cluster_size"] == 5 for r in results)
+    for r in results:
+        member = r.labels >= 0
+        assert ((r.probabilities >= 0) & (r.probabilities <= 1)).all()
+        assert (r.probabilities[~member] == 0).all() and (r.probabilities[member] > 0).all()
+        assert ((r.outlier_scores >= 0) & (r.outlier_scores <= 1)).all()
     assert all(
         r.provenance["source_series"] == t.series_path
         for r, t in zip(results, recordings, strict=True)
@@ -32,6 +39,26 @@ def test_pca_apply_clusters_jointly_and_round_trips_through_nwb(tiny_sessions, t
         results[0].latents,
         rtol=1e-6,
     )
+
+
+def test_dbscan_and_a_re_clustering_replace_the_previous_method_s_facts(tiny_sessions):
+    recordings = [read_traces(p) for p in tiny_sessions]
+    model = PCABaseline(n_components=3).fit(pipeline.training_matrix(recordings))
+    results = pipeline.apply(model, recordings, min_samples=3, embedding=None)
+    assert "hdbscan_min_cluster_size" in results[0].provenance
+    pipeline.cluster(results, method="dbscan", min_samples=3)
+    for r in results:
+        assert r.provenance["cluster_method"] == "dbscan"
+        assert r.provenance["dbscan_eps_choice"] == "auto (k-distance knee)"
+        assert r.provenance["dbscan_eps"] > 0
+        assert not any(key.startswith("hdbscan_") for key in r.provenance)
+        # DBSCAN: members 1, noise 0; it defines no outlier score
+        np.testing.assert_array_equal(r.probabilities, (r.labels >= 0).astype(np.float32))
+        assert np.isnan(r.outlier_scores).all()
+    with pytest.raises(CalciumAvaeError, match=r"eps 0\.5 is DBSCAN's radius"):
+        pipeline.cluster(results, method="hdbscan", eps=0.5)
+    with pytest.raises(CalciumAvaeError, match="unknown clustering method 'kmeans'"):
+        pipeline.cluster(results, method="kmeans")
 
 
 def test_avae_fit_iter_over_several_recordings_and_stop(tiny_sessions):
@@ -90,7 +117,14 @@ def test_read_results_gives_back_everything_apply_wrote(tiny_sessions, tmp_path,
     for i, (traces, made) in enumerate(zip(recordings, results, strict=True)):
         back = read_results(write_results(traces, made, tmp_path / f"{kind}_{i}.nwb"))
         assert back is not None
-        for name in ("latents", "labels", "embedding", "reconstruction"):
+        for name in (
+            "latents",
+            "labels",
+            "probabilities",
+            "outlier_scores",
+            "embedding",
+            "reconstruction",
+        ):
             np.testing.assert_array_equal(getattr(back, name), getattr(made, name), err_msg=name)
         assert back.provenance == made.provenance
         assert "latent_spread" in back.provenance  # the diagnostics are in the file too
@@ -127,3 +161,47 @@ def test_a_healthy_model_raises_no_diagnostic_warning(tiny_sessions):
         assert result.diagnostics.r2 > 0.5
         assert result.embedding.shape == (result.n_rois, 2)
         assert result.provenance["latent_warnings"] == "none"
+
+
+def test_deconvolve_in_blocks_reports_progress_and_stops_keeping_finished_rois():
+    from napari_calcium_avae.spikes import SpikeInference
+
+    rng = np.random.default_rng(1)
+    spikes = rng.poisson(0.05, (6, 300)).astype(float)
+    calcium = np.zeros_like(spikes)
+    for t in range(spikes.shape[1]):
+        calcium[:, t] = (0.9 * calcium[:, t - 1] if t else 0.0) + spikes[:, t]
+    data = (calcium + 0.2 * rng.standard_normal(spikes.shape)).astype(np.float32)
+    recordings = [Traces(data=data, rate=30.0), Traces(data=data[:4], rate=30.0)]
+    # the estimator's own chunks of 2 match the blocks: the same fits, in the same groups
+    estimator = SpikeInference(device="cpu", max_iter=60, chunk_size=2)
+    whole = pipeline.deconvolve(estimator, recordings)
+    calls = []
+    blocked = pipeline.deconvolve(
+        estimator, recordings, chunk_rois=2, progress=lambda *a: calls.append(a)
+    )
+    assert calls == [(2, 10), (4, 10), (6, 10), (8, 10), (10, 10)]
+    for a, b in zip(whole, blocked, strict=True):
+        np.testing.assert_allclose(b.spike_rates, a.spike_rates, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(b.decay_s, a.decay_s, rtol=1e-6)
+    assert blocked[0].provenance["roi_block_size"] == 2
+    assert "roi_block_size" not in whole[0].provenance
+
+    stop = threading.Event()
+    calls.clear()
+    stopped = pipeline.deconvolve(
+        estimator,
+        recordings,
+        chunk_rois=2,
+        progress=lambda *a: (calls.append(a), stop.set()),
+        stop=stop,
+    )
+    assert calls == [(2, 10)] and len(stopped) == 1  # the second recording was not begun
+    result = stopped[0]
+    assert np.isfinite(result.spike_rates[:2]).all() and np.isnan(result.spike_rates[2:]).all()
+    np.testing.assert_allclose(result.spike_rates[:2], blocked[0].spike_rates[:2], rtol=1e-6)
+    for kinetics in (result.decay_s, result.spike_gain, result.noise_sd):
+        assert np.isfinite(kinetics[:2]).all() and np.isnan(kinetics[2:]).all()
+    assert result.provenance["stopped_after_rois"] == 2
+    with pytest.raises(CalciumAvaeError, match="chunk_rois"):
+        pipeline.deconvolve(estimator, recordings, chunk_rois=0)

@@ -311,17 +311,19 @@ def cmd_apply(args: argparse.Namespace) -> None:
     from . import pipeline
     from .model import load_model
 
+    eps, min_cluster_size = _cluster_settings(args)
     files = _nwb_inputs(args.inputs, include_results=args.include_results)
     outputs = _result_outputs(args, files)
-    eps = args.eps if args.eps == "auto" else _positive_float(args.eps, "--eps")
     model = load_model(args.model, device=args.device)
     recordings = _read_all(files, args.series)
     embedding = None if args.embedding == "none" else args.embedding
     results = pipeline.apply(
         model,
         recordings,
+        method=args.cluster_method,
         eps=eps,
         min_samples=args.min_samples,
+        min_cluster_size=min_cluster_size,
         embedding=embedding,
         report=_step,
     )
@@ -354,6 +356,29 @@ def cmd_bench(args: argparse.Namespace) -> None:
     from .bench import run_bench
 
     run_bench(Path(args.output), quick=args.quick, device=args.device)
+
+
+def _cluster_settings(args: argparse.Namespace) -> tuple[float | str | None, int | None]:
+    """eps and min_cluster_size, each only for the method that has it (checked before the
+    model loads, so a wrong option costs nothing)."""
+    if args.cluster_method == "hdbscan" and args.eps is not None:
+        raise CalciumAvaeError(
+            "--eps is DBSCAN's radius and HDBSCAN needs none: add --cluster-method dbscan"
+        )
+    if args.cluster_method == "dbscan" and args.min_cluster_size is not None:
+        raise CalciumAvaeError(
+            "--min-cluster-size is HDBSCAN's: drop it or use --cluster-method hdbscan"
+        )
+    if args.min_samples < 1:
+        raise CalciumAvaeError(f"--min-samples must be at least 1, got {args.min_samples}")
+    if args.min_cluster_size is not None and args.min_cluster_size < 2:
+        raise CalciumAvaeError(
+            f"--min-cluster-size must be at least 2, got {args.min_cluster_size}"
+        )
+    eps = args.eps
+    if eps is not None and eps != "auto":
+        eps = _positive_float(eps, "--eps")
+    return eps, args.min_cluster_size
 
 
 def _positive_float(text: str, name: str) -> float:
@@ -457,6 +482,12 @@ def _add_result_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .analysis.clustering import (
+        DEFAULT_METHOD,
+        DEFAULT_MIN_CLUSTER_SIZE,
+        DEFAULT_MIN_SAMPLES,
+        METHODS,
+    )
     from .analysis.embedding import EMBEDDINGS, TSNE_MAX_POINTS
     from .spikes import SpikeInference
 
@@ -490,8 +521,27 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("apply", help="encode, denoise and cluster; write results to NWB")
     p.add_argument("model", type=Path, help="checkpoint written by fit")
     _add_result_options(p)
-    p.add_argument("--eps", default="auto", help="DBSCAN eps: 'auto' (k-distance knee) or a value")
-    p.add_argument("--min-samples", type=int, default=5)
+    p.add_argument(
+        "--cluster-method",
+        choices=list(METHODS),
+        default=DEFAULT_METHOD,
+        help="; ".join(f"{name}: {text}" for name, text in METHODS.items()),
+    )
+    p.add_argument(
+        "--eps",
+        help="DBSCAN only: 'auto' (the k-distance knee, the default) or a radius",
+    )
+    p.add_argument(
+        "--min-samples",
+        type=int,
+        default=DEFAULT_MIN_SAMPLES,
+        help="neighbours, the ROI included, that make a core ROI (default %(default)s)",
+    )
+    p.add_argument(
+        "--min-cluster-size",
+        type=int,
+        help=f"HDBSCAN only: the fewest ROIs in a cluster (default {DEFAULT_MIN_CLUSTER_SIZE})",
+    )
     p.add_argument(
         "--embedding",
         choices=[*EMBEDDINGS, "none"],

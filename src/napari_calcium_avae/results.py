@@ -47,7 +47,27 @@ PER_ROI: dict[str, Column] = {
         "latent", np.float32, np.nan, True, "posterior mean of the AVAE latent vector of each ROI"
     ),
     "labels": Column(
-        "cluster", np.int64, -1, False, "DBSCAN cluster of the latent means, -1 for noise"
+        "cluster",
+        np.int64,
+        -1,
+        False,
+        "cluster of the latent means (HDBSCAN or DBSCAN: see the provenance), -1 for noise",
+    ),
+    "probabilities": Column(
+        "cluster_probability",
+        np.float32,
+        np.nan,
+        False,
+        "strength of the ROI's membership of its cluster, 0 (noise) to 1 (HDBSCAN: the "
+        "density level at which it leaves the cluster over the cluster's highest; DBSCAN: "
+        "1 for every member)",
+    ),
+    "outlier_scores": Column(
+        "outlier_score",
+        np.float32,
+        np.nan,
+        False,
+        "GLOSH outlier score of the ROI, 0 (typical) to 1 (outlier), HDBSCAN only",
     ),
     "embedding": Column(
         "embedding", np.float32, np.nan, True, "2-D display embedding of the latent means"
@@ -94,7 +114,11 @@ class Results:
     latents: np.ndarray | None = None
     """(n_rois, D2) posterior means; None for spike inference alone."""
     labels: np.ndarray | None = None
-    """(n_rois,) DBSCAN cluster labels, -1 for noise."""
+    """(n_rois,) cluster labels (HDBSCAN or DBSCAN), -1 for noise."""
+    probabilities: np.ndarray | None = None
+    """(n_rois,) membership strength in [0, 1] (NaN: no latent)."""
+    outlier_scores: np.ndarray | None = None
+    """(n_rois,) GLOSH outlier score in [0, 1] (HDBSCAN; NaN for DBSCAN or no latent)."""
     embedding: np.ndarray | None = None
     """(n_rois, 2) display embedding (t-SNE or PCA of the latents); None when not drawn."""
     reconstruction: np.ndarray | None = None

@@ -30,6 +30,18 @@ _TOL = 1e-4
 _NOISE_NATS = 10.0
 
 
+class NoSpikesWarning(CalciumAvaeWarning):
+    """Some ROIs show no spikes above the noise; a fit in chunks says it once, in total."""
+
+
+def no_spikes_message(n_noise: int, n: int) -> str:
+    """The one-line warning about ROIs whose likelihood gain from spikes is below 10 nats."""
+    return (
+        f"{n_noise} of {n} ROI(s) show no spikes above the noise "
+        f"(likelihood gain < {_NOISE_NATS:g} nats); their rates are near 0"
+    )
+
+
 def _robust_sd(x: np.ndarray, axis: int = -1) -> np.ndarray:
     med = np.nanmedian(x, axis=axis, keepdims=True)
     return 1.4826 * np.nanmedian(np.abs(x - med), axis=axis)
@@ -177,6 +189,15 @@ class SpikeInference(TransformerMixin, BaseEstimator):
         return kind
 
     # -- fitting --------------------------------------------------------------------------
+    def check_input(self, X: Any) -> str:
+        """Check X as ``fit`` does and return the input kind it would use ("dff" or "raw").
+
+        A recording fitted in blocks of rows (``pipeline.deconvolve`` with ``chunk_rois``)
+        is checked whole, so an error names the recording's row, and every block is fitted
+        with the kind the whole recording gives."""
+        self._check_params()
+        return self._detect_kind(_row_stats(self._check_X(X)))
+
     def _chunk_rows(self, n_frames: int, n_terms: int, n_counts: int = 12) -> int:
         """Neurons per chunk: float64, ~8 live (T,) vectors and ~12 live (terms, R+1)
         tensors per neuron under autograd, within _CHUNK_BYTES."""
@@ -297,10 +318,7 @@ class SpikeInference(TransformerMixin, BaseEstimator):
         self.noise_only_ = spike_gain_nats < _NOISE_NATS
         if self.noise_only_.any():
             warnings.warn(
-                f"{int(self.noise_only_.sum())} of {n} ROI(s) show no spikes above the noise "
-                "(likelihood gain < 10 nats); their rates are near 0",
-                CalciumAvaeWarning,
-                stacklevel=2,
+                no_spikes_message(int(self.noise_only_.sum()), n), NoSpikesWarning, stacklevel=2
             )
         return self
 
