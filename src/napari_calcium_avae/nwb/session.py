@@ -63,7 +63,8 @@ def write_session(
     c, imaged, subject_id = imaged_culture.culture, imaged_culture.imaged, imaged_culture.label
     kind = "released-code wiring" if c.released_wiring else "biological wiring"
     settings = imaged_culture.settings
-    indicator = settings.indicator if settings is not None else "GCaMP6s"
+    indicator = settings.indicator_label if settings is not None else "GCaMP6s"
+    roi_types, roi_indicators = imaged_culture.neuron_types, imaged_culture.indicators
     model = (
         f"{indicator} fluorescence model of napari_calcium_avae.simulate.indicators"
         if settings is None
@@ -73,7 +74,7 @@ def write_session(
     )
     description = (
         f"Simulated dissociated culture of {c.n_neurons} Izhikevich neurons "
-        f"({c.neuron_type} excitatory type, 20% inhibitory, {kind}), seed {c.seed}, "
+        f"({_type_text(c.neuron_types)}, 20% inhibitory, {kind}), seed {c.seed}, "
         f"{c.duration_s} s recorded after discarding {c.discarded_ms / 1000:.3f} s; "
         f"{model}; napari-calcium-avae {__version__}."
     )
@@ -124,7 +125,10 @@ def write_session(
         imaging_plane=plane,
     )
     columns = {
-        "neuron_type": "Izhikevich type of the culture (RS, IB or CH)",
+        "neuron_type": "Izhikevich type of this neuron (RS, IB or CH; a mixed culture, "
+        "subject MIXnn, holds several)",
+        "indicator": "calcium indicator this neuron expresses, whose kinetics, amplitude "
+        "and saturation made its fluorescence",
         "excitatory": "True for excitatory, False for inhibitory neurons",
         "a": "Izhikevich recovery time scale a",
         "b": "Izhikevich recovery sensitivity b",
@@ -137,11 +141,13 @@ def write_session(
     }
     for name, doc in columns.items():
         ps.add_column(name=name, description=doc)
-    for i, mask in zip(imaged, view.masks, strict=True):
+    rows = zip(imaged, view.masks, roi_types, roi_indicators, strict=True)
+    for i, mask, neuron_type, roi_indicator in rows:
         x, y = c.positions_um[i]
         ps.add_roi(
             pixel_mask=mask,
-            neuron_type=c.neuron_type,
+            neuron_type=str(neuron_type),
+            indicator=str(roi_indicator),
             excitatory=bool(c.excitatory[i]),
             a=float(c.a[i]),
             b=float(c.b[i]),
@@ -202,11 +208,13 @@ def write_session(
         description="ground-truth spikes of the imaged neurons (recorded window)",
         resolution=c.dt_ms / 1000.0,
     )
-    units.add_column(name="neuron_type", description="Izhikevich type")
+    units.add_column(name="neuron_type", description="Izhikevich type of this neuron")
     units.add_column(name="roi_index", description="row of this neuron's ROI in PlaneSegmentation")
     for row, i in enumerate(imaged):
         units.add_unit(
-            spike_times=c.spike_times_ms[i] / 1000.0, neuron_type=c.neuron_type, roi_index=row
+            spike_times=c.spike_times_ms[i] / 1000.0,
+            neuron_type=str(roi_types[row]),
+            roi_index=row,
         )
     nwb.units = units
     sim = nwb.create_processing_module(
@@ -240,3 +248,11 @@ def write_session(
     with atomic_output(path, overwrite=overwrite) as tmp, NWBHDF5IO(tmp, "w") as io:
         io.write(nwb)
     return path
+
+
+def _type_text(types: np.ndarray) -> str:
+    """'RS excitatory type', or a mixed culture's counts: 'mixed types: 900 RS, 700 IB'."""
+    names, counts = np.unique(types, return_counts=True)
+    if len(names) == 1:
+        return f"{names[0]} excitatory type"
+    return "mixed types: " + ", ".join(f"{k} {n}" for n, k in zip(names, counts, strict=True))

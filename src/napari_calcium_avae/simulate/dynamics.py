@@ -9,6 +9,7 @@ since that neuron's previous spike. No step does N x N work.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -49,6 +50,31 @@ def draw_parameters(neuron_type: str, n: int, rng: np.random.Generator) -> Neuro
         raise CalciumAvaeError(f"Unknown neuron type {neuron_type!r}; choose one of {known}.")
     base = np.array(NEURON_TYPES[neuron_type])
     values = base[None, :] * rng.normal(1.0, PARAMETER_SD, (n, 4))
+    return NeuronParameters(*(values[:, k].copy() for k in range(4)))
+
+
+def draw_types(shares: Mapping[str, float], n: int, rng: np.random.Generator) -> np.ndarray:
+    """Each of n neurons' type, drawn independently with the given shares (summing to 1)."""
+    names = [t for t in NEURON_TYPES if shares.get(t, 0.0) > 0]
+    unknown = set(shares) - set(NEURON_TYPES)
+    if unknown or not names:
+        known = ", ".join(NEURON_TYPES)
+        raise CalciumAvaeError(f"A type mix needs shares > 0 of {known}; got {dict(shares)}.")
+    p = np.array([shares[t] for t in names], dtype=np.float64)
+    return np.array(names)[rng.choice(len(names), n, p=p / p.sum())]
+
+
+def draw_mixed_parameters(types: np.ndarray, rng: np.random.Generator) -> NeuronParameters:
+    """Per-neuron parameters of a mixed culture: each neuron's from its own type
+    (``draw_parameters`` on each type's neurons, types in NEURON_TYPES order)."""
+    if not np.isin(types, list(NEURON_TYPES)).all():
+        raise CalciumAvaeError("Every neuron's type must be one of " + ", ".join(NEURON_TYPES))
+    values = np.empty((len(types), 4))
+    for name in NEURON_TYPES:
+        rows = np.flatnonzero(types == name)
+        if rows.size:
+            p = draw_parameters(name, rows.size, rng)
+            values[rows] = np.column_stack([p.a, p.b, p.v0, p.du])
     return NeuronParameters(*(values[:, k].copy() for k in range(4)))
 
 

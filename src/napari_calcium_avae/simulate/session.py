@@ -8,7 +8,7 @@ imaged neurons' noise-free fluorescence and one noisy copy per noise level
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -16,7 +16,13 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import CalciumAvaeError, CalciumAvaeWarning
-from .dynamics import NEURON_TYPES, draw_parameters, simulate_spikes
+from .dynamics import (
+    NEURON_TYPES,
+    draw_mixed_parameters,
+    draw_parameters,
+    draw_types,
+    simulate_spikes,
+)
 from .fluorescence import DEFAULT_INDICATOR, add_noise, fluorescence, neuropil, slow_drift
 from .indicators import get_indicator
 from .network import build_network
@@ -29,12 +35,15 @@ DT_MS = 1.0
 class Culture:
     """One simulated culture with its full ground truth (times in ms from recording start).
 
+    ``neuron_type`` is the culture's type, or "MIX" for a mixed culture;
+    ``neuron_types`` holds each neuron's own type (all the same unless mixed).
     ``weights[i, j]`` is the synapse from j onto i (see ``released_wiring``);
     ``discarded_spike_times_ms`` holds the (negative) spike times of the discarded
     initial stretch, whose calcium is still present when recording starts.
     """
 
     neuron_type: str
+    neuron_types: np.ndarray
     positions_um: np.ndarray
     dish_radius_um: float
     weights: sp.csc_matrix
@@ -62,8 +71,12 @@ class Culture:
         return np.array([len(t) for t in self.spike_times_ms])
 
 
+#: the neuron_type of a culture whose neurons have several types
+MIXED = "MIX"
+
+
 def simulate_culture(
-    neuron_type: str = "RS",
+    neuron_type: str | Mapping[str, float] = "RS",
     n_neurons: int | None = None,
     density_per_mm2: float = 250.0,
     dish_size_mm: float = 3.0,
@@ -74,9 +87,14 @@ def simulate_culture(
 ) -> Culture:
     """Grow, wire and run one culture; the discarded stretch T_in ~ U(discard_s).
 
-    ``n_neurons`` defaults to density x dish_size^2 (2,250 for the paper's culture).
+    ``neuron_type`` is one type, or a mixed culture's shares of each type (e.g.
+    ``{"RS": 0.4, "IB": 0.3, "CH": 0.3}``): each neuron's type is then drawn with these
+    shares and its parameters from its own type, so that neurons of every type share one
+    network and its bursts. ``n_neurons`` defaults to density x dish_size^2 (2,250 for the
+    paper's culture).
     """
-    if neuron_type not in NEURON_TYPES:
+    mix = dict(neuron_type) if isinstance(neuron_type, Mapping) else None
+    if mix is None and neuron_type not in NEURON_TYPES:
         known = ", ".join(NEURON_TYPES)
         raise CalciumAvaeError(f"Unknown neuron type {neuron_type!r}; choose one of {known}.")
     check_culture_size(duration_s, dish_size_mm, density_per_mm2)
@@ -92,14 +110,20 @@ def simulate_culture(
         np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3)
     )
     net = build_network(n, dish_size_mm, rng_net, released_wiring=released_wiring)
-    params = draw_parameters(neuron_type, n, rng_par)
+    if mix is None:
+        types = np.full(n, neuron_type)
+        params = draw_parameters(neuron_type, n, rng_par)
+    else:
+        types = draw_types(mix, n, rng_par)
+        params = draw_mixed_parameters(types, rng_par)
     n_discard = round(rng_dyn.uniform(lo, hi) * 1000.0 / DT_MS)
     n_steps = round(duration_s * 1000.0 / DT_MS)
     times = simulate_spikes(net.weights, params, n_steps, rng_dyn, n_discard, DT_MS)
     recorded = [t[t >= 0] for t in times]
     discarded = [t[t < 0] for t in times]
     return Culture(
-        neuron_type=neuron_type,
+        neuron_type=MIXED if mix is not None else neuron_type,
+        neuron_types=types,
         positions_um=net.positions_um,
         dish_radius_um=net.dish_radius_um,
         weights=net.weights,
@@ -177,7 +201,7 @@ def culture_fluorescence(
     neurons: np.ndarray,
     frame_rate: float,
     per_spike: bool = False,
-    indicator: str = DEFAULT_INDICATOR,
+    indicator: str | Sequence[str] = DEFAULT_INDICATOR,
     *,
     amplitude_cv: float = 0.0,
     decay_cv: float = 0.0,
@@ -187,35 +211,50 @@ def culture_fluorescence(
 ) -> np.ndarray:
     """Noise-free fluorescence of the given neurons (neurons x frames, float32).
 
-    With the defaults, the indicator's fluorescence of each neuron's spikes. Options:
+    With the defaults, the indicator's fluorescence of each neuron's spikes;
+    ``indicator`` is one name for all neurons or one per neuron (a mixed recording: each
+    neuron gets its own indicator's kinetics, amplitude and saturation). Options:
     per-neuron amplitude and decay factors drawn log-normal with mean 1 and the given
     CV; plus ``neuropil_r`` x the culture's shared neuropil trace (all its neurons'
-    mean calcium, baseline F0); times a slow per-neuron drift of SD ``drift``. They
-    draw from ``rng`` (needed when any is non-zero), in that order.
+    mean calcium, baseline F0; with mixed indicators, each indicator's neuropil weighted
+    by its share of the given neurons, as the neuropil holds processes of every kind);
+    times a slow per-neuron drift of SD ``drift``. They draw from ``rng`` (needed when
+    any is non-zero), in that order.
     """
     spikes = [
         np.concatenate([culture.discarded_spike_times_ms[i], culture.spike_times_ms[i]])
         for i in neurons
     ]
-    if not (amplitude_cv or decay_cv or neuropil_r or drift):
-        return fluorescence(spikes, culture.duration_s, frame_rate, per_spike, indicator=indicator)
-    if rng is None:
-        raise CalciumAvaeError("Variability, neuropil or drift need a random generator (rng).")
-    ind = get_indicator(indicator)
     n = len(spikes)
+    if isinstance(indicator, str):
+        names = np.full(n, indicator)
+    else:
+        names = np.asarray(indicator, dtype=str)
+        if names.shape != (n,):
+            raise CalciumAvaeError(f"Give one indicator, or one per neuron ({n}).")
+    kinds = {name: get_indicator(name) for name in dict.fromkeys(names.tolist())}
+    if not (amplitude_cv or decay_cv or neuropil_r or drift):
+        rng = None
+    elif rng is None:
+        raise CalciumAvaeError("Variability, neuropil or drift need a random generator (rng).")
     amp = _lognormal(rng, amplitude_cv, n) if amplitude_cv else None
     decay = None
     if decay_cv:
-        decay = np.maximum(_lognormal(rng, decay_cv, n), 2 * ind.tau_rise_s / ind.tau_decay_s)
-    out = fluorescence(
-        spikes,
-        culture.duration_s,
-        frame_rate,
-        per_spike,
-        indicator=ind,
-        amplitude_scale=amp,
-        decay_scale=decay,
-    )
+        floor = {name: 2 * ind.tau_rise_s / ind.tau_decay_s for name, ind in kinds.items()}
+        decay = np.maximum(_lognormal(rng, decay_cv, n), [floor[k] for k in names])
+    n_frames = max(0, int(np.floor(culture.duration_s * frame_rate + 1e-9)))
+    out = np.empty((n, n_frames), dtype=np.float32)
+    for name, ind in kinds.items():
+        rows = np.flatnonzero(names == name)
+        out[rows] = fluorescence(
+            [spikes[r] for r in rows],
+            culture.duration_s,
+            frame_rate,
+            per_spike,
+            indicator=ind,
+            amplitude_scale=None if amp is None else amp[rows],
+            decay_scale=None if decay is None else decay[rows],
+        )
     if neuropil_r or drift:
         f = out.astype(np.float64)
         if neuropil_r:
@@ -225,7 +264,10 @@ def culture_fluorescence(
                     culture.discarded_spike_times_ms, culture.spike_times_ms, strict=True
                 )
             ]
-            f += neuropil_r * neuropil(every, culture.duration_s, frame_rate, ind)
+            for name, ind in kinds.items():
+                share = np.count_nonzero(names == name) / n
+                trace = neuropil(every, culture.duration_s, frame_rate, ind)
+                f += neuropil_r * (trace if share == 1 else share * trace)
         if drift:
             f *= slow_drift(f.shape, frame_rate, drift, rng)
         out = f.astype(np.float32)
@@ -247,7 +289,8 @@ class ImagedCulture:
     """One culture as the microscope sees it: the imaged neurons' traces and ground truth."""
 
     label: str
-    """e.g. "IB03": type and 1-based index, the NWB subject id."""
+    """e.g. "IB03" (or "MIX03" for a mixed culture): type and 1-based index, the NWB
+    subject id."""
     culture: Culture
     imaged: np.ndarray
     """Indices of the imaged neurons in the culture, one per ROI."""
@@ -256,13 +299,22 @@ class ImagedCulture:
     noisy: list[np.ndarray]
     """One (ROIs, frames) float32 array per noise level, all sharing the same spikes."""
     noise_levels: tuple[float, ...]
+    indicators: np.ndarray
+    """Each ROI's calcium indicator (all the same unless the indicators are mixed)."""
     settings: SimulationSettings | None = None
     """The dataset's settings (indicator, variability, neuropil, drift), for the record."""
 
+    @property
+    def neuron_types(self) -> np.ndarray:
+        """Each ROI's Izhikevich type (all the same unless the culture is mixed)."""
+        return self.culture.neuron_types[self.imaged]
+
 
 def culture_labels(settings: SimulationSettings) -> list[str]:
-    """Each culture's label (type and 1-based index, e.g. "RS01"), in simulation order."""
-    return [f"{t}{ci + 1:02d}" for t in settings.types for ci in range(settings.cultures_per_type)]
+    """Each culture's label (type and 1-based index, e.g. "RS01"; "MIX01" for mixed
+    cultures), in simulation order."""
+    kinds = [MIXED] if settings.type_mix else settings.types
+    return [f"{t}{ci + 1:02d}" for t in kinds for ci in range(settings.cultures_per_type)]
 
 
 def simulate_imaged_cultures(
@@ -270,19 +322,29 @@ def simulate_imaged_cultures(
 ) -> Iterator[ImagedCulture]:
     """The cultures of a dataset in memory, one at a time, type by type (no files).
 
+    With a type mix (``settings.type_mix``), ``cultures_per_type`` mixed cultures
+    instead, each neuron's type drawn with the mix's shares; with an indicator mix, each
+    imaged neuron's indicator drawn with its shares (``ImagedCulture.indicators``).
+
     ``settings`` defaults to ``SimulationSettings()``; keyword options replace single
     fields (``simulate_imaged_cultures(types=("RS",), seed=3)``), so they are checked
     before anything runs. Imaged neurons are drawn among those that spiked at least once
     in the recorded window (all neurons when ``neurons_per_culture`` is None). Each
     culture's seed comes from (seed, type, culture index), so the same seed gives the same
-    data and adding a type leaves the other cultures unchanged.
+    data and adding a type leaves the other cultures unchanged (mixed cultures count as
+    a fourth type; the indicators draw from a stream of their own, so mixing indicators
+    leaves spikes unchanged).
     """
     s = replace(settings or SimulationSettings(), **options)
+    if s.type_mix:
+        kinds: list[tuple[str | dict[str, float], int]] = [(s.type_shares, len(NEURON_TYPES))]
+    else:
+        kinds = [(t, list(NEURON_TYPES).index(t)) for t in s.types]
+    indicator_shares = s.indicator_shares
 
     def cultures() -> Iterator[ImagedCulture]:
         labels = iter(culture_labels(s))
-        for neuron_type in s.types:
-            type_index = list(NEURON_TYPES).index(neuron_type)
+        for neuron_type, type_index in kinds:
             for ci in range(s.cultures_per_type):
                 label = next(labels)
                 culture = simulate_culture(
@@ -296,12 +358,19 @@ def simulate_imaged_cultures(
                 )
                 rng = np.random.default_rng(_sub_seed(s.seed, type_index, ci, 1))
                 imaged = _choose_imaged(culture, s.neurons_per_culture, rng, label)
+                if indicator_shares:
+                    names = list(indicator_shares)
+                    p = np.array(list(indicator_shares.values()))
+                    rng_ind = np.random.default_rng(_sub_seed(s.seed, type_index, ci, 3))
+                    indicators = np.array(names)[rng_ind.choice(len(names), len(imaged), p=p)]
+                else:
+                    indicators = np.full(len(imaged), s.indicator)
                 clean = culture_fluorescence(
                     culture,
                     imaged,
                     s.frame_rate,
                     s.per_spike_fluorescence,
-                    s.indicator,
+                    indicators,
                     amplitude_cv=s.amplitude_cv,
                     decay_cv=s.decay_cv,
                     neuropil_r=s.neuropil,
@@ -309,7 +378,9 @@ def simulate_imaged_cultures(
                     rng=np.random.default_rng(_sub_seed(s.seed, type_index, ci, 2)),
                 )
                 noisy = add_noise(clean, s.noise_levels, rng)
-                yield ImagedCulture(label, culture, imaged, clean, noisy, s.noise_levels, s)
+                yield ImagedCulture(
+                    label, culture, imaged, clean, noisy, s.noise_levels, indicators, s
+                )
 
     return cultures()
 

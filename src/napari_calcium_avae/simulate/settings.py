@@ -34,10 +34,20 @@ class SimulationSettings:
     types: tuple[str, ...] = _option(
         tuple(NEURON_TYPES),
         "--types",
-        "excitatory neuron types, one set of cultures each",
+        "excitatory neuron types, one set of cultures each (ignored with --type-mix)",
         choices=tuple(NEURON_TYPES),
     )
-    cultures_per_type: int = _option(5, "--cultures-per-type", "cultures simulated per type")
+    cultures_per_type: int = _option(
+        5, "--cultures-per-type", "cultures simulated per type (with --type-mix: mixed cultures)"
+    )
+    type_mix: str = _option(
+        "",
+        "--type-mix",
+        "mixed cultures: each neuron's Izhikevich type drawn with these shares, e.g. "
+        "RS=0.4,IB=0.3,CH=0.3 (shares >= 0, normalised; a type alone counts 1); simulates "
+        "--cultures-per-type cultures MIX01, MIX02, ... instead of one set per --types",
+        metavar="TYPE=SHARE,...",
+    )
     neurons_per_culture: int | None = _option(
         50,
         "--neurons",
@@ -72,6 +82,13 @@ class SimulationSettings:
         f"calcium indicator: kinetics, single-spike dF/F and saturation ({', '.join(INDICATORS)})",
         choices=tuple(INDICATORS),
     )
+    indicator_mix: str = _option(
+        "",
+        "--indicator-mix",
+        "mixed indicators: each imaged neuron expresses one, drawn with these shares, e.g. "
+        "GCaMP6s,GCaMP6f,OGB-1 (equal shares) or GCaMP6s=2,OGB-1=1; replaces --indicator",
+        metavar="NAME=SHARE,...",
+    )
     amplitude_cv: float = _option(
         0.0,
         "--amplitude-cv",
@@ -97,6 +114,9 @@ class SimulationSettings:
     def __post_init__(self) -> None:
         object.__setattr__(self, "types", tuple(self.types))
         object.__setattr__(self, "noise_levels", tuple(float(s) for s in self.noise_levels))
+        object.__setattr__(self, "type_mix", format_mix(parse_mix(self.type_mix, NEURON_TYPES)))
+        indicators = parse_mix(self.indicator_mix, INDICATORS, "indicator")
+        object.__setattr__(self, "indicator_mix", format_mix(indicators))
         if not self.types:
             raise CalciumAvaeError("No neuron types given; choose among RS, IB, CH.")
         for t in self.types:
@@ -117,13 +137,14 @@ class SimulationSettings:
         if not 0 <= self.seed < 2**32:
             raise CalciumAvaeError(f"The seed must be between 0 and 2**32 - 1; got {self.seed}.")
         check_culture_size(self.duration_s, self.dish_size_mm, self.density_per_mm2)
-        indicator = get_indicator(self.indicator)
-        if self.per_spike_fluorescence and (
-            indicator.polynomial is None or indicator.tau_rise_s > 0
-        ):
-            raise CalciumAvaeError(
-                f"Per-spike fluorescence exists for GCaMP6s only, not {self.indicator}."
-            )
+        for name in [n for n, v in indicators.items() if v > 0] or [self.indicator]:
+            indicator = get_indicator(name)
+            if self.per_spike_fluorescence and (
+                indicator.polynomial is None or indicator.tau_rise_s > 0
+            ):
+                raise CalciumAvaeError(
+                    f"Per-spike fluorescence exists for GCaMP6s only, not {name}."
+                )
         for name in ("amplitude_cv", "decay_cv", "neuropil", "drift"):
             value = getattr(self, name)
             if not (math.isfinite(value) and 0 <= value <= 2):
@@ -131,7 +152,27 @@ class SimulationSettings:
 
     @property
     def n_cultures(self) -> int:
+        if self.type_mix:
+            return self.cultures_per_type
         return len(self.types) * self.cultures_per_type
+
+    @property
+    def type_shares(self) -> dict[str, float]:
+        """Each type's share of a mixed culture's neurons (empty: one type per culture)."""
+        return parse_mix(self.type_mix, NEURON_TYPES)
+
+    @property
+    def indicator_shares(self) -> dict[str, float]:
+        """Each indicator's share of the imaged neurons (empty: all have ``indicator``)."""
+        return parse_mix(self.indicator_mix, INDICATORS, "indicator")
+
+    @property
+    def indicator_label(self) -> str:
+        """The indicator, or the mix's names, for descriptions of the recording."""
+        shares = self.indicator_shares
+        if not shares:
+            return self.indicator
+        return "mixed " + ", ".join(n for n, v in shares.items() if v > 0) + " (one per neuron)"
 
     @property
     def neurons_per_dish(self) -> int:
@@ -186,6 +227,55 @@ def check_culture_size(duration_s: float, dish_size_mm: float, density_per_mm2: 
     values = (duration_s, dish_size_mm, density_per_mm2)
     if not all(math.isfinite(v) and v > 0 for v in values):
         raise CalciumAvaeError("Duration, dish size and density must be positive numbers.")
+
+
+def parse_mix(
+    text: str | Mapping[str, float], known: Mapping[str, Any], what: str = "neuron type"
+) -> dict[str, float]:
+    """'RS=0.4,IB=0.3,CH=0.3' (or a mapping) -> shares in ``known``'s order, summing to 1.
+
+    A name without a share counts 1 ('GCaMP6s,OGB-1' = half each); names left out get 0.
+    Empty text is no mix ({}). Raises CalciumAvaeError on an unknown or repeated name, a
+    share that is not a finite number >= 0, or shares summing to 0.
+    """
+    if isinstance(text, Mapping):
+        pairs = [(str(k), v) for k, v in text.items()]
+    else:
+        pairs = []
+        for item in str(text).replace(" ", "").split(","):
+            if not item:
+                continue
+            name, _, share = item.partition("=")
+            pairs.append((name, share if share else 1.0))
+    if not pairs:
+        return {}
+    example = "RS=0.4,IB=0.3,CH=0.3" if what == "neuron type" else "GCaMP6s,GCaMP6f"
+    shares: dict[str, float] = {}
+    for name, share in pairs:
+        if name not in known:
+            raise CalciumAvaeError(
+                f"Unknown {what} {name!r} in a mix; choose among {', '.join(known)}."
+            )
+        if name in shares:
+            raise CalciumAvaeError(f"{what.capitalize()} {name} appears twice in a mix.")
+        try:
+            value = float(share)
+        except (TypeError, ValueError):
+            value = math.nan
+        if not (math.isfinite(value) and value >= 0):
+            raise CalciumAvaeError(
+                f"The share of {name} must be a number >= 0, got {share!r}; e.g. {example}."
+            )
+        shares[name] = value
+    total = sum(shares.values())
+    if total <= 0:
+        raise CalciumAvaeError(f"The shares of a {what} mix sum to 0; e.g. {example}.")
+    return {name: shares.get(name, 0.0) / total for name in known}
+
+
+def format_mix(shares: Mapping[str, float]) -> str:
+    """The canonical text of a mix: each name with a share > 0, normalised: 'RS=0.4,...'."""
+    return ",".join(f"{name}={share:.6g}" for name, share in shares.items() if share > 0)
 
 
 def option_metadata(name: str) -> Mapping[str, Any]:
