@@ -302,3 +302,50 @@ def test_frame_rate_comes_from_timestamps_when_there_is_no_rate():
     assert frame_rate(stamped) == pytest.approx(10.0)
     with pytest.raises(CalciumAvaeError, match="neither a frame rate nor increasing"):
         frame_rate(Traces(data=data, rate=None, timestamps=np.zeros(5)))
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        (["--eps", "0.5"], "--eps is DBSCAN's radius and HDBSCAN needs none"),
+        (["--cluster-method", "dbscan", "--min-cluster-size", "4"], "is HDBSCAN's"),
+        (["--min-cluster-size", "1"], "--min-cluster-size must be at least 2"),
+        (["--cluster-method", "dbscan", "--eps", "-1"], "--eps must be positive"),
+    ],
+)
+def test_clustering_options_of_the_other_method_are_refused_first(options, expected, capsys):
+    """Checked before the inputs and the model are read: the files here do not exist."""
+    assert main(["apply", "no_model.pt", "no_data.nwb", "-o", "x.nwb", *options]) == 2
+    assert expected in one_line_error(capsys)
+
+
+def test_apply_cluster_methods_are_the_library_s_and_reach_the_file(
+    tmp_path, capsys, tiny_sessions
+):
+    from napari_calcium_avae import pipeline
+    from napari_calcium_avae.analysis.clustering import DEFAULT_METHOD, METHODS
+    from napari_calcium_avae.model import AVAE
+    from napari_calcium_avae.nwb import read_results, read_traces
+
+    base = ["apply", "m.pt", "in.nwb", "-o", "out.nwb"]
+    assert build_parser().parse_args(base).cluster_method == DEFAULT_METHOD
+    for method in METHODS:
+        assert (
+            build_parser().parse_args([*base, "--cluster-method", method]).cluster_method == method
+        )
+    recordings = [read_traces(p) for p in tiny_sessions]
+    model = AVAE(hidden_size=8, latent_size=2, max_epochs=2, batch_size=8, device="cpu")
+    path = model.fit(pipeline.training_matrix(recordings)).save(tmp_path / "m.pt")
+    common = [str(path), str(tiny_sessions[0]), "--min-samples", "3", "--embedding", "none"]
+    assert main(["apply", *common, "-o", str(tmp_path / "h.nwb")]) == 0
+    hdbscan = read_results(tmp_path / "h.nwb")
+    assert hdbscan.provenance["cluster_method"] == "hdbscan"
+    assert np.isfinite(hdbscan.outlier_scores).all()
+    assert ((hdbscan.probabilities >= 0) & (hdbscan.probabilities <= 1)).all()
+    dbscan_args = ["--cluster-method", "dbscan", "--eps", "0.25"]
+    assert main(["apply", *common, *dbscan_args, "-o", str(tmp_path / "d.nwb")]) == 0
+    dbscan = read_results(tmp_path / "d.nwb")
+    assert dbscan.provenance["cluster_method"] == "dbscan"
+    assert dbscan.provenance["dbscan_eps"] == 0.25
+    assert dbscan.provenance["dbscan_eps_choice"] == "manual"
+    assert "clustering the latents (DBSCAN)" in capsys.readouterr().err
