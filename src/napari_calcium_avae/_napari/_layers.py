@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import CalciumAvaeError
-from ..results import PER_ROI, Results, is_result_column
+from ..results import PER_ROI, PER_ROW, Results, is_result_column
 from ..traces import Traces
 
 TRACES_KEY = "calcium_avae_traces"
@@ -149,9 +149,43 @@ def cluster_colormap(clusters: np.ndarray) -> Any:
     return DirectLabelColormap(color_dict=color_dict)
 
 
-def put_results(layer: Any, results: Results) -> None:
-    """Show results on a ROI layer: Results in metadata, its columns, cluster colours."""
+SPIKE_FACTS = "spikes_"
+"""Prefix of spike inference's provenance facts when they join another step's results (both
+name their estimator as ``model``, its ``device`` and seed)."""
+
+
+def _merged(layer: Any, new: Results) -> Results:
+    """``new``'s fields over those the layer shows (its feature edits included), so spike
+    inference keeps a layer's latents and clusters, and the other way round.
+
+    Provenance is per recording: when fields of another step stay, the new step's facts
+    join them under ``SPIKE_FACTS`` (replacing that step's earlier facts); otherwise the
+    new facts are the provenance."""
+    kept = layer.metadata.get(RESULTS_KEY)
+    if not isinstance(kept, Results):
+        return new
+    shown = Results.from_table(layer.features, like=kept)
+    values = {
+        name: getattr(new, name) if getattr(new, name) is not None else getattr(shown, name)
+        for name in PER_ROW
+    }
+    others = [name for name in PER_ROW if getattr(new, name) is None and values[name] is not None]
+    if not others:
+        return new
+    facts = {k: v for k, v in shown.provenance.items() if not k.startswith(SPIKE_FACTS)}
+    facts.update({f"{SPIKE_FACTS}{k}": v for k, v in new.provenance.items()})
+    return Results(**values, provenance=facts, diagnostics=shown.diagnostics)
+
+
+def put_results(layer: Any, results: Results, *, merge: bool = False) -> None:
+    """Show results on a ROI layer: Results in metadata, its columns, cluster colours.
+
+    ``merge``: keep the fields ``results`` leaves out from what the layer shows (spike
+    inference adds rates and kinetics beside latents and clusters); otherwise ``results``
+    replaces them all."""
     traces = traces_of(layer)
+    if merge:
+        results = _merged(layer, results)
     if results.n_rois != traces.n_rois:
         raise CalciumAvaeError(
             f"results have {results.n_rois} ROIs but layer '{layer.name}' has {traces.n_rois}"
@@ -180,15 +214,16 @@ def results_from_features(
             f"layer '{name}' holds no calcium traces: only ROI layers opened by this plugin "
             "from an NWB file can be saved with AVAE results"
         )
-    if not _has_latents(features):
+    kept = metadata.get(RESULTS_KEY)
+    spikes = getattr(kept, "spike_rates", None) if isinstance(kept, Results) else None
+    if not _has_latents(features) and spikes is None:
         raise CalciumAvaeError(
-            f"layer '{name}' has no AVAE results to save: train and apply a model first"
+            f"layer '{name}' has no AVAE results to save: apply a model (or infer spikes) first"
         )
     if len(features) != traces.n_rois:
         raise CalciumAvaeError(
             f"layer '{name}' has {len(features)} feature rows but {traces.n_rois} ROIs"
         )
-    kept = metadata.get(RESULTS_KEY)
     like = kept if isinstance(kept, Results) else None
     if like is not None and like.reconstruction is not None:
         if like.reconstruction.shape != traces.data.shape:
