@@ -90,6 +90,9 @@ class SimulateWidget(QWidget):
             box.setToolTip(option_help("types"))
             type_row.addWidget(box)
         self.cultures = spin_box(1, 100, d.cultures_per_type, option_help("cultures_per_type"))
+        self.type_mix = QLineEdit(d.type_mix)
+        self.type_mix.setPlaceholderText("one type per culture, e.g. RS=0.4,IB=0.3,CH=0.3")
+        self.type_mix.setToolTip(option_help("type_mix"))
         self.neurons = spin_box(
             1, 100000, d.neurons_per_culture or 0, option_help("neurons_per_culture")
         )
@@ -99,6 +102,9 @@ class SimulateWidget(QWidget):
         self.indicator.addItems(list(INDICATORS))
         self.indicator.setCurrentText(d.indicator)
         self.indicator.setToolTip(option_help("indicator"))
+        self.indicator_mix = QLineEdit(d.indicator_mix)
+        self.indicator_mix.setPlaceholderText("one indicator, e.g. GCaMP6s,GCaMP6f,OGB-1")
+        self.indicator_mix.setToolTip(option_help("indicator_mix"))
         self.noise = QLineEdit(", ".join(f"{s:g}" for s in d.noise_levels))
         self.noise.setToolTip(option_help("noise_levels") + ", separated by commas")
         self.seed = spin_box(0, 2**31 - 1, d.seed, option_help("seed"))
@@ -115,10 +121,12 @@ class SimulateWidget(QWidget):
         form = QFormLayout()
         form.addRow("neuron types", type_row)
         form.addRow("cultures per type", self.cultures)
+        form.addRow("type mix", self.type_mix)
         form.addRow("neurons per culture", self.neurons)
         form.addRow("duration", self.duration)
         form.addRow("frame rate", self.frame_rate)
         form.addRow("indicator", self.indicator)
+        form.addRow("indicator mix", self.indicator_mix)
         form.addRow("noise σ", self.noise)
         form.addRow("seed", self.seed)
         form.addRow("output folder", folder_row)
@@ -147,19 +155,22 @@ class SimulateWidget(QWidget):
     def options(self) -> tuple[Path, SimulationSettings]:
         """The output folder and the settings the form describes (checked)."""
         types = tuple(name for name, box in self.types.items() if box.isChecked())
-        if not types:
-            raise CalciumAvaeError("tick at least one neuron type to simulate")
+        type_mix = self.type_mix.text().strip()
+        if not types and not type_mix:
+            raise CalciumAvaeError("tick at least one neuron type to simulate, or give a type mix")
         folder = self.folder.text().strip()
         if not folder:
             raise CalciumAvaeError("choose an output folder for the simulated sessions")
         settings = replace(
             DEFAULTS,
-            types=types,
+            types=types or DEFAULTS.types,  # unused with a type mix
+            type_mix=type_mix,
             cultures_per_type=self.cultures.value(),
             neurons_per_culture=self.neurons.value(),
             duration_s=self.duration.value(),
             frame_rate=self.frame_rate.value(),
             indicator=self.indicator.currentText(),
+            indicator_mix=self.indicator_mix.text().strip(),
             noise_levels=parse_levels(self.noise.text()),
             seed=self.seed.value(),
         )
