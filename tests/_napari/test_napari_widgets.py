@@ -11,7 +11,12 @@ from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import QMessageBox
 
 from napari_calcium_avae._napari import _common
-from napari_calcium_avae._napari._layers import NOISE_COLOUR, cluster_colours, is_ours
+from napari_calcium_avae._napari._layers import (
+    NOISE_COLOUR,
+    RESULTS_KEY,
+    cluster_colours,
+    is_ours,
+)
 from napari_calcium_avae.nwb import list_series, read_traces
 
 PLUGIN = "napari-calcium-avae"
@@ -102,8 +107,21 @@ def test_open_train_apply_cluster_plot_save(
             np.testing.assert_allclose(layer.colormap.map(row + 1), colours[int(label)])
             if label == -1:
                 np.testing.assert_allclose(layer.colormap.map(row + 1), NOISE_COLOUR)
-    assert "cluster(s)" in apply.summary.text()
-    assert len(apply.curve.ax.lines) == 2  # the k-distance curve and the eps line
+    assert "cluster(s)" in apply.summary.text() and "HDBSCAN" in apply.summary.text()
+    # HDBSCAN (the default): a strip of membership probabilities per cluster, no eps
+    assert apply.method.currentData() == "hdbscan" and not apply.eps.isEnabled()
+    assert {"cluster_probability", "outlier_score"} <= set(layers[0].features.columns)
+    labels = np.concatenate([layer.features["cluster"].to_numpy() for layer in layers])
+    assert len(apply.curve.ax.collections) == len(set(labels[labels >= 0].tolist()))
+    assert apply.curve.ax.get_ylabel() == "membership probability"
+    # DBSCAN with the knee: the k-distance curve and the eps line
+    apply.method.setCurrentIndex(apply.method.findData("dbscan"))
+    assert apply.auto_eps.isEnabled() and not apply.min_cluster_size.isEnabled()
+    apply.recluster()
+    assert "DBSCAN, eps" in apply.summary.text()
+    assert len(apply.curve.ax.lines) == 2
+    assert layers[0].metadata[RESULTS_KEY].provenance["cluster_method"] == "dbscan"
+    assert np.isnan(layers[0].features["outlier_score"]).all()
 
     # the latent space: every ROI a point; picking one selects it and shows its traces
     assert len(plots.points.xy) == n_rois

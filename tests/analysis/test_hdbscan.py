@@ -123,6 +123,12 @@ def test_too_few_rois_and_identical_latents_warn() -> None:
     with pytest.warns(CalciumAvaeWarning, match="min_cluster_size is 10"):
         result = cluster_latents(np.arange(16.0).reshape(8, 2), min_cluster_size=10)
     assert (result.labels == -1).all() and (result.probabilities == 0).all()
+    # identical latents (a collapsed encoder) are one cluster, as DBSCAN's knee makes them
+    identical = cluster_latents(np.zeros((20, 3)))
+    assert (identical.labels == 0).all() and (identical.probabilities == 1).all()
+    assert (identical.outlier_scores == 0).all()
+    # a uniform cloud has no group denser than its surroundings
+    cloud = np.random.default_rng(0).uniform(size=(20, 2))
     with pytest.warns(CalciumAvaeWarning, match="HDBSCAN found no cluster among 20 ROIs"):
-        result = cluster_latents(np.zeros((20, 3)))
+        result = cluster_latents(cloud, min_cluster_size=12)
     assert (result.labels == -1).all() and np.isfinite(result.outlier_scores).all()

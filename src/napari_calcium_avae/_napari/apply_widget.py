@@ -1,10 +1,13 @@
-"""Dock widget: encode, denoise, cluster (DBSCAN) and embed the chosen recordings.
+"""Dock widget: encode, denoise, cluster and embed the chosen recordings.
 
 Clustering is joint over all chosen layers, as ``pipeline.apply`` does for the CLI, so
-cluster labels mean the same thing in every recording. eps is the knee of the k-distance
-curve unless set by hand; the curve is drawn with the eps in use, and clicking on it
-sets eps there. "Re-cluster" reruns DBSCAN on the latents already computed, which is
-instant, so eps can be explored without encoding again.
+cluster labels mean the same thing in every recording. The method is HDBSCAN unless
+DBSCAN is chosen (``analysis.clustering.METHODS``). HDBSCAN's view is each cluster's ROIs
+by membership probability, with the cluster's stability. DBSCAN's eps is the knee of the
+k-distance curve unless set by hand; the curve is drawn with the eps in use, and clicking
+on it sets eps there (a hand-set eps means DBSCAN). "Re-cluster" reruns the clustering on
+the latents already computed, which is instant, so settings can be explored without
+encoding again.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 
 import numpy as np
 from napari.qt.threading import create_worker
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -24,6 +28,12 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ..analysis.clustering import (
+    DEFAULT_METHOD,
+    DEFAULT_MIN_CLUSTER_SIZE,
+    DEFAULT_MIN_SAMPLES,
+    METHODS,
+)
 from ..analysis.embedding import TSNE_MAX_POINTS
 from ..errors import CalciumAvaeError
 from ..results import Results
@@ -38,7 +48,7 @@ from ._common import (
     tab_on_short_screens,
     wrapped_label,
 )
-from ._layers import put_results, results_of, traces_of
+from ._layers import cluster_colours, put_results, results_of, traces_of
 from ._plotting import ThemedCanvas
 from ._session import session_for
 
@@ -65,14 +75,13 @@ def describe_model(model: Any) -> str:
 def apply_model(
     model: Any,
     traces_list: Sequence[Traces],
-    eps: float | str,
-    min_samples: int,
+    clustering: dict[str, Any],
     embedding: str,
 ) -> list[Results]:
     """The worker's job: the same ``pipeline.apply`` the command line runs."""
     from ..pipeline import apply
 
-    return apply(model, traces_list, eps=eps, min_samples=min_samples, embedding=embedding)
+    return apply(model, traces_list, embedding=embedding, **clustering)
 
 
 def plot_k_distances(canvas: ThemedCanvas, latents: np.ndarray, eps: float, k: int) -> None:
@@ -93,6 +102,54 @@ def plot_k_distances(canvas: ThemedCanvas, latents: np.ndarray, eps: float, k: i
     canvas.restyle()
 
 
+def stability_of(provenance: dict[str, Any]) -> dict[int, float]:
+    """The per-cluster stabilities ``pipeline.cluster`` recorded ("0: 12.5, 1: 3.1")."""
+    text = str(provenance.get("hdbscan_cluster_stability", ""))
+    out: dict[int, float] = {}
+    for part in text.split(","):
+        label, _, value = part.partition(":")
+        try:
+            out[int(label)] = float(value)
+        except ValueError:
+            continue
+    return out
+
+
+def plot_memberships(
+    canvas: ThemedCanvas,
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    stability: dict[int, float],
+) -> None:
+    """HDBSCAN's view: each cluster's ROIs by membership probability (a strip per cluster,
+    jittered sideways), the cluster's stability under its label; noise left out."""
+    ax = canvas.ax
+    ax.clear()
+    clusters = sorted(set(labels[labels >= 0].tolist()))
+    colours = cluster_colours(np.asarray(clusters, dtype=np.int64))
+    jitter = np.random.default_rng(0)
+    for x, label in enumerate(clusters):
+        p = probabilities[labels == label]
+        ax.scatter(
+            x + jitter.uniform(-0.3, 0.3, len(p)),
+            p,
+            s=6,
+            color=colours[label],
+            linewidths=0,
+        )
+    ax.set_xticks(range(len(clusters)))
+    ax.set_xticklabels(
+        [f"{c}\n{stability[c]:.3g}" if c in stability else str(c) for c in clusters],
+        fontsize=7,
+    )
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_xlabel("cluster (stability)" if stability else "cluster")
+    ax.set_ylabel("membership probability")
+    if not clusters:
+        ax.text(0.5, 0.5, "no cluster: every ROI is noise", ha="center", transform=ax.transAxes)
+    canvas.restyle()
+
+
 class ApplyWidget(QWidget):
     """Apply the session's model; latents, clusters and embedding go to the layers."""
 
@@ -103,15 +160,24 @@ class ApplyWidget(QWidget):
         self.worker: Any = None
         self.layer_list = RoiLayerList(napari_viewer, tick_results=True)
         self.model_label = wrapped_label()
+        self.method = QComboBox()
+        for name, text in METHODS.items():
+            self.method.addItem(name.upper(), name)
+            self.method.setItemData(self.method.count() - 1, text, Qt.ItemDataRole.ToolTipRole)
+        self.method.setCurrentIndex(self.method.findData(DEFAULT_METHOD))
         self.auto_eps = QCheckBox("knee of the k-distance curve")
         self.auto_eps.setChecked(True)
         self.eps = SignificantSpinBox(1e-12, 1e6, 0.5)
-        self.eps.setEnabled(False)
-        self.auto_eps.toggled.connect(lambda on: self.eps.setEnabled(not on))
+        self.auto_eps.toggled.connect(self._on_auto_eps)
         self.min_samples = QSpinBox()
         self.min_samples.setRange(1, 1000)
-        self.min_samples.setValue(5)
-        self.min_samples.setToolTip("DBSCAN: neighbours (self included) that make a core ROI")
+        self.min_samples.setValue(DEFAULT_MIN_SAMPLES)
+        self.min_samples.setToolTip("neighbours (the ROI included) that make a core ROI")
+        self.min_cluster_size = QSpinBox()
+        self.min_cluster_size.setRange(2, 100_000)
+        self.min_cluster_size.setValue(DEFAULT_MIN_CLUSTER_SIZE)
+        self.min_cluster_size.setToolTip("HDBSCAN: the fewest ROIs a cluster may hold")
+        self.method.currentIndexChanged.connect(lambda _: self._enable_settings())
         self.embedding = QComboBox()
         self.embedding.addItems(list(EMBEDDINGS))
 
@@ -121,14 +187,16 @@ class ApplyWidget(QWidget):
         form = QFormLayout()
         form.addRow("ROI layers", self.layer_list)
         form.addRow("model", self.model_label)
+        form.addRow("method", self.method)
         form.addRow("eps", eps_row)
         form.addRow("min samples", self.min_samples)
+        form.addRow("min cluster size", self.min_cluster_size)
         form.addRow("2-D view", self.embedding)
 
         self.apply_button = QPushButton("Apply and cluster")
         self.apply_button.clicked.connect(lambda: self.run())
         self.recluster_button = QPushButton("Re-cluster")
-        self.recluster_button.setToolTip("DBSCAN again on the latents already computed")
+        self.recluster_button.setToolTip("cluster again the latents already computed")
         self.recluster_button.clicked.connect(lambda: self.recluster())
         buttons = QHBoxLayout()
         buttons.addWidget(self.apply_button)
@@ -136,8 +204,9 @@ class ApplyWidget(QWidget):
         self.summary = wrapped_label()
         self.curve = ThemedCanvas(napari_viewer, height=2.2)
         self.curve.canvas.mpl_connect("button_press_event", self._on_curve_click)
-        self.curve.canvas.setToolTip("click to set eps by hand")
-        plot_k_distances(self.curve, np.zeros((0, 2)), float("nan"), 5)
+        self.curve.canvas.setToolTip("DBSCAN: click on the curve to set eps by hand")
+        self._enable_settings()
+        self._plot_empty()
 
         layout = scrolling_layout(self)
         tab_on_short_screens(self)
@@ -155,6 +224,44 @@ class ApplyWidget(QWidget):
     def eps_value(self) -> float | str:
         return "auto" if self.auto_eps.isChecked() else float(self.eps.value())
 
+    def method_name(self) -> str:
+        return str(self.method.currentData())
+
+    def cluster_settings(self) -> dict[str, Any]:
+        """The settings ``pipeline.cluster`` takes, each only for the method that has it."""
+        dbscan = self.method_name() == "dbscan"
+        return {
+            "method": self.method_name(),
+            "eps": self.eps_value() if dbscan else None,
+            "min_samples": self.min_samples.value(),
+            "min_cluster_size": None if dbscan else self.min_cluster_size.value(),
+        }
+
+    def _enable_settings(self) -> None:
+        dbscan = self.method_name() == "dbscan"
+        self.auto_eps.setEnabled(dbscan)
+        self.eps.setEnabled(dbscan and not self.auto_eps.isChecked())
+        self.min_cluster_size.setEnabled(not dbscan)
+        if self._shown_method() not in (None, self.method_name()):
+            self._plot_empty()
+
+    def _on_auto_eps(self, on: bool) -> None:
+        if not on:  # an eps set by hand is DBSCAN's radius
+            self.method.setCurrentIndex(self.method.findData("dbscan"))
+        self._enable_settings()
+
+    def _shown_method(self) -> str | None:
+        return getattr(self, "_plotted", None)
+
+    def _plot_empty(self) -> None:
+        """The empty view of the chosen method, until something is clustered."""
+        empty = np.zeros(0, dtype=np.int64)
+        if self.method_name() == "dbscan":
+            plot_k_distances(self.curve, np.zeros((0, 2)), float("nan"), self.min_samples.value())
+        else:
+            plot_memberships(self.curve, empty, np.zeros(0), {})
+        self._plotted = self.method_name()
+
     @guarded
     def run(self) -> None:
         """Encode, reconstruct, cluster and embed in a background thread."""
@@ -168,8 +275,7 @@ class ApplyWidget(QWidget):
             apply_model,
             self.session.model,
             traces_list,
-            self.eps_value(),
-            self.min_samples.value(),
+            self.cluster_settings(),
             EMBEDDINGS[self.embedding.currentText()],
             _start_thread=True,
             _connect={
@@ -191,43 +297,56 @@ class ApplyWidget(QWidget):
     def _on_results(self, layers: list[Any], results: list[Results]) -> None:
         for layer, result in zip(layers, results, strict=True):
             put_results(layer, result)
-        eps = float(results[0].provenance.get("dbscan_eps", float("nan")))
-        self._show_clusters(layers, results, eps)
+        self._show_clusters(layers, results)
         self.session.results_changed.emit()
 
-    def _show_clusters(self, layers: list[Any], results: list[Results], eps: float) -> None:
-        """The clusters in one line, then each warning of the latent diagnostics."""
+    def _show_clusters(self, layers: list[Any], results: list[Results]) -> None:
+        """The clusters in one line, then each warning of the latent diagnostics; the
+        method's view below (the k-distance curve, or memberships and stabilities)."""
         labels = np.concatenate([r.labels for r in results if r.labels is not None])
-        if np.isfinite(eps):
-            self.eps.setValue(eps)
+        facts = results[0].provenance
+        method = str(facts.get("cluster_method", "dbscan"))
         n_clusters = len(set(labels[labels >= 0].tolist()))
-        how = "auto" if self.auto_eps.isChecked() else "manual"
-        lines = [
-            f"{n_clusters} cluster(s), {int((labels < 0).sum())} noise ROI(s) of "
-            f"{len(labels)}; eps {eps:.4g} ({how})"
-        ]
+        line = f"{n_clusters} cluster(s), {int((labels < 0).sum())} noise ROI(s) of {len(labels)}"
+        if method == "dbscan":
+            eps = float(facts.get("dbscan_eps", float("nan")))
+            if np.isfinite(eps):
+                self.eps.setValue(eps)
+            how = "auto" if self.auto_eps.isChecked() else "manual"
+            line += f"; DBSCAN, eps {eps:.4g} ({how})"
+        else:
+            line += f"; HDBSCAN, min cluster size {facts.get('hdbscan_min_cluster_size')}"
+        lines = [line]
         for layer, result in zip(layers, results, strict=True):
             if result.diagnostics is not None:
                 lines += [f"⚠ {layer.name}: {line}" for line in result.diagnostics.warnings]
         self.summary.setText("\n".join(lines))
-        latents = np.concatenate([r.latents for r in results])
-        plot_k_distances(self.curve, latents, eps, self.min_samples.value())
+        if method == "dbscan":
+            latents = np.concatenate([r.latents for r in results])
+            plot_k_distances(self.curve, latents, eps, int(facts.get("cluster_min_samples", 5)))
+        else:
+            probabilities = np.concatenate([r.probabilities for r in results])
+            plot_memberships(self.curve, labels, probabilities, stability_of(facts))
+        self._plotted = method
 
     @guarded
     def recluster(self) -> None:
-        """DBSCAN again on the latents the chosen layers already show, with the current eps:
-        the pipeline's clustering step alone, so labels mean what an apply would give."""
+        """Cluster again the latents the chosen layers already show, with the current
+        settings: the pipeline's clustering step alone, so labels mean what an apply would
+        give."""
         from ..pipeline import cluster
 
         layers = self.layer_list.layers()
         results = [results_of(layer) for layer in layers]
-        clustering = cluster(results, eps=self.eps_value(), min_samples=self.min_samples.value())
+        cluster(results, **self.cluster_settings())
         for layer, result in zip(layers, results, strict=True):
             put_results(layer, result)
-        self._show_clusters(layers, results, clustering.eps)
+        self._show_clusters(layers, results)
         self.session.results_changed.emit()
 
     def _on_curve_click(self, event: Any) -> None:
+        if self._shown_method() != "dbscan":
+            return  # HDBSCAN's view: nothing to set by clicking
         if event.inaxes is not self.curve.ax or event.ydata is None or event.ydata <= 0:
             return
         self.auto_eps.setChecked(False)

@@ -27,8 +27,8 @@ from ..errors import CalciumAvaeError, CalciumAvaeWarning
 from ._threads import openmp_threads_for
 
 METHODS: dict[str, str] = {
-    "hdbscan": "HDBSCAN: clusters of any density, no radius to choose (default)",
-    "dbscan": "DBSCAN: one radius eps, the k-distance knee or set by hand (the paper's)",
+    "hdbscan": "clusters of any density, no radius to choose (the default)",
+    "dbscan": "one radius eps, the k-distance knee or set by hand (the paper's protocol)",
 }
 """The clustering methods, the default first: the CLI's choices and the GUI's combo."""
 DEFAULT_METHOD = next(iter(METHODS))
@@ -196,6 +196,13 @@ def cluster_latents(
         _warn_if_fragmented(
             labels[valid], min_samples, "raise min_samples (5 is the default) or eps"
         )
+        return result
+    if (points == points[0]).all():
+        # one latent vector for every ROI (a collapsed encoder): a group at infinite
+        # density, one cluster as DBSCAN finds it, where HDBSCAN, which never returns a
+        # single cluster by default, would call all of it noise
+        labels[valid], probabilities[valid], outliers[valid] = 0, 1.0, 0.0
+        result.stability = np.array([np.inf])
         return result
     with openmp_threads_for(len(points)):
         fitted = HDBSCAN(min_cluster_size=min_cluster_size, min_samples=min_samples, copy=True).fit(
