@@ -28,6 +28,8 @@ def make_results(n: int, n_frames: int, data: np.ndarray, seed: int = 0) -> Resu
     return Results(
         latents=rng.normal(size=(n, 3)),
         labels=np.array([0, 1, -1, 0][:n]),
+        probabilities=np.array([0.75, 1.0, 0.0, 0.5][:n]),
+        outlier_scores=np.array([0.25, 0.0, np.nan, 0.5][:n]),
         embedding=rng.normal(size=(n, 2)),
         reconstruction=data * 0.9 + seed,
         provenance={"D1": 32, "D2": 3, "beta": 0.5, "seed": seed},
@@ -83,7 +85,13 @@ def test_round_trip_new_file(layout: str, request: pytest.FixtureRequest, tmp_pa
         table[["latent_0", "latent_1", "latent_2"]].to_numpy(), results.latents, rtol=1e-6
     )
     np.testing.assert_array_equal(table["cluster"], results.labels)
+    # membership and outlier score sit next to the label; NaN (no score) stays NaN
+    np.testing.assert_array_equal(table["cluster_probability"], results.probabilities)
+    np.testing.assert_array_equal(table["outlier_score"], results.outlier_scores)
     np.testing.assert_allclose(table[["embedding_0", "embedding_1"]], results.embedding, rtol=1e-6)
+    stored = read_results(out)
+    np.testing.assert_array_equal(stored.probabilities, results.probabilities)
+    np.testing.assert_array_equal(stored.outlier_scores, results.outlier_scores)
 
     recon = read_traces(out, "processing/calcium_avae/reconstruction")
     np.testing.assert_allclose(recon.data, results.reconstruction, rtol=1e-6)
