@@ -222,7 +222,7 @@ class DeconvolveWidget(QWidget):
             estimator,
             traces_list,
             self.stop_event,
-            self.progressed.emit,
+            self._emit_progress,
             _start_thread=True,
             _connect={
                 "returned": lambda results: self._on_results(layers, names, results),
@@ -240,6 +240,13 @@ class DeconvolveWidget(QWidget):
             self.stop_event.set()
             self.run_button.setText("Stopping…")
             self.run_button.setEnabled(False)
+
+    def _emit_progress(self, done: int, total: int) -> None:
+        """Called in the worker thread; the signal carries it to the GUI thread."""
+        try:
+            self.progressed.emit(done, total)
+        except RuntimeError:  # the dock was closed meanwhile: the run goes on unseen
+            pass
 
     def _on_progress(self, done: int, total: int) -> None:
         self.progress.setRange(0, total)
