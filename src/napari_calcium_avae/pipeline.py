@@ -198,7 +198,6 @@ def cluster(
         facts["dbscan_eps_choice"] = (
             "auto (k-distance knee)" if clustering.eps_was_auto else "manual"
         )
-        facts["dbscan_min_samples"] = clustering.min_samples
     else:
         facts["hdbscan_min_cluster_size"] = int(clustering.min_cluster_size or 0)
         facts["hdbscan_cluster_stability"] = (

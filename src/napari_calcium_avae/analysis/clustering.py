@@ -255,10 +255,11 @@ def condense_tree(hierarchy: np.ndarray, min_cluster_size: int) -> np.ndarray:
     falling out of the cluster at that density level (lambda = 1 / distance). Node i's
     children are below i, so visiting nodes from the root downwards is a single pass.
     """
-    rows = np.asarray(
-        [tuple(r)[:4] for r in hierarchy] if hierarchy.dtype.names else hierarchy,
-        dtype=np.float64,
-    ).reshape(-1, 4)
+    if hierarchy.dtype.names:  # scikit-learn's record array: left, right, distance, size
+        rows = np.column_stack([hierarchy[name] for name in hierarchy.dtype.names[:4]])
+    else:
+        rows = np.asarray(hierarchy)
+    rows = rows.astype(np.float64).reshape(-1, 4)
     n = len(rows) + 1
     left, right = rows[:, 0].astype(np.int64), rows[:, 1].astype(np.int64)
     with np.errstate(divide="ignore"):
