@@ -46,7 +46,8 @@ class Clustering:
     """DBSCAN's radius; NaN for HDBSCAN (or when too few ROIs were clustered)."""
     min_samples: int
     k_distances: np.ndarray
-    """Sorted distance of each point to its (min_samples - 1)-th neighbour, for display."""
+    """Sorted distance of each point to its (min_samples - 1)-th neighbour, for display
+    (DBSCAN; empty for HDBSCAN, which has no radius to show it against)."""
     eps_was_auto: bool
     method: str = "dbscan"
     min_cluster_size: int | None = None
@@ -163,7 +164,8 @@ def cluster_latents(
 
     valid = np.isfinite(latents).all(axis=1)
     points = latents[valid]
-    curve = k_distances(points, min_samples) if len(points) else np.zeros(0)
+    curve = k_distances(points, min_samples) if len(points) and method == "dbscan" else None
+    curve = np.zeros(0) if curve is None else curve
     labels = np.full(len(latents), -1, dtype=np.int64)
     probabilities = np.where(valid, 0.0, np.nan)
     outliers = np.full(len(latents), np.nan)
