@@ -109,6 +109,21 @@ def ar_from_roots(roots: torch.Tensor) -> torch.Tensor:
     raise CalciumAvaeError(f"ar_order must be 1 or 2, not {roots.shape[-1]}")
 
 
+def mixture_log_terms(
+    resid: torch.Tensor, rates: torch.Tensor, gain: torch.Tensor, sd: torch.Tensor, max_count: int
+) -> torch.Tensor:
+    """log Poisson(k; rate) + log N(resid; gain k, sd^2) for k = 0..max_count: (N, T, R+1).
+
+    The one place the per-frame count mixture is written; its logsumexp over the last axis
+    is a frame's log-likelihood (used by the model below and by the neuron VAE's decoder).
+    """
+    k = torch.arange(max_count + 1, dtype=resid.dtype, device=resid.device)
+    sd = sd[:, None, None]
+    log_poisson = torch.special.xlogy(k, rates[..., None]) - rates[..., None] - torch.lgamma(k + 1)
+    z = (resid[..., None] - gain[:, None, None] * k) / sd
+    return log_poisson - 0.5 * z**2 - torch.log(sd) - 0.5 * _LOG_2PI
+
+
 class CalciumObservationModel(nn.Module):
     """Per-neuron calcium observation parameters and the exact marginal log-likelihood.
 
@@ -248,12 +263,7 @@ class CalciumObservationModel(nn.Module):
         lam = torch.where(valid, lam, torch.ones((), dtype=lam.dtype, device=lam.device))
         if max_count is None:
             max_count = choose_max_count(lam[valid] if valid.any() else lam)
-        k = torch.arange(max_count + 1, dtype=y.dtype, device=y.device)
-        sd = self.noise_sd[:, None, None]
-        mean = self.gain[:, None, None] * k
-        log_poisson = torch.special.xlogy(k, lam[..., None]) - lam[..., None] - torch.lgamma(k + 1)
-        log_gauss = -0.5 * ((resid[..., None] - mean) / sd) ** 2 - torch.log(sd) - 0.5 * _LOG_2PI
-        joint = log_poisson + log_gauss
+        joint = mixture_log_terms(resid, lam, self.gain, self.noise_sd, max_count)
         if self.saturation:
             joint = joint + log_jac[..., None]
         return joint, valid
