@@ -1,0 +1,212 @@
+"""Do neuron representations find subpopulations without labels? (issue 15's benchmark)
+
+Three kinds of simulated recording, each with ground truth per neuron:
+
+- ``one-type``: the paper's design, each culture one Izhikevich type (RS, IB or CH). A
+  method can score here by recognising a culture's shared network bursts.
+- ``mixed-type``: every culture holds RS, IB and CH neurons in equal shares
+  (``--type-mix``), so type can only be read from the neuron itself; at noise 1.0 and 2.5.
+- ``mixed-indicator``: every culture's neurons carry GCaMP6s, GCaMP6f or OGB-1
+  (``--indicator-mix``); the label is the indicator.
+
+Representations, each clustered by the product's automatic choice (``cluster_latents``
+defaults: HDBSCAN) and by DBSCAN with the eps that fits the truth best (the paper's
+protocol, an upper bound no real recording allows):
+
+- ``pca-raw``: PCA of the traces (``PCABaseline``, the paper's baseline);
+- ``timing-free``: features that do not depend on when a neuron fired: log power
+  spectrum, autocorrelation and amplitude quantiles of dF/F, standardised, then PCA;
+- ``kinetics``: what spike inference fits per neuron (``SpikeInference``: decay, gain,
+  noise SD, mean inferred rate), standardised;
+- ``avae``: the paper's model (``AVAE``, defaults but fewer epochs; ``--no-avae`` skips);
+- ``true-spikes``: firing statistics of the true spike trains (rate, fraction of
+  inter-spike intervals under 10 ms, spikes per event). Not a method: it shows how much
+  of the type is in the spikes at all, a ceiling for any method that reads spikes.
+
+Run: OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_clusters.py [--quick] [--out DIR]
+Writes DIR/clusters.md (a table) and DIR/clusters.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.signal import welch
+from sklearn.decomposition import PCA
+from sklearn.preprocessing import StandardScaler
+
+from napari_calcium_avae.analysis.clustering import cluster_latents
+from napari_calcium_avae.analysis.metrics import adjusted_rand, oracle_eps_ari
+from napari_calcium_avae.model.estimator import AVAE, PCABaseline
+from napari_calcium_avae.simulate import SimulationSettings
+from napari_calcium_avae.simulate.session import simulate_imaged_cultures
+from napari_calcium_avae.spikes import SpikeInference
+
+FRAME_RATE = 100.0
+INDICATOR_MIX = "GCaMP6s,GCaMP6f,OGB-1"
+
+
+@dataclass
+class Recording:
+    name: str
+    traces: np.ndarray
+    labels: np.ndarray
+    spike_times_ms: list[np.ndarray]
+
+
+def simulate(name: str, settings: SimulationSettings, label: str, level: int = 0) -> Recording:
+    """All cultures of ``settings`` pooled; ``label`` is "type" or "indicator"."""
+    traces, labels, spikes = [], [], []
+    for culture in simulate_imaged_cultures(settings):
+        traces.append(culture.noisy[level])
+        labels.append(culture.neuron_types if label == "type" else culture.indicators)
+        spikes += [culture.culture.spike_times_ms[i] for i in culture.imaged]
+    return Recording(name, np.concatenate(traces), np.concatenate(labels), spikes)
+
+
+def recordings(quick: bool) -> list[Recording]:
+    size = (
+        {"cultures_per_type": 1, "neurons_per_culture": 20, "duration_s": 20.0}
+        if quick
+        else {"cultures_per_type": 3, "neurons_per_culture": 40, "duration_s": 60.0}
+    )
+    common = {"frame_rate": FRAME_RATE, "seed": 1, **size}
+    mixed_cultures = 2 if quick else 6
+    mixed = {**common, "cultures_per_type": mixed_cultures, "type_mix": "RS,IB,CH"}
+    out = [simulate("one-type, noise 1.0", SimulationSettings(**common), "type")]
+    both = SimulationSettings(**mixed, noise_levels=(1.0, 2.5))
+    out += [simulate(f"mixed-type, noise {s}", both, "type", k) for k, s in enumerate((1.0, 2.5))]
+    indicators = SimulationSettings(**common, indicator_mix=INDICATOR_MIX)
+    out.append(simulate("mixed-indicator, noise 1.0", indicators, "indicator"))
+    return out
+
+
+def _dff(X: np.ndarray) -> np.ndarray:
+    f0 = np.percentile(X, 20, axis=1, keepdims=True)
+    return (X - f0) / np.maximum(np.abs(f0), 1e-6)
+
+
+def timing_free_features(X: np.ndarray, frame_rate: float) -> np.ndarray:
+    """Log power spectrum (at 16 log-spaced frequencies), autocorrelation (12 log-spaced lags up to
+    2 s) and dF/F quantiles: none of them changes when the neuron's events move in time."""
+    y = _dff(X)
+    y = y - y.mean(axis=1, keepdims=True)
+    nper = min(X.shape[1], 2 ** int(np.round(np.log2(4 * frame_rate))))
+    freqs, power = welch(y, fs=frame_rate, nperseg=nper, axis=1)
+    at = np.geomspace(max(freqs[1], 0.1), min(frame_rate / 2, 20.0), 16)
+    log_power = np.log(power + 1e-12)
+    spectrum = np.stack([np.interp(at, freqs, row) for row in log_power])
+    n = y.shape[1]
+    f = np.fft.rfft(y, 2 * n, axis=1)
+    acov = np.fft.irfft(np.abs(f) ** 2, axis=1)[:, :n]
+    lags = np.unique(np.round(np.geomspace(1, min(n - 1, 2 * frame_rate), 12)).astype(int))
+    acorr = acov[:, lags] / np.maximum(acov[:, :1], 1e-12)
+    quantiles = np.quantile(_dff(X), [0.5, 0.9, 0.99, 1.0], axis=1).T
+    return np.hstack([spectrum, acorr, quantiles])
+
+
+def kinetics_features(X: np.ndarray, frame_rate: float) -> np.ndarray:
+    model = SpikeInference(frame_rate=frame_rate, device="cpu").fit(X)
+    rates = model.transform(X)
+    decay = np.asarray(model.time_constants_, dtype=np.float64).reshape(len(X), -1).max(axis=1)
+    return np.column_stack(
+        [
+            np.log(decay),
+            np.log(np.asarray(model.gain_)),
+            np.log(np.asarray(model.noise_sd_)),
+            np.log(np.nanmean(rates, axis=1) + 1e-6),
+        ]
+    )
+
+
+def true_spike_features(spike_times_ms: list[np.ndarray], duration_s: float) -> np.ndarray:
+    rows = []
+    for t in spike_times_ms:
+        isi = np.diff(t)
+        events = 1 + int(np.sum(isi >= 30.0)) if len(t) else 1
+        rows.append(
+            [
+                np.log1p(len(t) / duration_s),
+                float(np.mean(isi < 10.0)) if len(isi) else 0.0,
+                np.log(len(t) / events) if len(t) else 0.0,
+            ]
+        )
+    return np.array(rows)
+
+
+def _standardised(F: np.ndarray, n_components: int = 8) -> np.ndarray:
+    Z = StandardScaler().fit_transform(np.nan_to_num(F))
+    if Z.shape[1] > n_components:
+        Z = PCA(n_components, random_state=0).fit_transform(Z)
+    return Z
+
+
+def representations(rec: Recording, quick: bool, avae: bool) -> dict[str, np.ndarray]:
+    X = rec.traces
+    duration_s = X.shape[1] / FRAME_RATE
+    out = {
+        "pca-raw": PCABaseline(8).fit(X).transform(X),
+        "timing-free": _standardised(timing_free_features(X, FRAME_RATE)),
+        "kinetics": _standardised(kinetics_features(X, FRAME_RATE)),
+    }
+    if avae:
+        model = AVAE(max_epochs=5 if quick else 60, device="cpu", random_state=0).fit(X)
+        out["avae"] = model.transform(X)
+    out["true-spikes"] = _standardised(true_spike_features(rec.spike_times_ms, duration_s))
+    return out
+
+
+def score(Z: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    _, codes = np.unique(labels, return_inverse=True)
+    auto = cluster_latents(Z)
+    best, _ = oracle_eps_ari(Z, codes)
+    return {
+        "ari_auto": adjusted_rand(codes, auto.labels),
+        "clusters_auto": auto.n_clusters,
+        "ari_best_eps": best,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small recordings (a smoke test)")
+    parser.add_argument("--no-avae", action="store_true", help="skip the paper's model")
+    parser.add_argument("--out", type=Path, default=Path("bench_clusters_out"))
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    start = time.perf_counter()
+    for rec in recordings(args.quick):
+        reps = representations(rec, args.quick, not args.no_avae)
+        results[rec.name] = {name: score(Z, rec.labels) for name, Z in reps.items()}
+        shape = f"{rec.traces.shape[0]} ROIs x {rec.traces.shape[1]} frames"
+        print(f"{rec.name} ({shape}):", json.dumps(results[rec.name]), flush=True)
+    elapsed = time.perf_counter() - start
+    methods = list(next(iter(results.values())))
+    lines = [
+        f"ARI without labels (product's automatic clustering) / with the best eps; clusters "
+        f"found automatically in brackets. {FRAME_RATE:g} Hz, {elapsed:.0f} s on "
+        f"{platform.machine()} ({platform.processor() or 'cpu'}), quick={args.quick}.",
+        "",
+        "| recording | " + " | ".join(methods) + " |",
+        "|---|" + "---|" * len(methods),
+    ]
+    for name, row in results.items():
+        cells = [
+            f"{row[m]['ari_auto']:.2f} [{row[m]['clusters_auto']}] / {row[m]['ari_best_eps']:.2f}"
+            for m in methods
+        ]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    (args.out / "clusters.md").write_text("\n".join(lines) + "\n")
+    (args.out / "clusters.json").write_text(json.dumps(results, indent=2))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
