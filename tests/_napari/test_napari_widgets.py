@@ -340,6 +340,7 @@ def test_widgets_are_in_the_plugins_menu(make_napari_viewer) -> None:
         "3. Apply and cluster",
         "4. Latent space and traces",
         "5. Save results to NWB",
+        "6. Infer spikes",
     ]
 
 

@@ -403,7 +403,7 @@ class PlotsWidget(QWidget):
         if self.current is not None and self.current[0] in layers:
             layers.insert(0, self.current[0])
         if not layers:
-            ax.set_title("no inferred spikes yet: run calcium-avae deconvolve")
+            ax.set_title("no inferred spikes yet: dock 6 (Infer spikes) or calcium-avae deconvolve")
         else:
             layer = layers[0]
             spikes, t = spike_rates_of(layer), layer.metadata["calcium_avae_traces"].times
