@@ -42,4 +42,7 @@ def test_raster_says_how_to_get_spikes(make_napari_viewer, small_nwb: Path) -> N
     viewer = make_napari_viewer()
     viewer.open(str(small_nwb), plugin=PLUGIN)
     _, plots = viewer.window.add_plugin_dock_widget(PLUGIN, "4. Latent space and traces")
-    assert plots.raster.ax.get_title() == "no inferred spikes yet: dock 6 (Infer spikes) or calcium-avae deconvolve"
+    assert (
+        plots.raster.ax.get_title()
+        == "no inferred spikes yet: dock 6 (Infer spikes) or calcium-avae deconvolve"
+    )
