@@ -1,0 +1,1 @@
+"""Population analysis: co-active assemblies and network states (no Qt)."""
