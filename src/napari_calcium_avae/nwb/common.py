@@ -34,8 +34,24 @@ def neurodata_type(obj: h5py.HLObject) -> str:
     return text(obj.attrs.get("neurodata_type", ""))
 
 
+def as_source(path: str | Path) -> Path | str:
+    """A local path as a Path; a URL (see nwb.remote) stays the str it is."""
+    from .remote import is_url
+
+    return path if is_url(path) else Path(path)
+
+
 def open_nwb(path: str | Path) -> h5py.File:
-    """Open an NWB file read-only, turning every way it can be unreadable into one line."""
+    """Open an NWB file read-only (a local path or a URL, read lazily), turning every way
+    it can be unreadable into one line."""
+    from .remote import is_url, open_url
+
+    if is_url(path):
+        f = open_url(path)
+        if neurodata_type(f) != "NWBFile":
+            f.close()
+            raise CalciumAvaeError(f"{path} is an HDF5 file but not an NWB file")
+        return f
     path = Path(path)
     if not path.exists():
         raise CalciumAvaeError(f"no such file: {path}")

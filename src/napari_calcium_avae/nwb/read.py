@@ -36,6 +36,7 @@ from .common import (
     SERIES_NAME,
     SPIKES_NAME,
     TABLE_NAME,
+    as_source,
     neurodata_type,
     open_nwb,
     text,
@@ -156,7 +157,7 @@ def _no_series_message(path: Path, objects: list[tuple[str, h5py.HLObject]]) -> 
 def no_series_message(path: str | Path) -> str:
     """What a file holds instead of RoiResponseSeries: the line read_traces raises for it."""
     with open_nwb(path) as f:
-        return _no_series_message(Path(path), _walk(f))
+        return _no_series_message(as_source(path), _walk(f))
 
 
 def list_series(path: str | Path) -> list[SeriesInfo]:
@@ -495,7 +496,7 @@ def _choose_series(path: Path, objects: list[tuple[str, h5py.HLObject]], series:
 
 def read_traces(path: str | Path, series: str | None = None) -> Traces:
     """Load one RoiResponseSeries (the default one unless ``series`` names it) as Traces."""
-    path = Path(path)
+    path = as_source(path)
     with open_nwb(path) as f:
         objects = _walk(f)
         chosen = _choose_series(path, objects, series)
@@ -572,7 +573,7 @@ def read_results(path: str | Path, series: str | None = None) -> Results | None:
     comes back from the table's description (numbers as numbers); the diagnostics live
     there too, so ``diagnostics`` is None.
     """
-    path = Path(path)
+    path = as_source(path)
     with open_nwb(path) as f:
         chosen = _choose_series(path, _walk(f), series)
         group = f[chosen]

@@ -29,9 +29,12 @@ from .common import (
     SPIKES_NAME,
     SPIKES_UNIT,
     TABLE_NAME,
+    as_source,
     open_nwb,
     text,
 )
+from .remote import is_url, open_io
+from .remote import size as remote_size
 
 
 class _FramesByRois(GenericDataChunkIterator):
@@ -76,7 +79,7 @@ def _provenance_text(traces: Traces, results: Results) -> str:
     return "; ".join(parts)
 
 
-def _check(traces: Traces, results: Results) -> Path:
+def _check(traces: Traces, results: Results) -> Path | str:
     if traces.source_file is None or traces.series_path is None:
         raise CalciumAvaeError(
             "these traces were not read from an NWB file; results can only be written next "
@@ -98,10 +101,10 @@ def _check(traces: Traces, results: Results) -> Path:
                 f"the {name} has shape {np.shape(value)}, the traces "
                 f"{traces.data.shape}; write results computed on these traces"
             )
-    return Path(traces.source_file)
+    return as_source(traces.source_file)
 
 
-def _object_ids(source: Path, *paths: str) -> list[str]:
+def _object_ids(source: Path | str, *paths: str) -> list[str]:
     with open_nwb(source) as f:
         missing = [p for p in paths if p not in f]
         if missing:
@@ -141,7 +144,7 @@ def _free_suffix(module) -> str:
 def _containers(nwbfile, traces: Traces) -> tuple:
     """The source series and PlaneSegmentation as pynwb objects (before ids are renewed)."""
     series_id, table_id = _object_ids(
-        Path(traces.source_file), traces.series_path, traces.plane_segmentation_path
+        as_source(traces.source_file), traces.series_path, traces.plane_segmentation_path
     )
     return nwbfile.objects[series_id], nwbfile.objects[table_id]
 
@@ -255,6 +258,11 @@ def write_results(
     ``results`` and a series ``reconstruction``; later runs add ``results_2``... .
     """
     source = _check(traces, results)
+    remote = is_url(source)
+    if in_place and remote:
+        raise CalciumAvaeError(
+            f"{source} is a remote file: results go to a new local file, not in place"
+        )
     if in_place:
         if output is not None and Path(output).resolve() != source.resolve():
             raise CalciumAvaeError(
@@ -268,7 +276,7 @@ def write_results(
                 "the source)"
             )
         target = Path(output)
-        if target.resolve() == source.resolve():
+        if not remote and target.resolve() == source.resolve():
             raise CalciumAvaeError(
                 f"the output {target} is the input file; write to a new file or pass "
                 "in_place=True to append to it"
@@ -281,7 +289,8 @@ def write_results(
         for name in PER_ROW
         if (value := getattr(results, name)) is not None
     )
-    check_free_space(target.parent, source.stat().st_size + results_bytes)
+    source_bytes = remote_size(source) if remote else source.stat().st_size
+    check_free_space(target.parent, source_bytes + results_bytes)
     if in_place:
         try:
             with atomic_update(source) as tmp, NWBHDF5IO(str(tmp), "a") as io:
@@ -298,7 +307,7 @@ def write_results(
         return source
     try:
         with (
-            NWBHDF5IO(str(source), "r") as io,
+            open_io(source) if remote else NWBHDF5IO(str(source), "r") as io,
             atomic_output(target, overwrite=overwrite) as tmp,
         ):
             nwbfile = io.read()
@@ -310,7 +319,9 @@ def write_results(
             nwbfile.set_modified()
             _add_results(nwbfile, containers, traces, results, name)
             with NWBHDF5IO(str(tmp), "w") as out:
-                out.export(src_io=io, nwbfile=nwbfile)
+                # a remote source has no file name for hdmf to compare: copy, never link
+                copy = {"write_args": {"link_data": False}} if remote else {}
+                out.export(src_io=io, nwbfile=nwbfile, **copy)
     except (OSError, RuntimeError) as err:  # h5py raises RuntimeError when a close fails
         raise CalciumAvaeError(f"cannot write {target}: {err}") from err
     return target
