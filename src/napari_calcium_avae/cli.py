@@ -342,6 +342,62 @@ def cmd_deconvolve(args: argparse.Namespace) -> None:
     _write_all(args, recordings, results, outputs)
 
 
+REPORT_FILES = ("report.md", "report.png", "report.json")
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    from .analysis import realism
+    from .files import atomic_output
+    from .nwb import read_traces
+    from .spikes import SpikeInference
+
+    for path in (args.real, args.generated):
+        if path.is_dir():
+            raise CalciumAvaeError(f"{path} is a folder; give one NWB recording")
+        if not path.is_file():
+            raise CalciumAvaeError(f"no such file: {path}")
+    if args.output.exists() and not args.output.is_dir():
+        raise CalciumAvaeError(f"{args.output} is a file; give a folder for the report")
+    targets = [args.output / name for name in REPORT_FILES]
+    existing = [t for t in targets if t.exists()]
+    if existing and not args.overwrite:
+        raise CalciumAvaeError(
+            f"{existing[0]} exists; choose another folder or overwrite (--overwrite)"
+        )
+    if args.splits < 1:
+        raise CalciumAvaeError(f"--splits must be at least 1, got {args.splits}")
+    _check_writable(args.output)
+    real = read_traces(args.real, series=args.series)
+    generated = read_traces(args.generated, series=args.generated_series)
+    _step(f"inferring spikes and comparing {args.real.name} with {args.generated.name}")
+    report = realism.compare_recordings(
+        real,
+        generated,
+        estimator=SpikeInference(device=args.device),
+        n_splits=args.splits,
+        random_state=args.seed,
+    )
+    report.facts.update(real_file=str(args.real), generated_file=str(args.generated))
+    names = {"real_name": args.real.name, "generated_name": args.generated.name}
+    args.output.mkdir(parents=True, exist_ok=True)
+    md, png, js = targets
+    with _finish_before_interrupt() as interrupted:
+        with atomic_output(js, overwrite=args.overwrite) as tmp:
+            tmp.write_text(report.to_json() + "\n")
+        with atomic_output(md, overwrite=args.overwrite) as tmp:
+            tmp.write_text(realism.report_markdown(report, **names))
+        with atomic_output(png, overwrite=args.overwrite) as tmp:
+            realism.report_figure(report, **names).savefig(tmp, dpi=110, format="png")
+    for row in report.rows:
+        print(
+            f"{row.statistic:>22}: distance {row.distance:.3g}, split-half "
+            f"{row.yardstick:.3g}, ratio {row.ratio:.3g}"
+        )
+    print(f"wrote {', '.join(str(t) for t in targets)}")
+    if interrupted:
+        raise KeyboardInterrupt("after the report was written")
+
+
 def _step(message: str) -> None:
     print(f"{message}…", file=sys.stderr)
 
@@ -489,6 +545,7 @@ def build_parser() -> argparse.ArgumentParser:
         METHODS,
     )
     from .analysis.embedding import EMBEDDINGS, TSNE_MAX_POINTS
+    from .analysis.realism import DEFAULT_SPLITS as realism_splits
     from .spikes import SpikeInference
 
     parser = argparse.ArgumentParser(
@@ -562,6 +619,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_deconvolve)
+
+    p = sub.add_parser(
+        "compare",
+        help="realism report: spike and trace statistics of GENERATED next to REAL",
+    )
+    p.add_argument("real", type=Path, help="the real recording (NWB)")
+    p.add_argument("generated", type=Path, help="the recording to judge (NWB)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="folder for report.*")
+    p.add_argument("--overwrite", action="store_true", help="replace a report that exists")
+    p.add_argument("--series", help="RoiResponseSeries of REAL (default: see inspect)")
+    p.add_argument("--generated-series", help="RoiResponseSeries of GENERATED")
+    p.add_argument(
+        "--splits",
+        type=int,
+        default=realism_splits,
+        help="random neuron splits of REAL for the yardstick (default %(default)s)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the splits")
+    p.add_argument("--device", default="auto", help="device for spike inference")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("demo", help="simulate, fit, apply and score against PCA (minutes)")
     p.add_argument("-o", "--output", type=Path, default=Path("demo-output"))
