@@ -28,18 +28,24 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
-def _nwb_inputs(inputs: Sequence[str], *, include_results: bool = False) -> list[Path]:
-    """NWB files named directly or found (recursively) in the named folders.
+def _nwb_inputs(inputs: Sequence[str], *, include_results: bool = False) -> list[Path | str]:
+    """NWB files named directly or found (recursively) in the named folders, and URLs.
 
     Folder searches skip hidden files and folders (where interrupted runs leave their
     temporary files) and, unless ``include_results``, result files (``*_avae.nwb``),
-    which hold the recording they were made from. A file given twice is an error.
+    which hold the recording they were made from. A file given twice is an error. A URL
+    (http(s), s3, DANDI; see nwb.remote) stays a str, read lazily; a DANDI folder or
+    dandiset URL gives each of its .nwb assets.
     """
+    from .nwb.remote import is_url, resolve
     from .nwb.write import RESULT_SUFFIX, is_result_file
 
-    files: list[Path] = []
+    files: list[Path | str] = []
     skipped = 0
     for item in inputs:
+        if is_url(item):
+            files.extend(resolve(item))
+            continue
         path = Path(item)
         if path.is_dir():
             found = [
@@ -65,21 +71,22 @@ def _nwb_inputs(inputs: Sequence[str], *, include_results: bool = False) -> list
             "--include-results takes them as recordings",
             file=sys.stderr,
         )
-    first: dict[Path, Path] = {}
+    first: dict[Path | str, Path | str] = {}
     for f in files:
-        if f.resolve() in first:
-            raise CalciumAvaeError(f"{f} is given twice (also as {first[f.resolve()]})")
-        first[f.resolve()] = f
+        key = str(f) if isinstance(f, str) else f.resolve()
+        if key in first:
+            raise CalciumAvaeError(f"{f} is given twice (also as {first[key]})")
+        first[key] = f
     return files
 
 
-def _read_all(files: Sequence[Path], series: str | None) -> list:
+def _read_all(files: Sequence[Path | str], series: str | None) -> list:
     """The recordings; two files holding the same recording are an error, since training
     and joint clustering would count its ROIs twice."""
     from .nwb import read_traces
 
     recordings = [read_traces(f, series=series) for f in files]
-    seen: dict[str, Path] = {}
+    seen: dict[str, Path | str] = {}
     for f, traces in zip(files, recordings, strict=True):
         other = seen.setdefault(traces.fingerprint(), f)
         if other != f:
@@ -101,12 +108,23 @@ def _check_writable(folder: Path) -> None:
     check_free_space(existing, 0)  # a nearly full disk: say so before any work
 
 
-def _check_new_file(path: Path, inputs: Sequence[Path], *, overwrite: bool, what: str) -> None:
+def _check_local(path: Path) -> None:
+    """Outputs are local files: -o with a URL (which argparse made a Path) is refused."""
+    import re
+
+    if re.match(r"(https?|s3|dandi):/", str(path), flags=re.IGNORECASE):
+        raise CalciumAvaeError(f"-o {path} looks like a URL; outputs are local: give a local path")
+
+
+def _check_new_file(
+    path: Path, inputs: Sequence[Path | str], *, overwrite: bool, what: str
+) -> None:
     """Refuse, before any work, an output that is a folder, an input or (without
     --overwrite) an existing file, or that sits in a folder we cannot write."""
+    _check_local(path)
     if path.is_dir():
         raise CalciumAvaeError(f"{path} is a folder; give a file name for the {what}")
-    if any(path.resolve() == f.resolve() for f in inputs):
+    if any(not isinstance(f, str) and path.resolve() == f.resolve() for f in inputs):
         raise CalciumAvaeError(f"{path} is one of the inputs; write the {what} to another file")
     if path.exists() and not overwrite:
         raise CalciumAvaeError(f"{path} exists; choose another name or overwrite (--overwrite)")
@@ -239,18 +257,26 @@ def cmd_fit(args: argparse.Namespace) -> None:
     print(f"saved model to {args.output} ({how}best epoch {model.best_epoch_})")
 
 
-def _output_paths(files: Sequence[Path], output: Path | None, in_place: bool) -> list[Path]:
+def _output_paths(files: Sequence[Path | str], output: Path | None, in_place: bool) -> list[Path]:
     """One result file per input: the inputs themselves in place, OUTPUT itself for one
-    input and a name ending in .nwb, else files named after the inputs in folder OUTPUT."""
+    input and a name ending in .nwb, else files named after the inputs in folder OUTPUT
+    (a URL input is named after its file name; outputs are always local)."""
     from .nwb import result_path
+    from .nwb.remote import file_name
 
     if in_place:
         if output is not None:
             raise CalciumAvaeError(
                 "--in-place writes into the inputs: drop -o, or drop --in-place to write new files"
             )
-        return list(files)
+        remote = [f for f in files if isinstance(f, str)]
+        if remote:
+            raise CalciumAvaeError(
+                f"{remote[0]} is remote: --in-place cannot write into it; give -o a local folder"
+            )
+        return [Path(f) for f in files]
     assert output is not None  # main() asks for one
+    _check_local(output)
     if output.suffix == ".nwb" and not output.is_dir():
         if len(files) > 1:
             raise CalciumAvaeError(
@@ -260,40 +286,205 @@ def _output_paths(files: Sequence[Path], output: Path | None, in_place: bool) ->
         return [output]
     if output.exists() and not output.is_dir():
         raise CalciumAvaeError(f"{output} is a file; give a folder for the result files")
-    outs = [result_path(f, output) for f in files]
+    outs = [result_path(file_name(f) if isinstance(f, str) else f, output) for f in files]
     if len(set(outs)) != len(outs):
         raise CalciumAvaeError("several inputs share a file name; give inputs with distinct names")
     return outs
 
 
-def _result_outputs(args: argparse.Namespace, files: Sequence[Path]) -> list[Path]:
-    """apply's and deconvolve's result files, each checked before any work starts."""
+def _result_outputs(args: argparse.Namespace, files: Sequence[Path | str]) -> list[Path]:
+    """apply's and deconvolve's result files, each checked before any work starts; with
+    --resume an existing one is checked later, against the results it should hold."""
     outputs = _output_paths(files, args.output, args.in_place)
     for out in outputs:
         if args.in_place:
             check_modifiable(out)
         else:
-            _check_new_file(out, files, overwrite=args.overwrite, what="results")
+            exists_ok = args.overwrite or args.resume
+            _check_new_file(out, files, overwrite=exists_ok, what="results")
     return outputs
 
 
-def _write_all(
-    args: argparse.Namespace, recordings: Sequence, results: Sequence, outputs: Sequence[Path]
-) -> None:
-    """Write each recording's results; Ctrl-C lets the file being written finish."""
+class _Batch:
+    """What became of each input of apply / deconvolve: done, skipped (why) or failed (the
+    one-line reason). A failed input does not stop the others unless --stop-on-error; the
+    run prints one table of every input (when there are several) and ends with status 2
+    if any failed."""
+
+    def __init__(
+        self, files: Sequence[Path | str], outputs: Sequence[Path], stop_on_error: bool
+    ) -> None:
+        self.files, self.outputs, self.stop_on_error = list(files), list(outputs), stop_on_error
+        self.status = ["not run"] * len(self.files)
+        self.detail = [""] * len(self.files)
+
+    def done(self, i: int, detail: str) -> None:
+        self.status[i], self.detail[i] = "done", detail
+        print(detail)
+
+    def skipped(self, i: int, why: str) -> None:
+        self.status[i], self.detail[i] = "skipped", f"{self.outputs[i]}: {why}"
+        print(f"skipped {self.files[i]}: {self.detail[i]}", file=sys.stderr)
+
+    def failed(self, i: int, reason: str) -> None:
+        self.status[i], self.detail[i] = "failed", reason
+        print(f"failed {self.files[i]}: {reason}", file=sys.stderr)
+        if self.stop_on_error:
+            self._raise()
+
+    def count(self, status: str) -> int:
+        return self.status.count(status)
+
+    def table(self) -> None:
+        if len(self.files) < 2:
+            return
+        width = min(60, max(len(str(f)) for f in self.files))
+        print(f"{'status':<8} {'input':<{width}} result")
+        for f, status, detail in zip(self.files, self.status, self.detail, strict=True):
+            print(f"{status:<8} {f!s:<{width}} {detail}")
+        counts = ", ".join(
+            f"{self.count(s)} {s}"
+            for s in ("done", "skipped", "failed", "not run")
+            if self.count(s)
+        )
+        print(f"{len(self.files)} inputs: {counts}")
+
+    def _raise(self) -> None:
+        self.table()
+        first = self.detail[self.status.index("failed")]
+        if len(self.files) == 1:
+            raise CalciumAvaeError(first)
+        how = " (--stop-on-error)" if self.stop_on_error else ""
+        raise CalciumAvaeError(
+            f"{self.count('failed')} of {len(self.files)} inputs failed{how}; first: {first}"
+        )
+
+    def finish(self) -> None:
+        if self.count("failed"):
+            self._raise()
+        self.table()
+
+    @contextlib.contextmanager
+    def interruptible(self) -> Iterator[None]:
+        """Ctrl-C stops the run: the table says what was done before it."""
+        try:
+            yield
+        except KeyboardInterrupt:
+            self.table()
+            raise
+
+
+def _write_one(args: argparse.Namespace, traces, result, out: Path, batch: _Batch, i: int) -> None:
+    """Write one recording's results; Ctrl-C lets the file finish, then stops the batch."""
     from .nwb import write_results
 
-    _clean_folders(out.parent for out in outputs if out.parent.is_dir())
-    for done, (traces, result, out) in enumerate(zip(recordings, results, outputs, strict=True)):
-        if not args.in_place:
-            out.parent.mkdir(parents=True, exist_ok=True)
-        with _finish_before_interrupt() as received:
-            written = write_results(
-                traces, result, out, in_place=args.in_place, overwrite=args.overwrite
-            )
-        print(f"{written}: {_summary(result)}")
-        if received and done + 1 < len(outputs):
-            raise KeyboardInterrupt(f"{done + 1} of {len(outputs)} result files were written")
+    if not args.in_place:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    with _finish_before_interrupt() as received:
+        written = write_results(
+            traces, result, out, in_place=args.in_place, overwrite=args.overwrite or args.resume
+        )
+    batch.done(i, f"{written}: {_summary(result)}")
+    left = batch.count("not run")
+    if received and left:
+        n = len(batch.files)
+        raise KeyboardInterrupt(f"{n - left} of {n} result files were written")
+
+
+def _same_values(stored, result) -> bool:
+    """The per-ROI fields (and spike rates) of ``result`` equal those stored, NaN included."""
+    from .results import PER_ROI
+
+    names = [*PER_ROI, "spike_rates"]
+    for name in names:
+        new = getattr(result, name, None)
+        if new is None:
+            continue
+        old = getattr(stored, name, None)
+        if old is None or np.shape(old) != np.shape(new):
+            return False
+        if not np.array_equal(np.asarray(old), np.asarray(new), equal_nan=True):
+            return False
+    return True
+
+
+def _same_facts(stored: dict, expected: dict) -> str | None:
+    """None when the stored provenance agrees with ``expected``, else the first difference."""
+    for key, value in expected.items():
+        old = stored.get(key)
+        try:
+            same = float(old) == float(value)
+        except (TypeError, ValueError):
+            same = str(old) == str(value)
+        if not same:
+            return f"{key}={old} where this run has {value}"
+    return None
+
+
+def _why_not_complete(out: Path, traces, *, facts: dict | None = None, result=None) -> str | None:
+    """None when ``out`` already holds this run's complete results for ``traces``, else
+    why not. Result files are written atomically, so one that exists is whole; it counts
+    as this run's when it holds the same recording (the fingerprint of its traces) and
+    results made with the same settings (``facts``) or equal to ``result``."""
+    from .nwb import read_results, read_traces
+
+    try:
+        held = read_traces(out, series=traces.series_path)
+        stored = read_results(out, series=traces.series_path)
+    except CalciumAvaeError as err:
+        return f"cannot be read ({err})"
+    if held.fingerprint() != traces.fingerprint():
+        return "holds another recording"
+    if stored is None:
+        return "holds no results"
+    if "stopped_after_rois" in stored.provenance:
+        return "holds results of a run that was stopped"
+    if facts is not None:
+        if stored.spike_rates is None:
+            return "holds no inferred spikes"
+        different = _same_facts(stored.provenance, facts)
+        if different is not None:
+            return f"holds other results ({different})"
+    if result is not None and not _same_values(stored, result):
+        return "holds other results"
+    return None
+
+
+def _check_existing(args: argparse.Namespace, out: Path, traces, **expected) -> str | None:
+    """With --resume: "skip" reason when ``out`` already holds this run's results; an
+    existing output that does not is replaced (--overwrite), appended to (--in-place),
+    or refused."""
+    if not args.resume or not out.exists():
+        return None
+    why_not = _why_not_complete(out, traces, **expected)
+    if why_not is None:
+        return "already holds these results (--resume)"
+    if not (args.overwrite or args.in_place):
+        raise CalciumAvaeError(
+            f"{out} exists and {why_not}; choose another name or overwrite (--overwrite)"
+        )
+    return None
+
+
+def _read_each(files: Sequence[Path | str], args: argparse.Namespace, batch: _Batch):
+    """(index, traces) of each input that reads; the others fail in the batch. The same
+    recording given twice fails the second time, as _read_all refuses it."""
+    from .nwb import read_traces
+
+    seen: dict[str, Path | str] = {}
+    for i, source in enumerate(files):
+        try:
+            traces = read_traces(source, series=args.series)
+            other = seen.setdefault(traces.fingerprint(), source)
+            if other is not source:
+                raise CalciumAvaeError(
+                    f"{other} and {source} hold the same recording (one may be a result file "
+                    "of the other); give each recording once"
+                )
+        except CalciumAvaeError as err:
+            batch.failed(i, str(err))
+            continue
+        yield i, traces
 
 
 def _summary(result) -> str:
@@ -308,14 +499,27 @@ def _summary(result) -> str:
 
 
 def cmd_apply(args: argparse.Namespace) -> None:
-    from . import pipeline
+    """Clustering and the embedding are joint over the inputs, so every input that reads
+    is encoded, even one whose output --resume will skip: the skipped files then hold what
+    this run computes, and the written ones match an uninterrupted run."""
     from .model import load_model
 
     eps, min_cluster_size = _cluster_settings(args)
     files = _nwb_inputs(args.inputs, include_results=args.include_results)
     outputs = _result_outputs(args, files)
     model = load_model(args.model, device=args.device)
-    recordings = _read_all(files, args.series)
+    batch = _Batch(files, outputs, args.stop_on_error)
+    with batch.interruptible():
+        read = list(_read_each(files, args, batch))
+        if read:
+            _apply_read(args, model, read, batch, outputs, eps, min_cluster_size)
+    batch.finish()
+
+
+def _apply_read(args, model, read, batch, outputs, eps, min_cluster_size) -> None:
+    from . import pipeline
+
+    recordings = [traces for _, traces in read]
     embedding = None if args.embedding == "none" else args.embedding
     results = pipeline.apply(
         model,
@@ -327,19 +531,58 @@ def cmd_apply(args: argparse.Namespace) -> None:
         embedding=embedding,
         report=_step,
     )
-    _write_all(args, recordings, results, outputs)
+    _clean_folders(outputs[i].parent for i, _ in read if outputs[i].parent.is_dir())
+    for (i, traces), result in zip(read, results, strict=True):
+        try:
+            why = _check_existing(args, outputs[i], traces, result=result)
+            if why is not None:
+                batch.skipped(i, why)
+                continue
+            _write_one(args, traces, result, outputs[i], batch, i)
+        except CalciumAvaeError as err:
+            batch.failed(i, str(err))
+
+
+#: provenance facts that do not change inferred spikes (where they ran, how verbosely)
+_SPIKE_FACTS_IGNORED = ("device", "verbose", "source_file", "software", "version")
+
+
+def _spike_facts(estimator, traces) -> dict:
+    """The provenance deconvolve writes for ``traces`` that decides its results."""
+    from sklearn.base import clone
+
+    from . import pipeline
+
+    model = clone(estimator).set_params(frame_rate=pipeline.frame_rate(traces))
+    facts = pipeline.provenance(model, traces)
+    return {k: v for k, v in facts.items() if k not in _SPIKE_FACTS_IGNORED}
 
 
 def cmd_deconvolve(args: argparse.Namespace) -> None:
+    """One input at a time (read, infer, write), so memory holds one recording and a
+    rerun with --resume skips the work of outputs that are already complete."""
     from . import pipeline
     from .spikes import SpikeInference
 
     files = _nwb_inputs(args.inputs, include_results=args.include_results)
     outputs = _result_outputs(args, files)
     estimator = SpikeInference(ar_order=args.ar_order, device=args.device, verbose=True)
-    recordings = _read_all(files, args.series)
-    results = pipeline.deconvolve(estimator, recordings, report=_step)
-    _write_all(args, recordings, results, outputs)
+    batch = _Batch(files, outputs, args.stop_on_error)
+    _clean_folders({out.parent for out in outputs if out.parent.is_dir()})
+    with batch.interruptible():
+        for i, traces in _read_each(files, args, batch):
+            try:
+                why = _check_existing(
+                    args, outputs[i], traces, facts=_spike_facts(estimator, traces)
+                )
+                if why is not None:
+                    batch.skipped(i, why)
+                    continue
+                (result,) = pipeline.deconvolve(estimator, [traces], report=_step)
+                _write_one(args, traces, result, outputs[i], batch, i)
+            except CalciumAvaeError as err:
+                batch.failed(i, str(err))
+    batch.finish()
 
 
 REPORT_FILES = ("report.md", "report.png", "report.json")
@@ -529,12 +772,23 @@ def _add_simulation_options(p: argparse.ArgumentParser) -> None:
 
 def _add_result_options(p: argparse.ArgumentParser) -> None:
     """The inputs and outputs of apply and deconvolve: one result file per input."""
-    p.add_argument("inputs", nargs="+", help="NWB files or folders")
+    p.add_argument("inputs", nargs="+", help="NWB files, folders or URLs (http(s), s3, DANDI)")
     p.add_argument("-o", "--output", type=Path, help="result file (one input) or folder (several)")
     p.add_argument("--in-place", action="store_true", help="append results to the inputs")
     p.add_argument("--overwrite", action="store_true", help="replace result files that exist")
     p.add_argument("--series", help="RoiResponseSeries path (default: see inspect)")
     p.add_argument("--include-results", action="store_true", help=INCLUDE_RESULTS_HELP)
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="skip inputs whose result file already holds this run's results (a rerun "
+        "after an interruption); other existing result files are refused",
+    )
+    p.add_argument(
+        "--stop-on-error",
+        action="store_true",
+        help="stop at the first input that fails (default: go on, report it at the end)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -557,7 +811,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("inspect", help="list the RoiResponseSeries of an NWB file")
-    p.add_argument("file", type=Path)
+    p.add_argument("file", help="NWB file, or an http(s), s3:// or DANDI URL (read lazily)")
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("simulate", help="simulate Izhikevich cultures into NWB sessions")
@@ -567,7 +821,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("fit", help="train a model on NWB files or folders")
-    p.add_argument("inputs", nargs="+", help="NWB files or folders")
+    p.add_argument("inputs", nargs="+", help="NWB files, folders or URLs")
     p.add_argument("-o", "--output", type=Path, required=True, help="model checkpoint file")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     p.add_argument("--series", help="RoiResponseSeries path (default: see inspect)")
