@@ -555,6 +555,8 @@ def _spike_facts(estimator, traces) -> dict:
 
     model = clone(estimator).set_params(frame_rate=pipeline.frame_rate(traces))
     facts = pipeline.provenance(model, traces)
+    if facts.get("input_kind") == "auto":  # stored as what "auto" found in these traces
+        del facts["input_kind"]
     return {k: v for k, v in facts.items() if k not in _SPIKE_FACTS_IGNORED}
 
 
