@@ -42,6 +42,8 @@ DEFAULT_METHOD = "ica"
 MIN_FRAMES = 20
 """Fewer frames than this give correlations too noisy to call anything an assembly."""
 MIN_ROIS = 2
+AUTO_FLOOR_SDS = 2.0
+"""member_threshold="auto": never below the median weight plus this many robust SDs."""
 NULL_MAX_ROIS = 500
 """The graph's edge threshold comes from shuffled pairs among at most this many ROIs."""
 EXACT_MAX_ROIS = 3000
@@ -97,6 +99,22 @@ def _circular_shuffle(Z: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.take_along_axis(Z, columns, axis=1)
 
 
+def _otsu(values: np.ndarray) -> float:
+    """Otsu's split of one assembly's weights: the cut that best separates the large
+    (member) weights from the rest, by the between-class variance."""
+    v = np.sort(values)
+    n = v.size
+    if n < 2:
+        return float(v[-1]) if n else 0.0
+    left = np.arange(1, n)
+    csum = np.cumsum(v)[:-1]
+    mean_left = csum / left
+    mean_right = (v.sum() - csum) / (n - left)
+    between = left * (n - left) * (mean_left - mean_right) ** 2
+    i = int(np.argmax(between))
+    return float((v[i] + v[i + 1]) / 2)
+
+
 def _projection_activity(W: np.ndarray, Z: np.ndarray) -> np.ndarray:
     """Lopes-dos-Santos' activity R_a(t) = z(t)^T P_a z(t), P_a = w_a w_a^T without its
     diagonal: large when the members are active together, not when one fires alone."""
@@ -113,10 +131,12 @@ class AssemblyDetector(BaseEstimator):
         docstring); an int overrides it.
     method : "ica" or "graph"
         See :data:`METHODS`.
-    member_threshold : float
-        ICA: a ROI is a member when its weight exceeds the median weight by this many
-        robust SDs (1.4826 x the median absolute deviation), so that the members
-        themselves do not widen the spread they are measured against.
+    member_threshold : "auto" or float
+        ICA: a float makes a ROI a member when its weight exceeds the median weight by
+        this many robust SDs (1.4826 x the median absolute deviation, so that the members
+        do not widen the spread they are measured against). "auto" cuts each assembly's
+        weights where Otsu's criterion separates them best, but never below 2 robust SDs
+        (chosen by benchmarks/bench_assemblies.py).
     n_shuffles : int
         Circularly shifted copies of the data for the noise bound and the p-values
         (0: Marchenko-Pastur bound only, p-values NaN).
@@ -150,7 +170,7 @@ class AssemblyDetector(BaseEstimator):
         self,
         n_assemblies: int | str = "auto",
         method: str = DEFAULT_METHOD,
-        member_threshold: float = 3.0,
+        member_threshold: float | str = "auto",
         n_shuffles: int = 20,
         alpha: float = 0.05,
         min_size: int = 2,
@@ -180,6 +200,9 @@ class AssemblyDetector(BaseEstimator):
             raise CalciumAvaeError(f"n_shuffles must be 0 or more, got {self.n_shuffles!r}")
         if not 0 < self.alpha < 1:
             raise CalciumAvaeError(f"alpha must be between 0 and 1, got {self.alpha}")
+        t = self.member_threshold
+        if not (t == "auto" or (isinstance(t, int | float) and np.isfinite(t))):
+            raise CalciumAvaeError(f"member_threshold must be 'auto' or a number, got {t!r}")
         if not self.min_size >= 1:
             raise CalciumAvaeError(f"min_size must be at least 1, got {self.min_size}")
 
@@ -193,7 +216,9 @@ class AssemblyDetector(BaseEstimator):
             raise CalciumAvaeError(
                 f"assemblies need at least {MIN_ROIS} ROIs, got {X.shape[0]}: give a population"
             )
-        usable = usable_rows(X, min_frames=MIN_FRAMES, min_rois=MIN_ROIS)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)
+            usable = usable_rows(X, min_frames=MIN_FRAMES, min_rois=MIN_ROIS)
         dtype = np.float64 if X.shape[0] <= EXACT_MAX_ROIS else np.float32
         Z = _zscore(np.asarray(X[usable], dtype=dtype))
         n, t = Z.shape
@@ -319,7 +344,13 @@ class AssemblyDetector(BaseEstimator):
             # robust centre and spread: the members themselves must not inflate the SD
             centre = np.median(W, axis=1, keepdims=True)
             spread = 1.4826 * np.median(np.abs(W - centre), axis=1, keepdims=True)
-            members = W > centre + self.member_threshold * spread
+            if self.member_threshold == "auto":
+                floor = centre + AUTO_FLOOR_SDS * spread
+                otsu = np.array([_otsu(w) for w in W]).reshape(len(W), 1)
+                threshold = np.maximum(otsu, floor)
+            else:
+                threshold = centre + float(self.member_threshold) * spread
+            members = W > threshold
         keep = members.sum(axis=1) >= self.min_size
         if self.n_assemblies != "auto" and not keep.all():
             warnings.warn(
