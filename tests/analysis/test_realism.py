@@ -41,15 +41,16 @@ def test_van_rossum_matches_hand_computed_cases():
     # row 2: no spikes
     trains[3, [10, 13]] = 1  # both
     d = realism.van_rossum_distances(trains, dt, tau)
-    assert d[0, 1] == pytest.approx(math.sqrt(1 - math.exp(-0.3 / tau)))
-    assert d[0, 2] == pytest.approx(math.sqrt(0.5))  # one spike vs none
-    # two spikes 0.3 s apart vs none: (1/2)(1 + 1 + 2 exp(-0.3/tau))
-    assert d[3, 2] == pytest.approx(math.sqrt(1 + math.exp(-0.3 / tau)))
-    assert d[3, 0] == pytest.approx(math.sqrt(0.5))  # the extra spike alone
+    # D^2 = (2 / tau) * integral of (f - g)^2, f and g filtered by exp(-t / tau)
+    assert d[0, 1] == pytest.approx(math.sqrt(2 * (1 - math.exp(-0.3 / tau))))
+    assert d[0, 2] == pytest.approx(1.0)  # one spike vs none
+    # two spikes 0.3 s apart vs none: 1 + 1 + 2 exp(-0.3/tau)
+    assert d[3, 2] == pytest.approx(math.sqrt(2 + 2 * math.exp(-0.3 / tau)))
+    assert d[3, 0] == pytest.approx(1.0)  # the extra spike alone
     np.testing.assert_allclose(np.diag(d), 0, atol=1e-12)
     np.testing.assert_allclose(d, d.T)
     norm = realism.normalised_van_rossum(trains, dt, tau)
-    assert norm[0, 1] == pytest.approx(1 - math.exp(-0.3 / tau))  # D^2 / (1/2 + 1/2)
+    assert norm[0, 1] == pytest.approx(1 - math.exp(-0.3 / tau))  # D^2 / (1 + 1)
     assert np.isnan(norm[2, 2])  # empty vs empty: undefined
 
 
@@ -63,7 +64,7 @@ def test_van_rossum_equals_the_integral_of_filtered_trains():
     trains = np.zeros((2, len(t)))
     trains[:, : 40 * fine : fine] = counts
     filtered = np.array([np.convolve(row, kernel)[: len(t)] for row in trains])
-    integral = ((filtered[0] - filtered[1]) ** 2).sum() * (dt / fine) / tau
+    integral = 2 * ((filtered[0] - filtered[1]) ** 2).sum() * (dt / fine) / tau
     d = realism.van_rossum_distances(counts, dt, tau)[0, 1]
     assert d**2 == pytest.approx(integral, rel=0.02)
 

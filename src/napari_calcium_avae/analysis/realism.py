@@ -185,11 +185,13 @@ def van_rossum_distances(counts: np.ndarray, dt: float, tau: float) -> np.ndarra
 
     Row i holds the spikes (any non-negative weights, e.g. expected counts) at times
     k * dt. Each train is filtered by exp(-t / tau) for t >= 0, and
-    D_ij^2 = (1 / tau) * integral of (f_i - f_j)^2 dt (van Rossum 2001). For spikes on the
-    grid this is exact: D_ij^2 = (1/2) sum_kl (a_ik - a_jk)(a_il - a_jl) exp(-|k-l| dt/tau),
-    computed from the Gram matrix A K A^T with K applied by one forward and one backward
-    first-order filter (no T x T matrix). One spike against none: sqrt(1/2); two single
-    spikes s apart: sqrt(1 - exp(-s / tau)).
+    D_ij^2 = (2 / tau) * integral of (f_i - f_j)^2 dt: van Rossum's (2001) distance scaled
+    as elephant's ``van_rossum_distance`` (one spike against none: 1, so that for a short
+    tau D^2 counts the spikes the trains do not share; van Rossum's 1/tau gives 1/2). For
+    spikes on the grid it is exact:
+    D_ij^2 = sum_kl (a_ik - a_jk)(a_il - a_jl) exp(-|k - l| dt / tau), computed from the
+    Gram matrix A K A^T with K applied by one forward and one backward first-order filter
+    (no T x T matrix). Two single spikes s apart: sqrt(2 (1 - exp(-s / tau))).
     """
     from scipy.signal import lfilter
 
@@ -203,7 +205,7 @@ def van_rossum_distances(counts: np.ndarray, dt: float, tau: float) -> np.ndarra
     backward = lfilter([1.0], [1.0, -r], a[:, ::-1], axis=1)[:, ::-1]
     gram = a @ (forward + backward - a).T  # sum_kl a_ik a_jl r^|k-l|
     diag = np.diag(gram)
-    squared = 0.5 * (diag[:, None] + diag[None, :] - 2.0 * gram)
+    squared = diag[:, None] + diag[None, :] - 2.0 * gram
     return np.sqrt(np.clip(squared, 0.0, None))
 
 
