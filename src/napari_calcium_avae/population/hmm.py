@@ -1,0 +1,785 @@
+"""Population states: hidden Markov models over a recording's frames (seed 002).
+
+The calcium HMM (Keeley et al., "Modeling neural population activity from calcium imaging
+data", eLife 2026, doi:10.7554/eLife.109405) gives each of K discrete states a Poisson
+spike rate per neuron; the counts drive the AR calcium process of ``model/calcium.py``,
+whose kinetics, gain, noise and baseline are per neuron and shared by every state:
+
+    log p(y_t | z_t = k) = sum_n log sum_j Poisson(j; rate_kn) N(innovation_nt; gain_n j, sd_n^2)
+
+The counts are summed out in the E-step, so EM treats (state, count) as the latent pair:
+forward-backward in log space gives p(z_t = k | y), the count posterior given the state
+gives E[s_nt | z_t = k, y], and the M-step sets rate_kn to the posterior-weighted mean
+count (exact EM for both), the transition matrix to the expected transitions, and takes a
+few Adam steps on the kinetics, gain and noise (a generalised M-step). K is chosen by the
+log-likelihood of the last ``holdout`` share of frames under a model fitted on the rest.
+
+The seed compares it with a Gaussian HMM (hmmlearn's, diagonal covariances) and an
+autoregressive Gaussian HMM (each state: y_nt = a_kn y_n,t-1 + b_kn + N(0, v_kn)), which
+are offered here with the same interface.
+
+Masking: a NaN frame of a neuron leaves that neuron's term out of the frame's emission
+(the missing value summed out), never interpolated; a frame with no observed neuron is
+carried by the transition matrix alone. ROIs that are all NaN are dropped with a warning
+(their rates are NaN). Log-likelihoods are in nats of the input's units.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator
+
+from ..errors import CalciumAvaeError, CalciumAvaeWarning
+
+#: Fewest frames a recording needs (after the held-out part is set aside, for "auto").
+MIN_FRAMES = 50
+#: Fewest frames per state: K may not exceed (frames / this).
+FRAMES_PER_STATE = 10
+#: Fewest usable ROIs (a population state needs a population).
+MIN_ROIS = 2
+#: Blocks the held-out frames are scored in (for the one-standard-error choice of K).
+_SCORE_BLOCKS = 5
+#: K tried when ``n_states="auto"``.
+DEFAULT_CANDIDATES = (2, 3, 4, 5, 6, 7, 8, 9, 10)
+#: Lowest rate (spikes per frame) a state may give a neuron; keeps the count polynomials
+#: within float32 range (rate^R > 1e-38 for the R the rates need).
+RATE_FLOOR = 1e-3
+#: Pseudo-count added to every expected transition (keeps log(transmat) finite).
+_TRANSITION_PRIOR = 1e-3
+#: Elements of the per-chunk (neurons x frames x states) tensors.
+_CHUNK_ELEMENTS = 2**24
+#: Most frames whose terms refine the kinetics in each M-step.
+_OBS_FRAMES = 500
+#: EM iterations whose M-step refines the kinetics (later ones update rates and chain).
+_OBS_ITERS = 10
+
+
+# -- input -------------------------------------------------------------------------------
+def _check_y(Y: Any, what: str = "Y") -> np.ndarray:
+    Y = np.asarray(Y)
+    if Y.ndim != 2:
+        raise CalciumAvaeError(f"{what} must be ROIs x frames (2-D), not {Y.ndim}-D")
+    if not np.issubdtype(Y.dtype, np.number):
+        raise CalciumAvaeError(f"{what} must be numeric, not {Y.dtype}")
+    Y = Y.astype(np.float64)
+    Y[~np.isfinite(Y)] = np.nan
+    return Y
+
+
+def _usable_rows(Y: np.ndarray) -> np.ndarray:
+    """Rows with at least one finite frame; warns about the others, refuses too few."""
+    keep = np.isfinite(Y).any(1)
+    if (~keep).any():
+        rows = np.flatnonzero(~keep)
+        warnings.warn(
+            f"{rows.size} ROI(s) are all NaN (first: row {rows[0]}); they are left out of "
+            "the state model and their rates are NaN",
+            CalciumAvaeWarning,
+            stacklevel=3,
+        )
+    if keep.sum() < MIN_ROIS:
+        raise CalciumAvaeError(
+            f"population states need at least {MIN_ROIS} ROIs with data, not {int(keep.sum())}"
+        )
+    return keep
+
+
+def _one_se_choice(per_block: dict[int, np.ndarray]) -> int:
+    """The smallest K whose held-out log-likelihood is within one standard error of the
+    best K's (the one-standard-error rule, Hastie, Tibshirani & Friedman 2009, 7.10):
+    the error is that of the paired per-block differences, so a state that improves the
+    held-out frames by less than their block-to-block spread is not added."""
+    totals = {c: float(v.sum()) for c, v in per_block.items()}
+    best = max(totals, key=totals.get)
+    for c in sorted(per_block):
+        diff = per_block[best] - per_block[c]
+        se = float(np.std(diff, ddof=1) * np.sqrt(diff.size)) if diff.size > 1 else 0.0
+        if totals[best] - totals[c] <= se:
+            return c
+    return best
+
+
+def _check_frames(n_frames: int, n_states: int, where: str) -> None:
+    if n_frames < MIN_FRAMES:
+        raise CalciumAvaeError(
+            f"the recording is too short for a state model{where}: {n_frames} frames, at least "
+            f"{MIN_FRAMES} are needed"
+        )
+    if n_states * FRAMES_PER_STATE > n_frames:
+        raise CalciumAvaeError(
+            f"{n_states} states are more than {n_frames} frames{where} support (at most "
+            f"{n_frames // FRAMES_PER_STATE}: {FRAMES_PER_STATE} frames per state); use fewer"
+        )
+
+
+# -- the chain ---------------------------------------------------------------------------
+def forward_backward(log_b, log_start, log_trans):
+    """Posterior state probabilities, expected transitions and the log-likelihood.
+
+    ``log_b`` (T, K) are the frames' log emission densities; everything stays in log space
+    (a recursion of logsumexps), so no frame's density can underflow. Returns
+    (gamma (T, K), expected transition counts (K, K), log p(y))."""
+    import torch
+
+    t_len, k = log_b.shape
+    log_alpha = torch.empty_like(log_b)
+    log_beta = torch.zeros_like(log_b)
+    log_alpha[0] = log_start + log_b[0]
+    for t in range(1, t_len):
+        log_alpha[t] = torch.logsumexp(log_alpha[t - 1][:, None] + log_trans, 0) + log_b[t]
+    for t in range(t_len - 2, -1, -1):
+        log_beta[t] = torch.logsumexp(log_trans + (log_b[t + 1] + log_beta[t + 1])[None, :], 1)
+    loglik = torch.logsumexp(log_alpha[-1], 0)
+    gamma = torch.softmax(log_alpha + log_beta, 1)
+    if t_len > 1:
+        log_xi = (
+            log_alpha[:-1, :, None]
+            + log_trans[None]
+            + (log_b[1:] + log_beta[1:])[:, None, :]
+            - loglik
+        )
+        xi = torch.exp(torch.logsumexp(log_xi, 0))
+    else:
+        xi = torch.zeros(k, k, dtype=log_b.dtype, device=log_b.device)
+    return gamma, xi, loglik
+
+
+def forward_log_likelihood(log_b, log_start, log_trans) -> float:
+    """log p(y) by the forward recursion alone (held-out scoring)."""
+    import torch
+
+    log_alpha = log_start + log_b[0]
+    for t in range(1, log_b.shape[0]):
+        log_alpha = torch.logsumexp(log_alpha[:, None] + log_trans, 0) + log_b[t]
+    return float(torch.logsumexp(log_alpha, 0))
+
+
+def viterbi(log_b, log_start, log_trans) -> np.ndarray:
+    """The most likely state sequence (T,) int."""
+    import torch
+
+    t_len, k = log_b.shape
+    back = torch.empty(t_len, k, dtype=torch.long, device=log_b.device)
+    delta = log_start + log_b[0]
+    for t in range(1, t_len):
+        cand = delta[:, None] + log_trans
+        delta, back[t] = cand.max(0)
+        delta = delta + log_b[t]
+    back = back.cpu().numpy()
+    path = np.empty(t_len, dtype=np.int64)
+    path[-1] = int(torch.argmax(delta))
+    for t in range(t_len - 1, 0, -1):
+        path[t - 1] = back[t, path[t]]
+    return path
+
+
+def _kmeans_labels(features: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """Frames clustered into k groups (on at most 20 principal components)."""
+    from sklearn.cluster import KMeans
+    from sklearn.decomposition import PCA
+
+    from ..analysis._threads import openmp_threads_for
+
+    x = np.nan_to_num(features, nan=0.0)
+    with openmp_threads_for(x.shape[0]):
+        if x.shape[1] > 20:
+            x = PCA(20, svd_solver="randomized", random_state=seed).fit_transform(x)
+        return KMeans(k, n_init=10, random_state=seed).fit_predict(x)
+
+
+def _smooth(x: np.ndarray, width: int = 5) -> np.ndarray:
+    """Box filter along frames of an (N, T) array, NaN treated as 0."""
+    x = np.nan_to_num(x, nan=0.0)
+    c = np.cumsum(np.pad(x, ((0, 0), (width, 0))), 1)
+    return (c[:, width:] - c[:, :-width]) / width
+
+
+# -- the shared estimator ----------------------------------------------------------------
+class _StateModel(BaseEstimator):
+    """fit / score / predict shared by the three HMMs; subclasses give the emissions."""
+
+    def _check_params(self) -> None:
+        k = self.n_states
+        if k != "auto" and (not isinstance(k, (int, np.integer)) or isinstance(k, bool)):
+            raise CalciumAvaeError(f"n_states must be 'auto' or an integer, not {k!r}")
+        cands = [k] if k != "auto" else list(self.candidate_states)
+        if not cands or any(int(c) < 1 for c in cands):
+            raise CalciumAvaeError(f"numbers of states must be at least 1, not {cands!r}")
+        if not 0.05 <= float(self.holdout) <= 0.5:
+            raise CalciumAvaeError(f"holdout must be within [0.05, 0.5], not {self.holdout!r}")
+        if int(self.n_iter) < 1:
+            raise CalciumAvaeError(f"n_iter must be at least 1, not {self.n_iter!r}")
+
+    def fit(self, Y: Any, frame_rate: float | None = None) -> _StateModel:
+        """Fit to Y (ROIs x frames); with ``n_states="auto"`` choose K first by the held-out
+        likelihood of the last ``holdout`` share of frames, then refit on every frame."""
+        self._check_params()
+        if frame_rate is not None and not float(frame_rate) > 0:
+            raise CalciumAvaeError(f"frame_rate must be positive, not {frame_rate!r}")
+        Y = _check_y(Y)
+        keep = _usable_rows(Y)
+        X = Y[keep]
+        t = X.shape[1]
+        if self.n_states == "auto":
+            cands = sorted({int(c) for c in self.candidate_states})
+            n_test = round(t * float(self.holdout))
+            train, test = X[:, : t - n_test], X[:, t - n_test :]
+            _check_frames(train.shape[1], cands[0], " (training part)")
+            if test.shape[1] < MIN_FRAMES:
+                raise CalciumAvaeError(
+                    f"the held-out part has {test.shape[1]} frames, at least {MIN_FRAMES} are "
+                    f"needed to choose K; pass more frames or n_states=K"
+                )
+            usable = [c for c in cands if c * FRAMES_PER_STATE <= train.shape[1]]
+            blocks = np.array_split(np.arange(test.shape[1]), _SCORE_BLOCKS)
+            per_block = {}
+            for c in usable:
+                params = self._fit_k(train, c)
+                per_block[c] = np.array([self._score_params(test[:, b], params) for b in blocks])
+            k = _one_se_choice(per_block)
+            scores = {c: float(v.sum()) for c, v in per_block.items()}
+            self.selection_scores_ = scores
+        else:
+            k = int(self.n_states)
+            _check_frames(t, k, "")
+            self.selection_scores_ = None
+        params = self._fit_k(X, k)
+        self._params = params
+        self.n_states_ = k
+        self.n_features_in_ = Y.shape[0]
+        self.rois_used_ = keep
+        self.frame_rate_ = None if frame_rate is None else float(frame_rate)
+        log_b = self._log_emissions(X, params)
+        log_start, log_trans = self._log_chain(params, log_b)
+        gamma, _, ll = forward_backward(log_b, log_start, log_trans)
+        self.state_probabilities_ = gamma.cpu().numpy().astype(np.float64)
+        self.states_ = viterbi(log_b, log_start, log_trans)
+        self.log_likelihood_ = float(ll)
+        self.transmat_ = np.exp(log_trans.cpu().numpy().astype(np.float64))
+        self.startprob_ = np.exp(log_start.cpu().numpy().astype(np.float64))
+        self.n_iter_ = getattr(self, "_n_iter", None)
+        self._set_fitted(params, keep)
+        return self
+
+    # the chain's parameters as torch log-probabilities on the emissions' device
+    def _log_chain(self, params: dict, like):
+        import torch
+
+        kw = {"dtype": like.dtype, "device": like.device}
+        return (
+            torch.log(torch.as_tensor(params["startprob"], **kw)),
+            torch.log(torch.as_tensor(params["transmat"], **kw)),
+        )
+
+    def _score_params(self, X: np.ndarray, params: dict) -> float:
+        log_b = self._log_emissions(X, params)
+        return forward_log_likelihood(log_b, *self._log_chain(params, log_b))
+
+    def _rows(self, Y: Any) -> np.ndarray:
+        if not hasattr(self, "_params"):
+            from sklearn.exceptions import NotFittedError
+
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit first")
+        Y = _check_y(Y)
+        if Y.shape[0] != self.n_features_in_:
+            raise CalciumAvaeError(
+                f"Y has {Y.shape[0]} ROIs but the model was fitted on {self.n_features_in_}"
+            )
+        X = Y[self.rois_used_]
+        if X.shape[1] < 2:
+            raise CalciumAvaeError(f"Y needs at least 2 frames, not {X.shape[1]}")
+        return X
+
+    def score(self, Y: Any) -> float:
+        """log p(Y) in nats (input units): held-out log-likelihood, states summed out."""
+        return self._score_params(self._rows(Y), self._params)
+
+    def predict(self, Y: Any) -> np.ndarray:
+        """The most likely state per frame (Viterbi), (frames,) int."""
+        X = self._rows(Y)
+        log_b = self._log_emissions(X, self._params)
+        return viterbi(log_b, *self._log_chain(self._params, log_b))
+
+    def predict_proba(self, Y: Any) -> np.ndarray:
+        """p(state | all frames) per frame, (frames, K)."""
+        X = self._rows(Y)
+        log_b = self._log_emissions(X, self._params)
+        gamma, _, _ = forward_backward(log_b, *self._log_chain(self._params, log_b))
+        return gamma.cpu().numpy().astype(np.float64)
+
+    # -- helpers for the EM subclasses ----------------------------------------------------
+    def _em_chain(self, gamma, xi) -> tuple[np.ndarray, np.ndarray]:
+        start = gamma[0].cpu().numpy().astype(np.float64) + _TRANSITION_PRIOR
+        trans = xi.cpu().numpy().astype(np.float64) + _TRANSITION_PRIOR
+        return start / start.sum(), trans / trans.sum(1, keepdims=True)
+
+    def _initial_labels(self, features: np.ndarray, k: int) -> np.ndarray:
+        return _kmeans_labels(features.T, k, int(self.random_state or 0))
+
+
+def _one_hot_chain(labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    trans = np.full((k, k), 1.0)
+    np.add.at(trans, (labels[:-1], labels[1:]), 1.0)
+    start = np.full(k, 1.0 / k)
+    return start, trans / trans.sum(1, keepdims=True)
+
+
+# -- the calcium HMM ---------------------------------------------------------------------
+class CalciumHMM(_StateModel):
+    """Seed 002's calcium HMM: K states, a Poisson rate per neuron in each, emissions
+    through the calcium observation model (counts summed out exactly), fitted by EM.
+
+    Parameters
+    ----------
+    n_states : int or "auto"
+        K, or "auto" to choose it from ``candidate_states`` by held-out likelihood.
+    candidate_states : tuple of int
+        The K tried by "auto".
+    holdout : float
+        Share of frames (the last ones) held out to choose K.
+    ar_order : 1 or 2
+        AR order of the calcium process (shared by all states).
+    n_iter : int
+        Most EM iterations.
+    tol : float
+        EM stops when the log-likelihood per neuron-frame rises less than this.
+    observation_steps : int
+        Adam steps on kinetics, gain and noise per M-step (0 keeps the moment-based start).
+    random_state : int or None
+        Seed of the k-means start and the frames that refine the kinetics.
+    device : str
+        "auto", "cpu", "cuda" or "mps".
+
+    Fitted attributes: ``n_states_``, ``states_`` (Viterbi, (frames,) int),
+    ``state_probabilities_`` (frames, K), ``rates_`` (K, ROIs) spikes per frame (NaN for
+    dropped ROIs), ``transmat_`` (K, K), ``startprob_``, ``decay_`` (ROIs, p) AR
+    coefficients, ``gain_`` and ``noise_sd_`` (input units), ``log_likelihood_``,
+    ``selection_scores_`` ({K: held-out log-likelihood} or None), ``rois_used_``.
+    """
+
+    def __init__(
+        self,
+        n_states: int | str = "auto",
+        candidate_states: tuple[int, ...] = DEFAULT_CANDIDATES,
+        holdout: float = 0.2,
+        ar_order: int = 1,
+        n_iter: int = 100,
+        tol: float = 1e-4,
+        observation_steps: int = 10,
+        random_state: int | None = 0,
+        device: str = "auto",
+    ) -> None:
+        self.n_states = n_states
+        self.candidate_states = candidate_states
+        self.holdout = holdout
+        self.ar_order = ar_order
+        self.n_iter = n_iter
+        self.tol = tol
+        self.observation_steps = observation_steps
+        self.random_state = random_state
+        self.device = device
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        if self.ar_order not in (1, 2):
+            raise CalciumAvaeError(f"ar_order must be 1 or 2, not {self.ar_order!r}")
+
+    # -- the observation model in torch ---------------------------------------------------
+    def _observation(self, params: dict):
+        """A CalciumObservationModel holding the fitted per-neuron parameters."""
+        import torch
+
+        from ..model.calcium import CalciumObservationModel
+        from ..model.device import resolve_device
+
+        dev = resolve_device(self.device)
+        obs = CalciumObservationModel(
+            len(params["offset"]), self.ar_order, 1, False, torch.float32, dev
+        )
+        obs.set_parameters(
+            roots=torch.as_tensor(params["roots"]),
+            gain=torch.as_tensor(params["gain"]),
+            noise_sd=torch.as_tensor(params["noise"]),
+            baseline=torch.as_tensor(params["baseline"]),
+        )
+        return obs
+
+    def _standardise(self, X: np.ndarray, params: dict, obs):
+        import torch
+
+        z = (X - params["offset"][:, None]) / params["scale"][:, None]
+        return torch.as_tensor(z, dtype=torch.float32, device=obs.raw_gain.device)
+
+    def _chunks(self, n: int, t: int, k: int, r: int) -> list[slice]:
+        step = max(1, int(_CHUNK_ELEMENTS // max(1, n * max(k, r + 1))))
+        return [slice(s, min(t, s + step)) for s in range(0, t, step)]
+
+    def _pass(self, obs, y, log_rates, gamma=None):
+        """One sweep over frame chunks. Without ``gamma``: log emissions (T, K). With it:
+        the M-step's sums, (sum_t gamma_tk E[s_nt | k], sum_t gamma_tk) per (k, n).
+
+        Per chunk the count mixture of ``calcium.mixture_log_terms`` is taken once at rate 1
+        (L_ntj = log N(resid; gain j, sd^2) - log j!); each state's term is then
+        logsumexp_j(j log rate_kn + L_ntj) - rate_kn, a polynomial in the rate that one
+        batched matrix product evaluates for all states."""
+        import torch
+
+        from ..model.calcium import choose_max_count, mixture_log_terms
+
+        p = self.ar_order
+        n, t = y.shape
+        k = log_rates.shape[0]
+        with torch.no_grad():
+            resid, _, valid = obs._residuals(y)
+            rates = torch.exp(log_rates)  # (K, N)
+            r = choose_max_count(rates)
+            j = torch.arange(r + 1, dtype=y.dtype, device=y.device)
+            powers = torch.exp(j[None, :, None] * log_rates.T[:, None, :])  # (N, R+1, K)
+            if gamma is not None:
+                powers = torch.cat([powers, powers * j[None, :, None]], 2)
+            ones = torch.ones((), dtype=y.dtype, device=y.device)
+            out = torch.zeros(t, k, dtype=y.dtype, device=y.device)
+            num = torch.zeros(k, n, dtype=torch.float64, device=y.device)
+            den = torch.zeros(k, n, dtype=torch.float64, device=y.device)
+            gain, sd = obs.gain, obs.noise_sd
+            for sl in self._chunks(n, t - p, k, r):
+                res = resid[:, sl]
+                lt = mixture_log_terms(res, ones.expand_as(res), gain, sd, r) + 1.0
+                m = lt.max(-1).values
+                poly = torch.bmm(torch.exp(lt - m[..., None]), powers)
+                d = poly[..., :k].clamp_min(1e-38)
+                v = valid[:, sl]
+                if gamma is None:
+                    terms = m[..., None] + torch.log(d) - rates.T[:, None, :]
+                    terms = torch.where(v[..., None], terms, 0.0)
+                    out[p + sl.start : p + sl.stop] = terms.sum(0)
+                else:
+                    g = gamma[p + sl.start : p + sl.stop]  # (Tc, K)
+                    expected = poly[..., k:] / d  # E[s_nt | z_t = k]
+                    vf = v.to(y.dtype)
+                    num += torch.einsum("ntk,tk->kn", expected * vf[..., None], g).double()
+                    den += (g.T @ vf.T).double()
+        if gamma is None:
+            return out
+        return num, den
+
+    def _log_emissions(self, X: np.ndarray, params: dict):
+        import torch
+
+        obs = self._observation(params)
+        y = self._standardise(X, params, obs)
+        log_rates = torch.log(torch.as_tensor(params["rates"], dtype=y.dtype, device=y.device))
+        log_b = self._pass(obs, y, log_rates)
+        # densities of the input, not of the standardised traces
+        _, _, valid = obs._residuals(y)
+        log_scale = torch.as_tensor(np.log(params["scale"]), dtype=y.dtype, device=y.device)
+        jac = (valid.to(y.dtype) * log_scale[:, None]).sum(0)
+        log_b[self.ar_order :] -= jac[:, None]
+        return log_b
+
+    def _refine_observation(self, obs, y, log_rates, gamma, frames) -> None:
+        """A few Adam steps on sum_t sum_k gamma_tk log p(y_t | z_t = k) over ``frames``
+        (kinetics, gain, noise, baseline; the rates stay at their closed-form update)."""
+        import torch
+
+        from ..model.calcium import choose_max_count, mixture_log_terms
+
+        steps = int(self.observation_steps)
+        if steps < 1:
+            return
+        p = self.ar_order
+        rates = torch.exp(log_rates).detach()
+        k, n = rates.shape
+        r = choose_max_count(rates)
+        g = gamma[frames].detach()  # (S, K)
+        s = len(frames)
+        # each frame with its p predecessors, laid end to end: the residual at the last
+        # place of every window is that frame's innovation (the baseline is a constant)
+        idx = (frames[:, None] - torch.arange(p, -1, -1, device=y.device)[None]).reshape(-1)
+        y_win = y[:, idx]
+        at = torch.arange(s, device=y.device) * (p + 1)
+        opt = torch.optim.Adam(obs.parameters(), lr=0.02)
+        lam = rates.T[:, None, :].expand(n, s, k).reshape(n, s * k)
+        for _ in range(steps):
+            resid, _, valid = obs._residuals(y_win)
+            res, v = resid[:, at], valid[:, at]
+            res_k = res[:, :, None].expand(n, s, k).reshape(n, s * k)
+            terms = torch.logsumexp(mixture_log_terms(res_k, lam, obs.gain, obs.noise_sd, r), -1)
+            terms = terms.reshape(n, s, k)
+            q = (torch.where(v[..., None], terms, 0.0) * g).sum()
+            loss = -q / max(1, int(v.sum()))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+    def _fit_k(self, X: np.ndarray, k: int) -> dict:
+        import torch
+
+        from ..spikes.inference import _initial_guess, _row_stats
+
+        stats = _row_stats(X)
+        offset = stats["median"]
+        scale = np.where(stats["std"] > 0, stats["std"], 1.0)
+        xs = (X - offset[:, None]) / scale[:, None]
+        init = _initial_guess(xs, self.ar_order, 1)
+        params = {
+            "offset": offset,
+            "scale": scale,
+            "roots": init["roots"],
+            "gain": init["gain"],
+            "noise": init["noise"],
+            "baseline": init["baseline"],
+        }
+        obs = self._observation(params)
+        y = self._standardise(X, params, obs)
+        p = self.ar_order
+        n, t = y.shape
+        if self.random_state is not None:
+            torch.manual_seed(int(self.random_state))
+        # start: k-means of frames on a smoothed spike proxy (positive innovations / gain)
+        with torch.no_grad():
+            resid, _, valid = obs._residuals(y)
+            proxy = torch.where(valid, resid, 0.0).clamp_min(0)
+            proxy = (proxy / obs.gain[:, None]).cpu().numpy()
+        proxy = np.concatenate([np.zeros((n, p)), proxy], 1)
+        labels = self._initial_labels(_smooth(proxy), k)
+        gamma = torch.zeros(t, k, dtype=y.dtype, device=y.device)
+        gamma[torch.arange(t), torch.as_tensor(labels)] = 1.0
+        start, trans = _one_hot_chain(labels, k)
+        log_rates = torch.log(
+            torch.as_tensor(
+                np.stack([proxy[:, labels == c].mean(1) for c in range(k)]) + RATE_FLOOR,
+                dtype=y.dtype,
+                device=y.device,
+            )
+        )
+        gen = np.random.default_rng(self.random_state)
+        n_obs = min(t - p, _OBS_FRAMES)
+        frames = torch.as_tensor(
+            np.sort(gen.choice(np.arange(p, t), n_obs, replace=False)), device=y.device
+        )
+        previous = -math.inf
+        n_terms = max(1, int(valid.sum()))
+        self._n_iter = 0
+        for it in range(int(self.n_iter)):
+            self._n_iter = it + 1
+            # M-step from the current posterior (the first one from the k-means labels)
+            num, den = self._pass(obs, y, log_rates, gamma)
+            rates = (num / den.clamp_min(1e-12)).clamp_min(RATE_FLOOR)
+            log_rates = torch.log(rates).to(y.dtype)
+            if it < _OBS_ITERS:
+                self._refine_observation(obs, y, log_rates, gamma, frames)
+            # E-step
+            log_b = self._pass(obs, y, log_rates)
+            kw = {"dtype": y.dtype, "device": y.device}
+            log_start = torch.log(torch.as_tensor(start, **kw))
+            log_trans = torch.log(torch.as_tensor(trans, **kw))
+            gamma, xi, ll = forward_backward(log_b, log_start, log_trans)
+            start, trans = self._em_chain(gamma, xi)
+            ll = float(ll) / n_terms
+            if ll - previous < float(self.tol):
+                break
+            previous = ll
+        num, den = self._pass(obs, y, log_rates, gamma)
+        rates = (num / den.clamp_min(1e-12)).clamp_min(RATE_FLOOR)
+        with torch.no_grad():
+            params.update(
+                roots=obs.roots.cpu().numpy().astype(np.float64),
+                gain=obs.gain.cpu().numpy().astype(np.float64),
+                noise=obs.noise_sd.cpu().numpy().astype(np.float64),
+                baseline=obs.baseline_coef.cpu().numpy().astype(np.float64),
+            )
+        params.update(rates=rates.cpu().numpy(), startprob=start, transmat=trans)
+        return params
+
+    def _set_fitted(self, params: dict, keep: np.ndarray) -> None:
+        import torch
+
+        from ..model.calcium import ar_from_roots
+
+        n = keep.size
+        rates = np.full((self.n_states_, n), np.nan)
+        rates[:, keep] = params["rates"]
+        self.rates_ = rates
+        decay = np.full((n, self.ar_order), np.nan)
+        decay[keep] = ar_from_roots(torch.as_tensor(params["roots"])).numpy()
+        self.decay_ = decay
+        self.gain_ = np.full(n, np.nan)
+        self.gain_[keep] = params["gain"] * params["scale"]
+        self.noise_sd_ = np.full(n, np.nan)
+        self.noise_sd_[keep] = params["noise"] * params["scale"]
+
+
+# -- the Gaussian comparisons ------------------------------------------------------------
+class _GaussianBase(_StateModel):
+    def __init__(
+        self,
+        n_states: int | str = "auto",
+        candidate_states: tuple[int, ...] = DEFAULT_CANDIDATES,
+        holdout: float = 0.2,
+        n_iter: int = 100,
+        tol: float = 1e-4,
+        random_state: int | None = 0,
+        device: str = "cpu",
+    ) -> None:
+        self.n_states = n_states
+        self.candidate_states = candidate_states
+        self.holdout = holdout
+        self.n_iter = n_iter
+        self.tol = tol
+        self.random_state = random_state
+        self.device = device
+
+    def _tensor(self, x: np.ndarray):
+        import torch
+
+        from ..model.device import resolve_device
+
+        return torch.as_tensor(x, dtype=torch.float64, device=resolve_device(self.device))
+
+
+class GaussianHMM(_GaussianBase):
+    """Gaussian HMM with a diagonal covariance per state (hmmlearn's ``GaussianHMM``).
+
+    hmmlearn fits on the frames every ROI has (NaN frames cut the sequence into pieces);
+    emissions for scoring and decoding leave each NaN value out, as the calcium HMM does.
+    Fitted attributes as :class:`CalciumHMM`, with ``means_`` and ``variances_`` (K, ROIs)
+    in place of rates (``rates_`` is ``means_``: no spike rate in this model)."""
+
+    def _fit_k(self, X: np.ndarray, k: int) -> dict:
+        from hmmlearn.hmm import GaussianHMM as _Hmm
+
+        from ..analysis._threads import openmp_threads_for
+
+        ok = np.isfinite(X).all(0)
+        if ok.sum() < k * FRAMES_PER_STATE:
+            raise CalciumAvaeError(
+                f"only {int(ok.sum())} frames have every ROI; too few for {k} Gaussian states"
+            )
+        # runs of complete frames are the sequences hmmlearn fits
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], ok.astype(int), [0]])))
+        lengths = (edges[1::2] - edges[::2]).tolist()
+        model = _Hmm(
+            k,
+            covariance_type="diag",
+            n_iter=int(self.n_iter),
+            tol=float(self.tol) * X.shape[0] * int(ok.sum()),
+            random_state=self.random_state,
+            min_covar=1e-4 * float(np.nanvar(X)),
+        )
+        with openmp_threads_for(int(ok.sum())), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.fit(X[:, ok].T, lengths)
+        return {
+            "means": model.means_,
+            "variances": np.stack([np.diag(c) for c in model.covars_]),
+            "startprob": np.clip(model.startprob_, 1e-12, None),
+            "transmat": np.clip(model.transmat_, 1e-12, None),
+        }
+
+    def _log_emissions(self, X: np.ndarray, params: dict):
+        import torch
+
+        y = self._tensor(X)
+        ok = torch.isfinite(y)
+        y0 = torch.where(ok, y, 0.0)
+        mu = self._tensor(params["means"])  # (K, N)
+        var = self._tensor(params["variances"])
+        ll = -0.5 * ((y0.T[:, None, :] - mu[None]) ** 2 / var[None] + torch.log(2 * math.pi * var))
+        return torch.where(ok.T[:, None, :], ll, 0.0).sum(-1)
+
+    def _set_fitted(self, params: dict, keep: np.ndarray) -> None:
+        n = keep.size
+        self.means_ = np.full((self.n_states_, n), np.nan)
+        self.means_[:, keep] = params["means"]
+        self.variances_ = np.full((self.n_states_, n), np.nan)
+        self.variances_[:, keep] = params["variances"]
+        self.rates_ = self.means_
+
+
+class ARGaussianHMM(_GaussianBase):
+    """Autoregressive Gaussian HMM: in state k, y_nt = a_kn y_n,t-1 + b_kn + N(0, v_kn).
+
+    The seed's AR-Gaussian comparison (the calcium model without its spikes), diagonal,
+    fitted by EM with a weighted least-squares M-step; conditioned on the first frame.
+    Fitted attributes as :class:`CalciumHMM`, with ``ar_`` (K, ROIs), ``means_`` (the
+    intercepts b) and ``variances_``; ``rates_`` is b / (1 - a), each state's level."""
+
+    def _terms(self, X: np.ndarray):
+        import torch
+
+        y = self._tensor(X)
+        cur, prev = y[:, 1:], y[:, :-1]
+        ok = torch.isfinite(cur) & torch.isfinite(prev)
+        zero = 0.0
+        return torch.where(ok, cur, zero), torch.where(ok, prev, zero), ok
+
+    def _log_emissions(self, X: np.ndarray, params: dict):
+        import torch
+
+        cur, prev, ok = self._terms(X)
+        a, b, v = (self._tensor(params[key]) for key in ("ar", "means", "variances"))
+        pred = a[None] * prev.T[:, None, :] + b[None]  # (T-1, K, N)
+        ll = -0.5 * ((cur.T[:, None, :] - pred) ** 2 / v[None] + torch.log(2 * math.pi * v))
+        ll = torch.where(ok.T[:, None, :], ll, 0.0).sum(-1)
+        return torch.cat([torch.zeros(1, ll.shape[1], dtype=ll.dtype), ll], 0)
+
+    def _m_step(self, cur, prev, ok, gamma, floor: float) -> dict:
+        """Weighted least squares of y_t on (y_t-1, 1) per state and ROI."""
+        import torch
+
+        w = gamma[1:]  # (T-1, K)
+        o = ok.to(w.dtype).T  # (T-1, N)
+        x, z = prev.T, cur.T
+        s0 = w.T @ o
+        sx, sz = w.T @ (o * x), w.T @ (o * z)
+        sxx, sxz, szz = w.T @ (o * x * x), w.T @ (o * x * z), w.T @ (o * z * z)
+        det = s0 * sxx - sx**2
+        good = det > 1e-9 * s0.clamp_min(1e-12) ** 2
+        a = torch.where(good, (s0 * sxz - sx * sz) / det.clamp_min(1e-300), 0.0)
+        b = torch.where(good, (sz - a * sx) / s0.clamp_min(1e-12), sz / s0.clamp_min(1e-12))
+        rss = szz - 2 * a * sxz - 2 * b * sz + a**2 * sxx + 2 * a * b * sx + b**2 * s0
+        v = (rss / s0.clamp_min(1e-12)).clamp_min(floor)
+        return {"ar": a.cpu().numpy(), "means": b.cpu().numpy(), "variances": v.cpu().numpy()}
+
+    def _fit_k(self, X: np.ndarray, k: int) -> dict:
+        import torch
+
+        cur, prev, ok = self._terms(X)
+        t = X.shape[1]
+        floor = 1e-4 * float(np.nanvar(np.diff(X, axis=1)))
+        labels = self._initial_labels(_smooth(np.diff(X, axis=1, prepend=np.nan)), k)
+        gamma = torch.zeros(t, k, dtype=torch.float64, device=cur.device)
+        gamma[torch.arange(t), torch.as_tensor(labels)] = 1.0
+        start, trans = _one_hot_chain(labels, k)
+        previous = -math.inf
+        n_terms = max(1, int(ok.sum()))
+        params = {}
+        self._n_iter = 0
+        for it in range(int(self.n_iter)):
+            self._n_iter = it + 1
+            params = self._m_step(cur, prev, ok, gamma, floor)
+            params.update(startprob=start, transmat=trans)
+            log_b = self._log_emissions(X, params)
+            gamma, xi, ll = forward_backward(log_b, *self._log_chain(params, log_b))
+            start, trans = self._em_chain(gamma, xi)
+            ll = float(ll) / n_terms
+            if ll - previous < float(self.tol):
+                break
+            previous = ll
+        params = self._m_step(cur, prev, ok, gamma, floor)
+        params.update(startprob=start, transmat=trans)
+        return params
+
+    def _set_fitted(self, params: dict, keep: np.ndarray) -> None:
+        n = keep.size
+        for name in ("ar", "means", "variances"):
+            full = np.full((self.n_states_, n), np.nan)
+            full[:, keep] = params[name]
+            setattr(self, f"{name}_", full)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            self.rates_ = self.means_ / (1.0 - self.ar_)

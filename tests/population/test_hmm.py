@@ -1,0 +1,215 @@
+"""Population states: the calcium HMM (seed 002) and its Gaussian comparisons."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from napari_calcium_avae.errors import CalciumAvaeError, CalciumAvaeWarning
+from napari_calcium_avae.model.calcium import CalciumObservationModel
+from napari_calcium_avae.population.hmm import (
+    MIN_FRAMES,
+    ARGaussianHMM,
+    CalciumHMM,
+    GaussianHMM,
+    forward_backward,
+    forward_log_likelihood,
+    viterbi,
+)
+
+FAST = {"n_iter": 15, "device": "cpu"}
+
+
+def planted(n_frames, k=3, group=3, on=0.6, off=0.01, stay=0.95, seed=0):
+    """A sequential-state population: group g fires in state g; AR(1) calcium + noise."""
+    rng = np.random.default_rng(seed)
+    n = k * group
+    states = np.empty(n_frames, dtype=int)
+    states[0] = 0
+    for t in range(1, n_frames):
+        states[t] = states[t - 1] if rng.random() < stay else (states[t - 1] + 1) % k
+    rates = np.full((k, n), off)
+    for s in range(k):
+        rates[s, s * group : (s + 1) * group] = on
+    spikes = rng.poisson(rates[states].T)
+    alpha = rng.uniform(0.7, 0.9, n)
+    c = np.zeros((n, n_frames))
+    for t in range(n_frames):
+        c[:, t] = (alpha * c[:, t - 1] if t else 0) + spikes[:, t] + rng.normal(0, 0.1, n)
+    return states, c + rng.normal(0, 0.1, c.shape)
+
+
+def accuracy(true, found):
+    """Accuracy under the best one-to-one relabelling (small K: all permutations)."""
+    k = max(true.max(), found.max()) + 1
+    return max(
+        float((np.asarray(perm)[found] == true).mean()) for perm in itertools.permutations(range(k))
+    )
+
+
+def test_forward_backward_equals_brute_force_sum():
+    gen = torch.Generator().manual_seed(0)
+    t_len, k = 5, 3
+    log_b = torch.randn(t_len, k, generator=gen, dtype=torch.float64) * 3
+    start = torch.softmax(torch.randn(k, generator=gen, dtype=torch.float64), 0)
+    trans = torch.softmax(torch.randn(k, k, generator=gen, dtype=torch.float64), 1)
+    joint = {}
+    for path in itertools.product(range(k), repeat=t_len):
+        lp = math.log(start[path[0]]) + float(log_b[0, path[0]])
+        for t in range(1, t_len):
+            lp += math.log(trans[path[t - 1], path[t]]) + float(log_b[t, path[t]])
+        joint[path] = lp
+    total = np.logaddexp.reduce(list(joint.values()))
+    gamma, xi, ll = forward_backward(log_b, start.log(), trans.log())
+    assert float(ll) == pytest.approx(total, abs=1e-9)
+    assert forward_log_likelihood(log_b, start.log(), trans.log()) == pytest.approx(total)
+    # the posterior marginals and the expected transitions of the brute-force joint
+    post = {p: math.exp(v - total) for p, v in joint.items()}
+    for t in range(t_len):
+        for s in range(k):
+            want = sum(w for p, w in post.items() if p[t] == s)
+            assert float(gamma[t, s]) == pytest.approx(want, abs=1e-9)
+    want_xi = np.zeros((k, k))
+    for p, w in post.items():
+        for t in range(1, t_len):
+            want_xi[p[t - 1], p[t]] += w
+    np.testing.assert_allclose(xi.numpy(), want_xi, atol=1e-9)
+    best = max(joint, key=joint.get)
+    assert tuple(viterbi(log_b, start.log(), trans.log())) == best
+
+
+def test_calcium_hmm_score_equals_brute_force_over_states():
+    """score() sums the states out exactly, with emissions that equal the observation
+    model's per-frame likelihood (counts summed out) at each state's rates."""
+    _, y = planted(200, k=2, group=2, seed=1)
+    model = CalciumHMM(n_states=2, **FAST).fit(y)
+    seg = y[:, 100:106].copy()
+    seg[1, 3] = np.nan  # a masked value: that neuron's terms at frames 3 and 4 drop out
+    prm = model._params
+    obs = CalciumObservationModel(4, 1, 1, False, torch.float64)
+    obs.set_parameters(
+        roots=torch.as_tensor(prm["roots"]),
+        gain=torch.as_tensor(prm["gain"]),
+        noise_sd=torch.as_tensor(prm["noise"]),
+        baseline=torch.as_tensor(prm["baseline"]),
+    )
+    z = torch.as_tensor((seg - prm["offset"][:, None]) / prm["scale"][:, None])
+    per_state = []
+    for k in range(2):
+        lam = torch.as_tensor(prm["rates"][k])[:, None].expand_as(z)
+        terms, mask = obs.frame_log_likelihood(z, lam)
+        terms = terms - mask * torch.as_tensor(np.log(prm["scale"]))[:, None]
+        per_state.append(terms.sum(0).detach().numpy())
+    log_b = np.stack(per_state, 1)
+    total = -np.inf
+    for path in itertools.product(range(2), repeat=seg.shape[1]):
+        lp = np.log(prm["startprob"][path[0]]) + log_b[0, path[0]]
+        for t in range(1, seg.shape[1]):
+            lp += np.log(prm["transmat"][path[t - 1], path[t]]) + log_b[t, path[t]]
+        total = np.logaddexp(total, lp)
+    assert model.score(seg) == pytest.approx(total, rel=1e-4)
+
+
+def test_calcium_hmm_recovers_planted_states():
+    states, y = planted(600)
+    model = CalciumHMM(n_states=3, **FAST).fit(y)
+    assert model.states_.shape == (600,)
+    assert model.state_probabilities_.shape == (600, 3)
+    np.testing.assert_allclose(model.state_probabilities_.sum(1), 1.0, atol=1e-5)
+    assert model.rates_.shape == (3, 9)
+    assert model.transmat_.shape == (3, 3)
+    np.testing.assert_allclose(model.transmat_.sum(1), 1.0)
+    assert accuracy(states, model.states_) >= 0.9
+    # each state's most active group is a different one; its calcium influx (gain x
+    # rate, the seed's c * lambda: gain and rate trade off under noise) near the planted 0.6
+    influx = (model.rates_ * model.gain_[None]).reshape(3, 3, 3).mean(2)
+    assert sorted(influx.argmax(1)) == [0, 1, 2]
+    assert 0.4 < influx.max(1).min() and influx.max(1).max() < 0.9
+
+
+def test_auto_chooses_the_planted_number_of_states():
+    states, y = planted(800, on=0.8, off=0.0, seed=2)
+    model = CalciumHMM(candidate_states=(2, 3, 4), **FAST).fit(y)
+    assert set(model.selection_scores_) == {2, 3, 4}
+    assert model.n_states_ == 3
+    assert accuracy(states, model.states_) >= 0.9
+
+
+def test_nan_values_and_frames_are_masked():
+    states, y = planted(600, seed=3)
+    y[0, 100:140] = np.nan  # one neuron missing for a while
+    y[:, 300:305] = np.nan  # every neuron missing: the chain carries the state
+    model = CalciumHMM(n_states=3, **FAST).fit(y)
+    assert np.isfinite(model.state_probabilities_).all()
+    assert np.isfinite(model.rates_).all() and np.isfinite(model.log_likelihood_)
+    assert accuracy(states, model.states_) >= 0.9
+    # a missing value changes only its own frame's and the next frame's emissions
+    full = model._log_emissions(y[:, 150:200], model._params)
+    holed = y[:, 150:200].copy()
+    holed[2, 20] = np.nan
+    part = model._log_emissions(holed, model._params)
+    changed = np.flatnonzero((full - part).abs().sum(1).numpy() > 0)
+    assert changed.tolist() == [20, 21]
+
+
+def test_all_nan_roi_is_dropped_with_a_warning():
+    _, y = planted(300, seed=4)
+    y[4] = np.nan
+    with pytest.warns(CalciumAvaeWarning, match="all NaN"):
+        model = CalciumHMM(n_states=3, **FAST).fit(y)
+    assert np.isnan(model.rates_[:, 4]).all()
+    assert np.isfinite(np.delete(model.rates_, 4, axis=1)).all()
+    assert np.isfinite(model.score(y))
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda y: y[:1], "at least 2 ROIs"),
+        (lambda y: y[:, : MIN_FRAMES - 1], "too short"),
+        (lambda y: np.vstack([y[:1], np.full_like(y[:1], np.nan)]), "at least 2 ROIs"),
+        (lambda y: y[None], "2-D"),
+    ],
+)
+def test_bad_input_gets_one_line(make, message):
+    _, y = planted(200, seed=5)
+    with pytest.raises(CalciumAvaeError, match=message) as err, warnings.catch_warnings():
+        warnings.simplefilter("ignore", CalciumAvaeWarning)
+        CalciumHMM(n_states=2, **FAST).fit(make(y))
+    assert "\n" not in str(err.value)
+
+
+def test_more_states_than_the_data_support_is_refused():
+    _, y = planted(100, seed=6)
+    with pytest.raises(CalciumAvaeError, match="more than 100 frames"):
+        CalciumHMM(n_states=20, **FAST).fit(y)
+    with pytest.raises(CalciumAvaeError, match="n_states"):
+        CalciumHMM(n_states="many").fit(y)
+    with pytest.raises(CalciumAvaeError, match="held-out part"):
+        CalciumHMM(candidate_states=(2, 3), **FAST).fit(y)
+
+
+def test_scoring_needs_the_fitted_rois():
+    _, y = planted(200, seed=7)
+    model = CalciumHMM(n_states=2, **FAST).fit(y)
+    with pytest.raises(CalciumAvaeError, match="fitted on 9"):
+        model.score(y[:5])
+    assert model.predict(y[:, :50]).shape == (50,)
+    assert model.predict_proba(y[:, :50]).shape == (50, 2)
+
+
+@pytest.mark.parametrize("cls", [GaussianHMM, ARGaussianHMM])
+def test_gaussian_comparisons_share_the_interface(cls):
+    states, y = planted(600, on=0.8, seed=8)
+    y[1, 50:60] = np.nan
+    model = cls(n_states=3).fit(y)
+    assert model.states_.shape == (600,)
+    assert model.state_probabilities_.shape == (600, 3)
+    assert model.rates_.shape == (3, 9) and model.transmat_.shape == (3, 3)
+    assert accuracy(states, model.states_) >= 0.8
+    assert np.isfinite(model.score(y))
