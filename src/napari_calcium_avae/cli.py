@@ -643,6 +643,57 @@ def cmd_compare(args: argparse.Namespace) -> None:
         raise KeyboardInterrupt("after the report was written")
 
 
+def cmd_population(args: argparse.Namespace) -> None:
+    from .nwb import read_results
+    from .nwb.population import write_population
+    from .population import analyse, parse_count
+
+    assemblies = parse_count(args.assemblies, "--assemblies", allow_none=True)
+    states = parse_count(args.states, "--states", allow_none=True)
+    if assemblies is None and states is None:
+        raise CalciumAvaeError("--assemblies none and no --states: nothing to do")
+    files = _nwb_inputs(args.inputs, include_results=args.include_results)
+    outputs = _result_outputs(args, files)
+    recordings = _read_all(files, args.series)
+    _clean_folders(out.parent for out in outputs if out.parent.is_dir())
+    for done, (f, traces, out) in enumerate(zip(files, recordings, outputs, strict=True)):
+        stored = read_results(f, args.series) if assemblies is not None else None
+        rates = None if stored is None else stored.spike_rates
+        _step(f"{f.name}: population analysis")
+        detector, model, facts = analyse(
+            traces, assemblies=assemblies, states=states, rates=rates, device=args.device
+        )
+        if not args.in_place:
+            out.parent.mkdir(parents=True, exist_ok=True)
+        with _finish_before_interrupt() as received:
+            written = write_population(
+                traces,
+                None if args.in_place else out,
+                assemblies=detector,
+                states=model,
+                facts=facts,
+                in_place=args.in_place,
+                overwrite=args.overwrite,
+            )
+        print(f"{written}: {_population_summary(traces, detector, model, facts)}")
+        if received and done + 1 < len(outputs):
+            raise KeyboardInterrupt(f"{done + 1} of {len(outputs)} result files were written")
+
+
+def _population_summary(traces, detector, model, facts: dict) -> str:
+    parts = [f"{traces.n_rois} ROIs"]
+    if detector is not None:
+        k = detector.n_assemblies_
+        parts.append(
+            f"{k} assembl{'y' if k == 1 else 'ies'} ({int(detector.significant_.sum())} "
+            f"significant, from {facts['assemblies_input']}), "
+            f"{int((detector.labels_ < 0).sum())} ROIs in none"
+        )
+    if model is not None:
+        parts.append(f"{model.n_states_} states")
+    return ", ".join(parts)
+
+
 def _step(message: str) -> None:
     print(f"{message}…", file=sys.stderr)
 
@@ -896,6 +947,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="device for spike inference")
     p.set_defaults(func=cmd_compare)
 
+    p = sub.add_parser(
+        "population", help="co-active assemblies and network states; write them to NWB"
+    )
+    _add_result_options(p)
+    p.add_argument(
+        "--assemblies",
+        default="auto",
+        help="number of assemblies: 'auto' (from the data, the default), N, or 'none'; found "
+        "in the inferred spikes of a deconvolve result file, else in the traces",
+    )
+    p.add_argument(
+        "--states",
+        help="network states with the calcium HMM: K or 'auto' (held-out likelihood); "
+        "default: none",
+    )
+    p.add_argument("--device", default="auto", help="for the state model")
+    p.set_defaults(func=cmd_population)
+
     p = sub.add_parser("demo", help="simulate, fit, apply and score against PCA (minutes)")
     p.add_argument("-o", "--output", type=Path, default=Path("demo-output"))
     p.add_argument("--quick", action="store_true", help="a smaller run, for tests")
@@ -916,7 +985,11 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command in ("apply", "deconvolve") and not args.in_place and args.output is None:
+    if (
+        args.command in ("apply", "deconvolve", "population")
+        and not args.in_place
+        and args.output is None
+    ):
         parser.error(f"{args.command} needs -o OUTPUT (or --in-place)")
     warnings.showwarning = _one_line_warning
     warnings.simplefilter("always", CalciumAvaeWarning)

@@ -22,3 +22,70 @@ def __getattr__(name: str) -> Any:
 
         return CalciumHMM
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def parse_count(text: str | int | None, what: str, *, allow_none: bool) -> int | str | None:
+    """A CLI/GUI count: "auto", a positive integer, or (where allowed) "none"/None."""
+    from ..errors import CalciumAvaeError
+
+    if text is None or (allow_none and str(text).lower() == "none"):
+        if allow_none:
+            return None
+        raise CalciumAvaeError(f"{what} must be 'auto' or a number")
+    if str(text).lower() == "auto":
+        return "auto"
+    try:
+        value = int(str(text))
+    except ValueError:
+        choices = "'auto', a number or 'none'" if allow_none else "'auto' or a number"
+        raise CalciumAvaeError(f"{what} must be {choices}, got {text!r}") from None
+    if value < 1:
+        raise CalciumAvaeError(f"{what} must be at least 1, got {value}")
+    return value
+
+
+def analyse(
+    traces: Any,
+    *,
+    assemblies: int | str | None = "auto",
+    states: int | str | None = None,
+    rates: Any = None,
+    device: str = "auto",
+) -> tuple[Any, Any, dict[str, str | int]]:
+    """Assemblies and/or network states of one recording, as the CLI and GUI run them.
+
+    Assemblies come from the inferred ``rates`` (ROIs x frames) when given, else from the
+    traces; states from the calcium HMM on the traces (its emissions model fluorescence).
+    Returns the fitted AssemblyDetector (or None), the fitted CalciumHMM (or None) and the
+    provenance facts.
+    """
+    import numpy as np
+
+    from ..errors import CalciumAvaeError
+
+    if assemblies is None and states is None:
+        raise CalciumAvaeError("nothing to do: ask for assemblies, states or both")
+    facts: dict[str, str | int] = {}
+    detector = model = None
+    if assemblies is not None:
+        from .assemblies import AssemblyDetector
+
+        use_rates = rates is not None and np.isfinite(np.asarray(rates)).any()
+        data = np.asarray(rates if use_rates else traces.data)
+        facts["assemblies_input"] = "inferred_spikes" if use_rates else "fluorescence"
+        detector = AssemblyDetector(n_assemblies=assemblies).fit(data)
+        facts["assemblies_requested"] = str(assemblies)
+        facts["assemblies_method"] = detector.method
+        facts["assemblies_noise_bound"] = f"{detector.noise_bound_:.4g}"
+    if states is not None:
+        try:
+            from .hmm import CalciumHMM
+        except ImportError as err:
+            raise CalciumAvaeError(
+                "network states need the calcium HMM (population/hmm.py), which this "
+                "installation lacks"
+            ) from err
+        model = CalciumHMM(n_states=states, device=device).fit(traces.data, frame_rate=traces.rate)
+        facts["states_requested"] = str(states)
+        facts["states_model"] = type(model).__name__
+    return detector, model, facts
