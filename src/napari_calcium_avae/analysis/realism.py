@@ -527,7 +527,11 @@ def infer(traces: Traces, estimator: Any = None, *, what: str = "real") -> dict[
         raise CalciumAvaeError(f"the {what} recording has no usable traces")
     model = clone(estimator if estimator is not None else SpikeInference())
     model.set_params(frame_rate=rate)
-    spikes = np.asarray(model.fit_transform(data), dtype=np.float64)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        spikes = np.asarray(model.fit_transform(data), dtype=np.float64)
+    for w in caught:  # say which of the two recordings a warning is about
+        warnings.warn(f"{what} recording: {w.message}", w.category, stacklevel=2)
     return {
         "dff": as_dff(data, model.input_kind_),
         "spikes": spikes,
