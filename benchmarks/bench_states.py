@@ -20,8 +20,9 @@ state correlation (Pearson r of the true state index and the inferred state afte
 Hungarian matching, the seed's rho) and accuracy after the matching, and the held-out
 log-likelihood (nats, y's units; the Poisson HMM's is of spikes, not comparable).
 
-Speed: the calcium HMM with K = 10 on ``--speed-rois`` x ``--speed-frames`` simulated
-frames, time per EM iteration, extrapolated linearly in ROIs x frames to 10,000 x 30,000.
+Speed: the calcium HMM with K = 10 on ``--speed-rois`` and twice as many ROIs x
+``--speed-frames`` simulated frames: setup and time per EM iteration, split into a part
+linear in ROIs x frames and one linear in frames, extrapolated to 10,000 x 30,000.
 """
 
 from __future__ import annotations
@@ -151,29 +152,46 @@ def run_simulation(seed: int, candidates: tuple[int, ...], n_frames: int) -> lis
     return rows
 
 
-def run_speed(n_rois: int, n_frames: int, k: int = 10, n_iter: int = 5) -> dict:
-    """Seconds per EM iteration of the calcium HMM at K = k, and extrapolated."""
+def _time_fit(n_rois: int, n_frames: int, k: int, n_iter: int) -> tuple[float, float]:
+    """(setup seconds, seconds per EM iteration) of the calcium HMM at K = k: a fit of one
+    iteration and one of ``n_iter`` (tol -inf, so every iteration runs). CPU seconds of
+    this process (run it with OMP_NUM_THREADS=1: one core's time, not disturbed by other
+    load on a shared machine)."""
     rng = np.random.default_rng(0)
     group = max(1, n_rois // k)
     _, _, y = simulate(n_frames, rng, seed_alpha(k * group, rng), k=k, group=group)
-    t0 = time.perf_counter()
-    CalciumHMM(n_states=k, n_iter=1, tol=-np.inf, device="cpu").fit(y)
-    one = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    model = CalciumHMM(n_states=k, n_iter=n_iter, tol=-np.inf, device="cpu").fit(y)
-    more = time.perf_counter() - t0
-    per_iter = (more - one) / (n_iter - 1)
-    setup = one - per_iter
-    factor = (10_000 * 30_000) / (y.shape[0] * y.shape[1])
+    times = []
+    for iters in (1, n_iter):
+        t0 = time.process_time()
+        CalciumHMM(n_states=k, n_iter=iters, tol=-np.inf, device="cpu").fit(y)
+        times.append(time.process_time() - t0)
+    per_iter = (times[1] - times[0]) / (n_iter - 1)
+    return times[0] - per_iter, per_iter
+
+
+def run_speed(n_rois: int, n_frames: int, k: int = 10, n_iter: int = 4) -> dict:
+    """Time per EM iteration at two sizes (n_rois and 2 n_rois, same frames), split into a
+    part that grows with ROIs x frames (the emissions) and one that grows with frames only
+    (forward-backward's loop), then extrapolated to 10,000 x 30,000."""
+    s1, i1 = _time_fit(n_rois, n_frames, k, n_iter)
+    s2, i2 = _time_fit(2 * n_rois, n_frames, k, n_iter)
+    per_cell = max(i2 - i1, 0.0) / (n_rois * n_frames)
+    per_frame = max(i1 - per_cell * n_rois * n_frames, 0.0) / n_frames
+    setup_cell = max(s2 - s1, 0.0) / (n_rois * n_frames)
+    setup_frame = max(s1 - setup_cell * n_rois * n_frames, 0.0) / n_frames
+    big_n, big_t = 10_000, 30_000
+    per_iter_big = per_cell * big_n * big_t + per_frame * big_t
+    setup_big = setup_cell * big_n * big_t + setup_frame * big_t
     return {
-        "rois": y.shape[0],
-        "frames": y.shape[1],
-        "K": model.n_states_,
-        "setup s": setup,
-        "s per EM iteration": per_iter,
-        "extrapolated 10,000 x 30,000: setup + 20 iterations, min": factor
-        * (setup + 20 * per_iter)
-        / 60,
+        "sizes": [[n_rois, n_frames], [2 * n_rois, n_frames]],
+        "K": k,
+        "setup s": [round(s1, 2), round(s2, 2)],
+        "s per EM iteration": [round(i1, 3), round(i2, 3)],
+        "extrapolated 10,000 x 30,000 s per EM iteration": round(per_iter_big, 1),
+        "extrapolated 10,000 x 30,000 setup s": round(setup_big, 1),
+        "extrapolated 10,000 x 30,000, setup + 20 iterations, min": round(
+            (setup_big + 20 * per_iter_big) / 60, 1
+        ),
     }
 
 
@@ -183,7 +201,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("-o", "--output", default="bench-output/states")
     parser.add_argument("--seeds", type=int, nargs="+", default=[SEED])
     parser.add_argument("--frames", type=int, default=2000)
-    parser.add_argument("--speed-rois", type=int, default=500)
+    parser.add_argument("--speed-rois", type=int, default=250)
     parser.add_argument("--speed-frames", type=int, default=3000)
     args = parser.parse_args(argv)
     out = Path(args.output)
