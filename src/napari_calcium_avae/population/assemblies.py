@@ -43,7 +43,7 @@ MIN_FRAMES = 20
 """Fewer frames than this give correlations too noisy to call anything an assembly."""
 MIN_ROIS = 2
 AUTO_FLOOR_SDS = 2.0
-"""member_threshold="auto": never below the median weight plus this many robust SDs."""
+"""member_threshold="auto": members lie this many SDs above the weights of the rest."""
 NULL_MAX_ROIS = 500
 """The graph's edge threshold comes from shuffled pairs among at most this many ROIs."""
 EXACT_MAX_ROIS = 3000
@@ -115,6 +115,16 @@ def _otsu(values: np.ndarray) -> float:
     return float((v[i] + v[i + 1]) / 2)
 
 
+def _member_cut(weights: np.ndarray) -> float:
+    """Otsu's cut, raised where needed to AUTO_FLOOR_SDS SDs above the weights below it:
+    members must stand out from the rest, however large a share of the ROIs they are."""
+    cut = _otsu(weights)
+    rest = weights[weights <= cut]
+    if rest.size < 2:
+        return cut
+    return max(cut, float(rest.mean() + AUTO_FLOOR_SDS * rest.std()))
+
+
 def _projection_activity(W: np.ndarray, Z: np.ndarray) -> np.ndarray:
     """Lopes-dos-Santos' activity R_a(t) = z(t)^T P_a z(t), P_a = w_a w_a^T without its
     diagonal: large when the members are active together, not when one fires alone."""
@@ -135,8 +145,9 @@ class AssemblyDetector(BaseEstimator):
         ICA: a float makes a ROI a member when its weight exceeds the median weight by
         this many robust SDs (1.4826 x the median absolute deviation, so that the members
         do not widen the spread they are measured against). "auto" cuts each assembly's
-        weights where Otsu's criterion separates them best, but never below 2 robust SDs
-        (chosen by benchmarks/bench_assemblies.py).
+        weights where Otsu's criterion separates them best, but never less than 2 SDs
+        above the mean of the weights below the cut (chosen by
+        benchmarks/bench_assemblies.py).
     n_shuffles : int
         Circularly shifted copies of the data for the noise bound and the p-values
         (0: Marchenko-Pastur bound only, p-values NaN).
@@ -341,14 +352,12 @@ class AssemblyDetector(BaseEstimator):
         if self.method == "graph":
             members = W > 0
         else:
-            # robust centre and spread: the members themselves must not inflate the SD
-            centre = np.median(W, axis=1, keepdims=True)
-            spread = 1.4826 * np.median(np.abs(W - centre), axis=1, keepdims=True)
             if self.member_threshold == "auto":
-                floor = centre + AUTO_FLOOR_SDS * spread
-                otsu = np.array([_otsu(w) for w in W]).reshape(len(W), 1)
-                threshold = np.maximum(otsu, floor)
+                threshold = np.array([_member_cut(w) for w in W]).reshape(len(W), 1)
             else:
+                # robust centre and spread: the members must not widen what they are measured by
+                centre = np.median(W, axis=1, keepdims=True)
+                spread = 1.4826 * np.median(np.abs(W - centre), axis=1, keepdims=True)
                 threshold = centre + float(self.member_threshold) * spread
             members = W > threshold
         keep = members.sum(axis=1) >= self.min_size
@@ -378,7 +387,7 @@ class AssemblyDetector(BaseEstimator):
             # counted from the data: what the shuffles reach too is not an assembly
             W, members, strength = W[significant], members[significant], strength[significant]
             p_values, significant = p_values[significant], significant[significant]
-        elif len(W) and not significant.all():
+        elif len(W) and null.size and not significant.all():
             warnings.warn(
                 f"{int((~significant).sum())} of {len(W)} assemblies are not significant "
                 f"against shuffled data (p >= {self.alpha:g}); they may be noise",
