@@ -47,6 +47,7 @@ def recording(path: Path, data: np.ndarray, rate: float = 10.0) -> Path:
     for i in range(data.shape[0]):
         ps.add_roi(pixel_mask=[(i % 30, i // 30, 1.0)])
     fluorescence = Fluorescence()
+    module.add(fluorescence)
     fluorescence.create_roi_response_series(
         name="RoiResponseSeries",
         data=np.ascontiguousarray(data.T, dtype=np.float32),
@@ -54,7 +55,6 @@ def recording(path: Path, data: np.ndarray, rate: float = 10.0) -> Path:
         unit="a.u.",
         rate=rate,
     )
-    module.add(fluorescence)
     with NWBHDF5IO(str(path), "w") as io:
         io.write(nwbfile)
     return path
