@@ -1,7 +1,7 @@
 """Population states: seed 002's calcium-HMM simulation, and the calcium HMM's speed.
 
-Run: OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_states.py [--quick]
-     [-o bench-output/states] [--speed-rois 500 --speed-frames 3000]
+Run: OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_states.py [--quick]
+     [--seeds 3 4 5] [-o bench-output/states] [--speed-rois 500 --speed-frames 3000]
 
 Data (Keeley et al. 2026, seed 002, "Synthetic HMM dataset"): K = 5 states visited in a
 repeating chain (stay with probability ``STAY``, else move to the next state), 25 neurons
@@ -15,10 +15,10 @@ no transition matrix (it is an equation image) nor an off-group rate; ``STAY`` a
 Models, all fitted to the training sequence: the calcium HMM, the Gaussian HMM (hmmlearn)
 and the AR-Gaussian HMM on y, each with K chosen by held-out likelihood (the last 20% of
 the training frames) and refitted on all training frames; and a Poisson HMM (hmmlearn) on
-the true spike counts with K = 5 (the seed's ceiling). Scores on the held-out sequence:
-state correlation (Pearson r of the true state index and the inferred state after
-Hungarian matching, the seed's rho) and accuracy after the matching, and the held-out
-log-likelihood (nats, y's units; the Poisson HMM's is of spikes, not comparable).
+the true spike counts with K = 5 (the seed's ceiling; best of 5 random starts). Scores on
+the held-out sequence: state correlation (Pearson r of the true state index and the
+inferred state after Hungarian matching, the seed's rho) and accuracy after the matching,
+and the held-out log-likelihood (nats, y's units; the Poisson HMM's is of spikes, not comparable).
 
 Speed: the calcium HMM with K = 10 on ``--speed-rois`` and twice as many ROIs x
 ``--speed-frames`` simulated frames: setup and time per EM iteration, split into a part
@@ -135,7 +135,10 @@ def run_simulation(seed: int, candidates: tuple[int, ...], n_frames: int) -> lis
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        pois = PoissonHMM(K_TRUE, n_iter=200, random_state=0).fit(sp_tr.T)
+        # the best training likelihood of 5 random starts (one start can stop in a local
+        # optimum that merges states)
+        fits = [PoissonHMM(K_TRUE, n_iter=200, random_state=i).fit(sp_tr.T) for i in range(5)]
+        pois = max(fits, key=lambda m: m.score(sp_tr.T))
     _, r, acc = match_states(s_te, pois.predict(sp_te.T))
     rows.append(
         {
@@ -162,9 +165,12 @@ def _time_fit(n_rois: int, n_frames: int, k: int, n_iter: int) -> tuple[float, f
     _, _, y = simulate(n_frames, rng, seed_alpha(k * group, rng), k=k, group=group)
     times = []
     for iters in (1, n_iter):
-        t0 = time.process_time()
-        CalciumHMM(n_states=k, n_iter=iters, tol=-np.inf, device="cpu").fit(y)
-        times.append(time.process_time() - t0)
+        best = np.inf
+        for _ in range(2):  # the faster of two runs: less disturbed by the shared machine
+            t0 = time.process_time()
+            CalciumHMM(n_states=k, n_iter=iters, tol=-np.inf, device="cpu").fit(y)
+            best = min(best, time.process_time() - t0)
+        times.append(best)
     per_iter = (times[1] - times[0]) / (n_iter - 1)
     return times[0] - per_iter, per_iter
 
@@ -173,6 +179,7 @@ def run_speed(n_rois: int, n_frames: int, k: int = 10, n_iter: int = 4) -> dict:
     """Time per EM iteration at two sizes (n_rois and 2 n_rois, same frames), split into a
     part that grows with ROIs x frames (the emissions) and one that grows with frames only
     (forward-backward's loop), then extrapolated to 10,000 x 30,000."""
+    _time_fit(2 * k, 200, k, 2)  # warm-up: imports and first calls are not timed
     s1, i1 = _time_fit(n_rois, n_frames, k, n_iter)
     s2, i2 = _time_fit(2 * n_rois, n_frames, k, n_iter)
     per_cell = max(i2 - i1, 0.0) / (n_rois * n_frames)
@@ -201,7 +208,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("-o", "--output", default="bench-output/states")
     parser.add_argument("--seeds", type=int, nargs="+", default=[SEED])
     parser.add_argument("--frames", type=int, default=2000)
-    parser.add_argument("--speed-rois", type=int, default=250)
+    parser.add_argument("--speed-rois", type=int, default=500)
     parser.add_argument("--speed-frames", type=int, default=3000)
     args = parser.parse_args(argv)
     out = Path(args.output)
