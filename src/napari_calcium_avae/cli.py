@@ -569,9 +569,15 @@ def cmd_deconvolve(args: argparse.Namespace) -> None:
     files = _nwb_inputs(args.inputs, include_results=args.include_results)
     outputs = _result_outputs(args, files)
     estimator = SpikeInference(ar_order=args.ar_order, device=args.device, verbose=True)
+    if args.jobs < 1:
+        raise CalciumAvaeError(f"--jobs must be at least 1, got {args.jobs}")
     batch = _Batch(files, outputs, args.stop_on_error)
     _clean_folders({out.parent for out in outputs if out.parent.is_dir()})
     with batch.interruptible():
+        if args.jobs > 1 and len(files) > 1:
+            _deconvolve_parallel(args, files, outputs, batch)
+            batch.finish()
+            return
         for i, traces in _read_each(files, args, batch):
             try:
                 why = _check_existing(
@@ -585,6 +591,84 @@ def cmd_deconvolve(args: argparse.Namespace) -> None:
             except CalciumAvaeError as err:
                 batch.failed(i, str(err))
     batch.finish()
+
+
+def _deconvolve_worker(args: argparse.Namespace, source: Path | str, out: Path) -> tuple[str, str]:
+    """One input of ``deconvolve --jobs N`` in a worker process: read, infer, write.
+    Returns ("done" | "skipped" | "failed", the detail or one-line reason)."""
+    from . import pipeline
+    from .nwb import read_traces, write_results
+    from .spikes import SpikeInference
+
+    estimator = SpikeInference(ar_order=args.ar_order, device=args.device, verbose=True)
+    try:
+        traces = read_traces(source, series=args.series)
+        why = _check_existing(args, out, traces, facts=_spike_facts(estimator, traces))
+        if why is not None:
+            return "skipped", why
+        (result,) = pipeline.deconvolve(estimator, [traces], report=_step)
+        if not args.in_place:
+            out.parent.mkdir(parents=True, exist_ok=True)
+        with _finish_before_interrupt():
+            written = write_results(
+                traces,
+                result,
+                out,
+                in_place=args.in_place,
+                overwrite=args.overwrite or args.resume,
+            )
+        return "done", f"{written}: {_summary(result)}"
+    except CalciumAvaeError as err:
+        return "failed", str(err)
+
+
+def _worker_start(threads: int) -> None:
+    """Each worker's share of the cores, and the CLI's one-line warnings."""
+    import torch
+
+    torch.set_num_threads(threads)
+    warnings.showwarning = _one_line_warning
+    warnings.simplefilter("always", CalciumAvaeWarning)
+
+
+def _deconvolve_parallel(
+    args: argparse.Namespace, files: Sequence[Path | str], outputs: Sequence[Path], batch: _Batch
+) -> None:
+    """The inputs spread over worker processes, each input's outcome in the batch as it
+    comes. Two files holding the same recording are not detected here (each worker sees
+    one file); a worker that dies fails its input, and a rerun with --resume goes on."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    jobs = min(args.jobs, len(files))
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    # spawn, not fork: a forked copy of torch's and fsspec's threads can deadlock
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(
+        jobs, mp_context=context, initializer=_worker_start, initargs=(threads,)
+    ) as pool:
+        futures = {
+            pool.submit(_deconvolve_worker, args, source, out): i
+            for i, (source, out) in enumerate(zip(files, outputs, strict=True))
+        }
+        try:
+            for future in as_completed(futures):
+                i = futures[future]
+                try:
+                    status, detail = future.result()
+                except BrokenProcessPool:
+                    status, detail = "failed", "its worker process died (out of memory?)"
+                if status == "done":
+                    batch.done(i, detail)
+                elif status == "skipped":
+                    batch.skipped(i, detail)
+                else:
+                    batch.failed(i, detail)
+        except BaseException:
+            for future in futures:
+                future.cancel()  # inputs not begun; those running finish their file
+            raise
 
 
 REPORT_FILES = ("report.md", "report.png", "report.json")
@@ -923,6 +1007,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=(1, 2),
         default=SpikeInference().get_params()["ar_order"],
         help="calcium dynamics: 1 = instant rise, 2 = with a rise time (default %(default)s)",
+    )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="worker processes, each inferring one input at a time (default %(default)s)",
     )
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_deconvolve)
