@@ -121,6 +121,20 @@ def test_cli_inspect_and_deconvolve_take_urls(served, tmp_path, capsys):
     assert all(f"done     {url}" in table for url in urls)
 
 
+def test_cli_fit_and_apply_take_urls(served, tmp_path, capsys):
+    base, folder = served
+    urls = [f"{base}/{p.name}" for p in sorted(folder.glob("sub-*.nwb"))]
+    model = tmp_path / "model.pt"
+    small = ["--hidden-size", "8", "--latent-size", "2", "--epochs", "1", "--device", "cpu"]
+    assert main(["fit", *urls, "-o", str(model), *small]) == 0
+    out = tmp_path / "results"
+    assert main(["apply", str(model), *urls, "-o", str(out), "--embedding", "pca"]) == 0
+    for url in urls:
+        written = out / f"{Path(url).stem}_avae.nwb"
+        assert read_results(written).labels is not None
+        assert read_traces(written).fingerprint() == read_traces(url).fingerprint()
+
+
 def test_every_failure_is_one_line_naming_the_url(served, tmp_path, capsys, monkeypatch):
     base, folder = served
     with socket.socket() as s:  # a port where nothing listens
@@ -184,15 +198,22 @@ def test_s3_and_dandi_urls_resolve_without_the_network(monkeypatch):
         def navigate(self, strict: bool):
             import contextlib
 
-            assets = [Asset("sub-1/sub-1_ses-a_ophys.nwb"), Asset("dataset_description.json")]
+            assets = [
+                Asset("sub-1/sub-1_ses-a_ophys.nwb"),
+                Asset("dataset_description.json"),
+                Asset("sub-1/sub-1_ses-bb_ophys.nwb"),
+            ]
             return contextlib.nullcontext((None, None, assets))
 
     import dandi.dandiarchive
 
     monkeypatch.setattr(dandi.dandiarchive, "parse_dandi_url", lambda url: Parsed())
-    (asset,) = remote.resolve("dandi://DANDI/000001/sub-1/")
-    assert asset.startswith("https://bucket.s3.amazonaws.com/blobs/")
-    assert asset.name == "sub-1_ses-a_ophys.nwb"  # outputs are named after the asset
+    assets = remote.resolve("dandi://DANDI/000001/sub-1/")
+    assert all(a.startswith("https://bucket.s3.amazonaws.com/blobs/") for a in assets)
+    # outputs are named after the assets, not their blob ids
+    assert [a.name for a in assets] == ["sub-1_ses-a_ophys.nwb", "sub-1_ses-bb_ophys.nwb"]
+    with pytest.raises(CalciumAvaeError, match=r"names 2 \.nwb assets; give one of them"):
+        remote.open_url("dandi://DANDI/000001/sub-1/")
 
     def offline(url):
         raise ConnectionError("Failed to resolve 'api.dandiarchive.org'\nmore detail")

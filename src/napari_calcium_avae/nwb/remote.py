@@ -205,8 +205,13 @@ def open_url(url: str) -> h5py.File:
     from fsspec.implementations.http import HTTPFile
 
     url = str(url)
-    if not url.lower().startswith(("http://", "https://")):
-        (url,) = resolve(url)[:1]  # s3:// and single DANDI assets
+    if not url.lower().startswith(("http://", "https://")) or is_dandi(url):
+        found = resolve(url)  # s3:// and DANDI assets
+        if len(found) > 1:
+            raise CalciumAvaeError(
+                f"{url} names {len(found)} .nwb assets; give one of them (e.g. {found[0].name})"
+            )
+        url = str(found[0])
     try:
         handle = _filesystem().open(
             url,
