@@ -46,7 +46,9 @@ AUTO_FLOOR_SDS = 2.0
 """member_threshold="auto": members lie this many SDs above the weights of the rest."""
 NULL_MAX_ROIS = 500
 """The graph's edge threshold comes from shuffled pairs among at most this many ROIs."""
-EXACT_MAX_ROIS = 3000
+NULL_MAX_ELEMENTS = 12_000_000
+"""Shuffles of larger inputs use a block of this many ROI-frames (see _null_block)."""
+EXACT_MAX_ROIS = 1000
 """Up to this many ROIs the correlation matrix is diagonalised exactly; above it, the
 leading eigenvalues come from a randomized decomposition of the data."""
 
@@ -82,21 +84,45 @@ def _leading_eigen(
 
 
 def _largest_eigenvalue(Z: np.ndarray, seed: int) -> float:
-    n, t = Z.shape
-    if n <= EXACT_MAX_ROIS:
-        return float(np.linalg.eigvalsh((Z @ Z.T) / t)[-1])
-    from sklearn.utils.extmath import randomized_svd
+    """The largest eigenvalue of Z Z^T / T by Lanczos iterations on products with Z (only
+    that one eigenvalue is needed, and forming Z Z^T costs more than the iterations)."""
+    from scipy.sparse.linalg import LinearOperator, eigsh
 
-    _, S, _ = randomized_svd(Z, 1, n_oversamples=10, n_iter=5, random_state=seed)
-    return float(S[0] ** 2 / t)
+    n, t = Z.shape
+    if n <= 2:
+        return float(np.linalg.eigvalsh((Z @ Z.T) / t)[-1])
+    start = np.random.default_rng(seed).standard_normal(n).astype(Z.dtype)
+    operator = LinearOperator((n, n), matvec=lambda v: Z @ (Z.T @ np.ravel(v)) / t, dtype=Z.dtype)
+    value = eigsh(operator, k=1, which="LA", v0=start, tol=1e-3, return_eigenvectors=False)
+    return float(value[0])
+
+
+def _null_block(Z: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The data a shuffle is drawn from: all of it, or for large inputs random ROIs over a
+    random stretch of frames, in the same ROIs-to-frames ratio.
+
+    Without co-activity the largest eigenvalue depends on that ratio (the Marchenko-Pastur
+    edge (1 + sqrt(N/T))^2) and on each ROI's autocorrelation, which a contiguous stretch
+    keeps; a smaller block only widens the spread of the null a little.
+    """
+    n, t = Z.shape
+    if n * t <= NULL_MAX_ELEMENTS:
+        return Z
+    scale = np.sqrt(NULL_MAX_ELEMENTS / (n * t))
+    m, frames = max(2, int(n * scale)), max(MIN_FRAMES, int(t * scale))
+    rows = np.sort(rng.choice(n, size=m, replace=False))
+    start = int(rng.integers(0, t - frames + 1))
+    return np.ascontiguousarray(Z[rows, start : start + frames])
 
 
 def _circular_shuffle(Z: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Each row rotated by its own random lag: its autocorrelation kept, co-activity lost."""
     n, t = Z.shape
-    shifts = rng.integers(0, t, size=n)
-    columns = (np.arange(t)[None, :] - shifts[:, None]) % t
-    return np.take_along_axis(Z, columns, axis=1)
+    out = np.empty_like(Z)
+    for i, shift in enumerate(rng.integers(0, t, size=n)):
+        out[i, shift:] = Z[i, : t - shift]
+        out[i, :shift] = Z[i, t - shift :]
+    return out
 
 
 def _otsu(values: np.ndarray) -> float:
@@ -242,7 +268,10 @@ class AssemblyDetector(BaseEstimator):
 
         self.marchenko_pastur_ = float((1 + np.sqrt(n / t)) ** 2)
         null = np.array(
-            [_largest_eigenvalue(_circular_shuffle(Z, rng), seed) for _ in range(self.n_shuffles)]
+            [
+                _largest_eigenvalue(_circular_shuffle(_null_block(Z, rng), rng), seed)
+                for _ in range(self.n_shuffles)
+            ]
         )
         self.null_eigenvalues_ = null
         bound = self.marchenko_pastur_
