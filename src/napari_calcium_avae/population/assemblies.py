@@ -84,15 +84,21 @@ def _leading_eigen(
 
 
 def _largest_eigenvalue(Z: np.ndarray, seed: int) -> float:
-    """The largest eigenvalue of Z Z^T / T by Lanczos iterations on products with Z (only
-    that one eigenvalue is needed, and forming Z Z^T costs more than the iterations)."""
+    """The largest eigenvalue of Z Z^T / T by Lanczos iterations (only that one is needed):
+    on the matrix for up to EXACT_MAX_ROIS ROIs, where one matrix product is cheaper than
+    the iterations; above, on products with Z, never forming the matrix."""
     from scipy.sparse.linalg import LinearOperator, eigsh
 
     n, t = Z.shape
     if n <= 2:
         return float(np.linalg.eigvalsh((Z @ Z.T) / t)[-1])
     start = np.random.default_rng(seed).standard_normal(n).astype(Z.dtype)
-    operator = LinearOperator((n, n), matvec=lambda v: Z @ (Z.T @ np.ravel(v)) / t, dtype=Z.dtype)
+    if n <= EXACT_MAX_ROIS:
+        operator = (Z @ Z.T) / t
+    else:
+        operator = LinearOperator(
+            (n, n), matvec=lambda v: Z @ (Z.T @ np.ravel(v)) / t, dtype=Z.dtype
+        )
     value = eigsh(operator, k=1, which="LA", v0=start, tol=1e-3, return_eigenvectors=False)
     return float(value[0])
 
