@@ -273,12 +273,13 @@ def summary(rows: list[dict], command: str, notes: list[str]) -> str:
         ari = np.array([r["ari"] for r in group], dtype=float)
         ari_text = "-" if np.isnan(ari).all() else f"{np.nanmean(ari):.3f}, {np.nanmin(ari):.3f}"
         found = ", ".join(str(r["found"]) for r in group)
-        seconds = np.nanmean([r["seconds"] for r in group])
+        seconds = np.array([r["seconds"] for r in group], dtype=float)
+        seconds_text = "-" if np.isnan(seconds).all() else f"{np.nanmean(seconds):.2f}"
         jaccard = group[0].get("jaccard")
         extra = f" (best Jaccard per published assembly: {jaccard})" if jaccard else ""
         lines.append(
             f"| {part} | {case}{extra} | {source} | {method} | {ari_text} | "
-            f"{found} / {group[0]['true']} | {seconds:.2f} |"
+            f"{found} / {group[0]['true']} | {seconds_text} |"
         )
     lines += ["", *notes]
     return "\n".join(lines) + "\n"

@@ -9,7 +9,7 @@ import pytest
 from napari_calcium_avae.errors import CalciumAvaeError
 from napari_calcium_avae.nwb import read_traces
 from napari_calcium_avae.nwb.population import read_population, write_population
-from napari_calcium_avae.nwb.validate import validation_problems
+from napari_calcium_avae.nwb.validate import dandi_validate_problems, validation_problems
 from napari_calcium_avae.population import AssemblyDetector
 
 
@@ -44,6 +44,7 @@ def test_round_trip_and_validation(tiny_sessions, tmp_path):
         traces, tmp_path / "pop.nwb", assemblies=det, states=states, facts={"input": "test"}
     )
     assert validation_problems(out) == []
+    assert dandi_validate_problems(out) == []
     back = read_population(out)
     np.testing.assert_array_equal(back.roi_rows, traces.roi_rows)
     assert back.n_assemblies == det.n_assemblies_

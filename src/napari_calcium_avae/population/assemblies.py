@@ -9,8 +9,8 @@ Two detectors share one estimator, :class:`AssemblyDetector`:
     assembly; ROIs with a large weight are its members (a ROI may be in several).
 ``"graph"``
     A graph whose edges are the ROI pairs correlated beyond what circularly shifted data
-    give, split into communities by modularity (Louvain, Blondel et al. 2008; greedy
-    modularity, Clauset, Newman & Moore 2004, when a number is asked for). One community
+    give, split into communities by modularity (Louvain, Blondel et al. 2008; for a number
+    asked for, the resolution that gives that many communities). One community
     per ROI.
 
 The noise bound is the larger of the Marchenko-Pastur edge (1 + sqrt(N/T))^2, which holds
