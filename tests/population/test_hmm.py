@@ -159,6 +159,7 @@ def test_nan_values_and_frames_are_masked():
 
 def test_all_nan_roi_is_dropped_with_a_warning():
     _, y = planted(300, seed=4)
+    y = y.astype(np.float32)  # as Traces.data is
     y[4] = np.nan
     with pytest.warns(CalciumAvaeWarning, match="all NaN"):
         model = CalciumHMM(n_states=3, **FAST).fit(y)
@@ -192,6 +193,15 @@ def test_more_states_than_the_data_support_is_refused():
         CalciumHMM(n_states="many").fit(y)
     with pytest.raises(CalciumAvaeError, match="held-out part"):
         CalciumHMM(candidate_states=(2, 3), **FAST).fit(y)
+
+
+def test_parameters_follow_scikit_learn():
+    from sklearn.base import clone
+
+    model = CalciumHMM(n_states=4, ar_order=2, holdout=0.25)
+    assert clone(model).get_params() == model.get_params()
+    with pytest.raises(CalciumAvaeError, match="ar_order"):
+        CalciumHMM(n_states=2, ar_order=3).fit(planted(100)[1])
 
 
 def test_scoring_needs_the_fitted_rois():

@@ -67,7 +67,8 @@ def _check_y(Y: Any, what: str = "Y") -> np.ndarray:
         raise CalciumAvaeError(f"{what} must be ROIs x frames (2-D), not {Y.ndim}-D")
     if not np.issubdtype(Y.dtype, np.number):
         raise CalciumAvaeError(f"{what} must be numeric, not {Y.dtype}")
-    Y = Y.astype(np.float64)
+    # float32 stays float32 (Traces.data is): a 10,000 x 30,000 copy in float64 is 2.4 GB
+    Y = Y.astype(np.float32 if Y.dtype == np.float32 else np.float64)
     Y[~np.isfinite(Y)] = np.nan
     return Y
 
@@ -445,8 +446,9 @@ class CalciumHMM(_StateModel):
                 powers = torch.cat([powers, powers * j[None, :, None]], 2)
             ones = torch.ones((), dtype=y.dtype, device=y.device)
             out = torch.zeros(t, k, dtype=y.dtype, device=y.device)
-            num = torch.zeros(k, n, dtype=torch.float64, device=y.device)
-            den = torch.zeros(k, n, dtype=torch.float64, device=y.device)
+            acc = torch.float32 if y.device.type == "mps" else torch.float64  # MPS: no fp64
+            num = torch.zeros(k, n, dtype=acc, device=y.device)
+            den = torch.zeros(k, n, dtype=acc, device=y.device)
             gain, sd = obs.gain, obs.noise_sd
             for sl in self._chunks(n, t - p, k, r):
                 res = resid[:, sl]
@@ -463,8 +465,8 @@ class CalciumHMM(_StateModel):
                     g = gamma[p + sl.start : p + sl.stop]  # (Tc, K)
                     expected = poly[..., k:] / d  # E[s_nt | z_t = k]
                     vf = v.to(y.dtype)
-                    num += torch.einsum("ntk,tk->kn", expected * vf[..., None], g).double()
-                    den += (g.T @ vf.T).double()
+                    num += torch.einsum("ntk,tk->kn", expected * vf[..., None], g).to(acc)
+                    den += (g.T @ vf.T).to(acc)
         if gamma is None:
             return out
         return num, den
@@ -567,7 +569,7 @@ class CalciumHMM(_StateModel):
         proxy = np.concatenate([np.zeros((n, p)), proxy], 1)
         labels = self._initial_labels(_smooth(proxy), k)
         gamma = torch.zeros(t, k, dtype=y.dtype, device=y.device)
-        gamma[torch.arange(t), torch.as_tensor(labels)] = 1.0
+        gamma[torch.arange(t, device=y.device), torch.as_tensor(labels, device=y.device)] = 1.0
         start, trans = _one_hot_chain(labels, k)
         log_rates = torch.log(
             torch.as_tensor(
@@ -664,7 +666,9 @@ class _GaussianBase(_StateModel):
 
         from ..model.device import resolve_device
 
-        return torch.as_tensor(x, dtype=torch.float64, device=resolve_device(self.device))
+        dev = resolve_device(self.device)
+        dtype = torch.float32 if dev.type == "mps" else torch.float64  # MPS has no fp64
+        return torch.as_tensor(x, dtype=dtype, device=dev)
 
 
 class GaussianHMM(_GaussianBase):
@@ -778,8 +782,8 @@ class ARGaussianHMM(_GaussianBase):
         t = X.shape[1]
         floor = 1e-4 * float(np.nanvar(np.diff(X, axis=1)))
         labels = self._initial_labels(_smooth(np.diff(X, axis=1, prepend=np.nan)), k)
-        gamma = torch.zeros(t, k, dtype=torch.float64, device=cur.device)
-        gamma[torch.arange(t), torch.as_tensor(labels)] = 1.0
+        gamma = torch.zeros(t, k, dtype=cur.dtype, device=cur.device)
+        gamma[torch.arange(t, device=cur.device), torch.as_tensor(labels, device=cur.device)] = 1.0
         start, trans = _one_hot_chain(labels, k)
         previous = -math.inf
         n_terms = max(1, int(ok.sum()))
