@@ -120,6 +120,14 @@ def _check_frames(n_frames: int, n_states: int, where: str) -> None:
 
 
 # -- the chain ---------------------------------------------------------------------------
+def _as_f64(*xs):
+    """float64 for the recursions (a 30,000-frame log-likelihood of 10,000 ROIs is ~1e8
+    nats: float32 would keep no digit after the point), except on MPS (no float64)."""
+    if xs[0].device.type == "mps":
+        return xs
+    return tuple(x.double() for x in xs)
+
+
 def forward_backward(log_b, log_start, log_trans):
     """Posterior state probabilities, expected transitions and the log-likelihood.
 
@@ -128,6 +136,7 @@ def forward_backward(log_b, log_start, log_trans):
     (gamma (T, K), expected transition counts (K, K), log p(y))."""
     import torch
 
+    log_b, log_start, log_trans = _as_f64(log_b, log_start, log_trans)
     t_len, k = log_b.shape
     log_alpha = torch.empty_like(log_b)
     log_beta = torch.zeros_like(log_b)
@@ -155,6 +164,7 @@ def forward_log_likelihood(log_b, log_start, log_trans) -> float:
     """log p(y) by the forward recursion alone (held-out scoring)."""
     import torch
 
+    log_b, log_start, log_trans = _as_f64(log_b, log_start, log_trans)
     log_alpha = log_start + log_b[0]
     for t in range(1, log_b.shape[0]):
         log_alpha = torch.logsumexp(log_alpha[:, None] + log_trans, 0) + log_b[t]
@@ -165,6 +175,7 @@ def viterbi(log_b, log_start, log_trans) -> np.ndarray:
     """The most likely state sequence (T,) int."""
     import torch
 
+    log_b, log_start, log_trans = _as_f64(log_b, log_start, log_trans)
     t_len, k = log_b.shape
     back = torch.empty(t_len, k, dtype=torch.long, device=log_b.device)
     delta = log_start + log_b[0]
@@ -462,7 +473,7 @@ class CalciumHMM(_StateModel):
                     terms = torch.where(v[..., None], terms, 0.0)
                     out[p + sl.start : p + sl.stop] = terms.sum(0)
                 else:
-                    g = gamma[p + sl.start : p + sl.stop]  # (Tc, K)
+                    g = gamma[p + sl.start : p + sl.stop].to(y.dtype)  # (Tc, K)
                     expected = poly[..., k:] / d  # E[s_nt | z_t = k]
                     vf = v.to(y.dtype)
                     num += torch.einsum("ntk,tk->kn", expected * vf[..., None], g).to(acc)
@@ -504,7 +515,7 @@ class CalciumHMM(_StateModel):
         rates = torch.exp(log_rates).detach()
         k, n = rates.shape
         r = choose_max_count(rates)
-        g = gamma[frames].detach()  # (S, K)
+        g = gamma[frames].detach().to(y.dtype)  # (S, K)
         s = len(frames)
         if n * s * k * (r + 1) > _REFINE_ELEMENTS:
             top = g.argmax(1)
