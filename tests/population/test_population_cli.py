@@ -117,3 +117,14 @@ def test_bad_input_one_line(tmp_path, capsys, data, extra, expected):
     assert main(["population", str(source), "-o", str(tmp_path / "o.nwb"), *extra]) == 2
     assert expected in one_line_error(capsys)
     assert not (tmp_path / "o.nwb").exists()
+
+
+def test_help_and_missing_output(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["population", "--help"])
+    assert exc.value.code == 0
+    assert "--assemblies" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exc:
+        main(["population", "x.nwb"])
+    assert exc.value.code == 2
+    assert "needs -o OUTPUT" in capsys.readouterr().err
