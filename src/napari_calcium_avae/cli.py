@@ -728,8 +728,10 @@ def cmd_compare(args: argparse.Namespace) -> None:
 
 
 def cmd_population(args: argparse.Namespace) -> None:
+    """One input at a time (read, analyse, write), as a batch: a failed input is reported
+    and the rest go on; --resume skips outputs that already hold population results."""
     from .nwb import read_results
-    from .nwb.population import write_population
+    from .nwb.population import read_population, write_population
     from .population import analyse, parse_count
 
     assemblies = parse_count(args.assemblies, "--assemblies", allow_none=True)
@@ -738,30 +740,48 @@ def cmd_population(args: argparse.Namespace) -> None:
         raise CalciumAvaeError("--assemblies none and no --states: nothing to do")
     files = _nwb_inputs(args.inputs, include_results=args.include_results)
     outputs = _result_outputs(args, files)
-    recordings = _read_all(files, args.series)
-    _clean_folders(out.parent for out in outputs if out.parent.is_dir())
-    for done, (f, traces, out) in enumerate(zip(files, recordings, outputs, strict=True)):
-        stored = read_results(f, args.series) if assemblies is not None else None
-        rates = None if stored is None else stored.spike_rates
-        _step(f"{f.name}: population analysis")
-        detector, model, facts = analyse(
-            traces, assemblies=assemblies, states=states, rates=rates, device=args.device
-        )
-        if not args.in_place:
-            out.parent.mkdir(parents=True, exist_ok=True)
-        with _finish_before_interrupt() as received:
-            written = write_population(
-                traces,
-                None if args.in_place else out,
-                assemblies=detector,
-                states=model,
-                facts=facts,
-                in_place=args.in_place,
-                overwrite=args.overwrite,
-            )
-        print(f"{written}: {_population_summary(traces, detector, model, facts)}")
-        if received and done + 1 < len(outputs):
-            raise KeyboardInterrupt(f"{done + 1} of {len(outputs)} result files were written")
+    batch = _Batch(files, outputs, args.stop_on_error)
+    _clean_folders({out.parent for out in outputs if out.parent.is_dir()})
+    with batch.interruptible():
+        for i, traces in _read_each(files, args, batch):
+            out = outputs[i]
+            try:
+                if args.resume and out.exists():
+                    held = read_population(out)
+                    if (
+                        held is not None
+                        and (assemblies is None or held.n_assemblies is not None)
+                        and (states is None or held.states is not None)
+                    ):
+                        batch.skipped(i, "already holds population results (--resume)")
+                        continue
+                stored = read_results(files[i], args.series) if assemblies is not None else None
+                rates = None if stored is None else stored.spike_rates
+                _step(f"{traces.n_rois} ROIs x {traces.n_frames} frames: population analysis")
+                detector, model, facts = analyse(
+                    traces, assemblies=assemblies, states=states, rates=rates, device=args.device
+                )
+                if not args.in_place:
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                with _finish_before_interrupt() as received:
+                    written = write_population(
+                        traces,
+                        None if args.in_place else out,
+                        assemblies=detector,
+                        states=model,
+                        facts=facts,
+                        in_place=args.in_place,
+                        overwrite=args.overwrite or args.resume,
+                    )
+                batch.done(i, f"{written}: {_population_summary(traces, detector, model, facts)}")
+            except CalciumAvaeError as err:
+                batch.failed(i, str(err))
+                continue
+            left = batch.count("not run")
+            if received and left:
+                n = len(batch.files)
+                raise KeyboardInterrupt(f"{n - left} of {n} result files were written")
+    batch.finish()
 
 
 def _population_summary(traces, detector, model, facts: dict) -> str:

@@ -128,3 +128,15 @@ def test_help_and_missing_output(capsys):
         main(["population", "x.nwb"])
     assert exc.value.code == 2
     assert "needs -o OUTPUT" in capsys.readouterr().err
+
+
+def test_batch_goes_on_past_a_failed_input_and_resumes(tmp_path, capsys):
+    good = recording(tmp_path / "good.nwb", planted(frames=600))
+    bad = recording(tmp_path / "bad.nwb", planted(frames=10))
+    out = tmp_path / "out"
+    assert main(["population", str(good), str(bad), "-o", str(out)]) == 2
+    assert "1 of 2 inputs failed" in one_line_error(capsys)
+    assert read_population(out / "good_avae.nwb").n_assemblies is not None
+    assert not (out / "bad_avae.nwb").exists()
+    assert main(["population", str(good), "-o", str(out), "--resume"]) == 0
+    assert "already holds population results" in capsys.readouterr().err

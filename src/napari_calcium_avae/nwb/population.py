@@ -306,8 +306,17 @@ def write_population(
             f"{traces.series_path} has no PlaneSegmentation to point the results at"
         )
     _check_fitted(traces, assemblies, states)
+    from .common import as_source
+    from .remote import is_url, open_io
+    from .remote import size as remote_size
+
     facts = dict(facts or {})
-    source = Path(traces.source_file)
+    source = as_source(traces.source_file)
+    remote = is_url(source)
+    if in_place and remote:
+        raise CalciumAvaeError(
+            f"{source} is a remote file: results go to a new local file, not in place"
+        )
     if in_place:
         if output is not None and Path(output).resolve() != source.resolve():
             raise CalciumAvaeError("in_place writes into the source file; give no other output")
@@ -316,7 +325,7 @@ def write_population(
         if output is None:
             raise CalciumAvaeError("give an output path for the new NWB file (or in_place)")
         target = Path(output)
-        if target.resolve() == source.resolve():
+        if not remote and target.resolve() == source.resolve():
             raise CalciumAvaeError(
                 f"the output {target} is the input file; write to a new file or append in place"
             )
@@ -327,7 +336,8 @@ def write_population(
         extra += assemblies.activity_.nbytes
     if states is not None:
         extra += np.asarray(states.state_probabilities_).size * 4
-    check_free_space(target.parent, source.stat().st_size + extra)
+    source_bytes = remote_size(source) if remote else source.stat().st_size
+    check_free_space(target.parent, source_bytes + extra)
     if in_place:
         try:
             with atomic_update(source) as tmp, NWBHDF5IO(str(tmp), "a") as io:
@@ -343,7 +353,7 @@ def write_population(
         return source
     try:
         with (
-            NWBHDF5IO(str(source), "r") as io,
+            open_io(source) if remote else NWBHDF5IO(str(source), "r") as io,
             atomic_output(target, overwrite=overwrite) as tmp,
         ):
             nwbfile = io.read()
@@ -354,7 +364,9 @@ def write_population(
             nwbfile.set_modified()
             _add(nwbfile, containers, traces, assemblies, states, facts, name)
             with NWBHDF5IO(str(tmp), "w") as out:
-                out.export(src_io=io, nwbfile=nwbfile)
+                # a remote source has no file name for hdmf to compare: copy, never link
+                copy = {"write_args": {"link_data": False}} if remote else {}
+                out.export(src_io=io, nwbfile=nwbfile, **copy)
     except (OSError, RuntimeError) as err:
         raise CalciumAvaeError(f"cannot write {target}: {err}") from err
     return target
