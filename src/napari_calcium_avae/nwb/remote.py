@@ -154,6 +154,13 @@ def _filesystem():
     return fsspec.filesystem("http", client_kwargs={"timeout": timeout})
 
 
+def _no_ranges(url: str) -> CalciumAvaeError:
+    return CalciumAvaeError(
+        f"{url}: the server does not answer range requests, so the file cannot be read "
+        "lazily; download it and give the local file"
+    )
+
+
 def _http_error(url: str, err: BaseException) -> CalciumAvaeError:
     """One line naming the URL for every way a request can fail."""
     import asyncio
@@ -174,6 +181,8 @@ def _http_error(url: str, err: BaseException) -> CalciumAvaeError:
     if isinstance(err, aiohttp.ClientConnectionError | asyncio.TimeoutError | TimeoutError):
         reason = str(err) or type(err).__name__
         return CalciumAvaeError(f"cannot reach {url} ({reason})")
+    if "range requests" in str(err):  # fsspec's words for a whole file sent for a range
+        return _no_ranges(url)
     return CalciumAvaeError(f"cannot read {url} ({type(err).__name__}: {err})")
 
 
@@ -186,6 +195,22 @@ def size(url: str) -> int:
     if value is None:
         raise CalciumAvaeError(f"{url}: the server does not say the file's size")
     return int(value)
+
+
+def _guard(handle, url: str) -> None:
+    """Make a request that fails mid-read (a dropped connection, a server error) one line
+    naming the URL, not the HTTP client's exception from deep inside HDF5, so that a batch
+    fails that input and goes on. The block cache's fetcher is wrapped, not the file: h5py
+    must get fsspec's own file object (a proxy of it left requests hanging after an error)."""
+    fetch = handle.cache.fetcher
+
+    def guarded(start: int, end: int) -> bytes:
+        try:
+            return fetch(start, end)
+        except Exception as err:
+            raise _http_error(url, err) from err
+
+    handle.cache.fetcher = guarded
 
 
 class _RemoteFile(h5py.File):
@@ -224,22 +249,18 @@ def open_url(url: str) -> h5py.File:
         raise _http_error(url, err) from err
     if not isinstance(handle, HTTPFile):
         handle.close()
-        raise CalciumAvaeError(
-            f"{url}: the server does not answer range requests, so the file cannot be read "
-            "lazily; download it and give the local file"
-        )
+        raise _no_ranges(url)
+    _guard(handle, url)
     try:
         f = _RemoteFile(handle, "r")
     except OSError as err:
         handle.close()
         raise CalciumAvaeError(f"{url} is not an NWB file (not HDF5, or damaged)") from err
+    except CalciumAvaeError:
+        handle.close()
+        raise
     except Exception as err:
         handle.close()
-        if "range requests" in str(err):
-            raise CalciumAvaeError(
-                f"{url}: the server does not answer range requests, so the file cannot be "
-                "read lazily; download it and give the local file"
-            ) from err
         raise _http_error(url, err) from err
     f._remote = handle
     return f
