@@ -3,24 +3,15 @@ script cannot rot and its baselines mean what the docs say."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).parents[1] / "benchmarks" / "bench_clusters.py"
+from benchmark_scripts import benchmark_module
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_clusters", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_clusters"] = module
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules["bench_clusters"]
+    yield from benchmark_module("bench_clusters")
 
 
 def _transients(onsets: np.ndarray, n_frames: int, tau: float, rng) -> np.ndarray:

@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).parents[1] / "benchmarks" / "bench_spikes.py"
+from benchmark_scripts import benchmark_module
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_spikes", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_spikes"] = module
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules["bench_spikes"]
+    yield from benchmark_module("bench_spikes")
 
 
 TINY = dict(

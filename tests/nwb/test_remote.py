@@ -3,7 +3,6 @@ needs the internet), URLs through the CLI, and one line naming the URL for each 
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import socket
 import sys
@@ -15,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmark_scripts import benchmark_module
 from cli_output import one_line_error
 from napari_calcium_avae import Results
 from napari_calcium_avae.cli import main
@@ -22,17 +22,10 @@ from napari_calcium_avae.errors import CalciumAvaeError
 from napari_calcium_avae.nwb import read_results, read_traces, remote, write_results
 from napari_calcium_avae.nwb.read import list_series
 
-SCRIPT = Path(__file__).parents[2] / "benchmarks" / "bench_remote.py"
-
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_remote", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_remote"] = module
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules["bench_remote"]
+    yield from benchmark_module("bench_remote")
 
 
 @pytest.fixture(scope="module")
