@@ -20,18 +20,16 @@ Later runs add ``assemblies_2``... so earlier results stay as they were.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .. import __version__
 from ..errors import CalciumAvaeError
-from ..files import atomic_output, atomic_update, check_free_space
 from ..traces import Traces
 from .common import RESULTS_MODULE, SPIKES_UNIT, open_nwb, text
+from .write import free_suffix, provenance_text, write_beside
 
 ASSEMBLIES = "assemblies"
 ASSEMBLY_ROIS = "assembly_rois"
@@ -66,24 +64,6 @@ class PopulationResults:
     """(states, ROIs) spikes per frame."""
     transmat: np.ndarray | None = None
     provenance: dict[str, str] = field(default_factory=dict)
-
-
-def _provenance(traces: Traces, facts: dict[str, Any]) -> str:
-    parts = [
-        f"source series: {traces.series_path}",
-        f"software: napari-calcium-avae {__version__}",
-    ]
-    parts += [f"{k}={str(v).replace(';', ',')}" for k, v in sorted(facts.items())]
-    return "; ".join(parts)
-
-
-def _free_suffix(module) -> str:
-    k = 1
-    while True:
-        suffix = "" if k == 1 else f"_{k}"
-        if not any(f"{name}{suffix}" in module.data_interfaces for name in NAMES):
-            return suffix
-        k += 1
 
 
 def _timing(traces: Traces, source_series) -> dict:
@@ -124,19 +104,29 @@ def _add(nwbfile, containers: tuple, traces: Traces, assemblies, states, facts, 
     from pynwb import TimeSeries
 
     source_series, plane_segmentation = containers
-    provenance = _provenance(traces, facts)
+    provenance = provenance_text(traces, facts)
     module = nwbfile.processing.get(name)
     if module is None:
         module = nwbfile.create_processing_module(
             name=name, description=f"calcium_avae results; first run: {provenance}"
         )
-    suffix = _free_suffix(module)
+    suffix = free_suffix(module, NAMES)
     rows = np.asarray(traces.roi_rows, dtype=np.int64)
     timing = _timing(traces, source_series)
 
-    def region(description: str) -> DynamicTableRegion:
-        return DynamicTableRegion(
-            name="rois", data=rows.tolist(), description=description, table=plane_segmentation
+    def per_roi_table(table: str, description: str, column: VectorData) -> DynamicTable:
+        """One row per ROI: a region to its PlaneSegmentation row and one column."""
+        region = DynamicTableRegion(
+            name="rois",
+            data=rows.tolist(),
+            description=f"rows of {traces.plane_segmentation_path}",
+            table=plane_segmentation,
+        )
+        return DynamicTable(
+            name=f"{table}{suffix}",
+            description=f"{description}; {provenance}",
+            id=list(range(traces.n_rois)),
+            columns=[region, column],
         )
 
     if assemblies is not None:
@@ -188,19 +178,15 @@ def _add(nwbfile, containers: tuple, traces: Traces, assemblies, states, facts, 
         if k:  # an empty table is a best-practice violation: no rows, no table
             module.add(table)
         module.add(
-            DynamicTable(
-                name=f"{ASSEMBLY_ROIS}{suffix}",
-                description=f"each ROI's main assembly (row of {ASSEMBLIES}{suffix}); {provenance}",
-                id=list(range(traces.n_rois)),
-                columns=[
-                    region(f"rows of {traces.plane_segmentation_path}"),
-                    VectorData(
-                        name="main_assembly",
-                        data=np.asarray(assemblies.labels_, dtype=np.int64),
-                        description="the assembly in which the ROI has its largest weight "
-                        "among its memberships; -1 in none",
-                    ),
-                ],
+            per_roi_table(
+                ASSEMBLY_ROIS,
+                f"each ROI's main assembly (row of {ASSEMBLIES}{suffix})",
+                VectorData(
+                    name="main_assembly",
+                    data=np.asarray(assemblies.labels_, dtype=np.int64),
+                    description="the assembly in which the ROI has its largest weight "
+                    "among its memberships; -1 in none",
+                ),
             )
         )
         if k:
@@ -243,18 +229,14 @@ def _add(nwbfile, containers: tuple, traces: Traces, assemblies, states, facts, 
             )
         )
         module.add(
-            DynamicTable(
-                name=f"{STATE_RATES}{suffix}",
-                description=f"each ROI's rate in each state of {STATES}{suffix}; {provenance}",
-                id=list(range(traces.n_rois)),
-                columns=[
-                    region(f"rows of {traces.plane_segmentation_path}"),
-                    VectorData(
-                        name="rates",
-                        data=np.asarray(states.rates_.T, dtype=np.float64),
-                        description=f"rate per state ({SPIKES_UNIT}); NaN: ROI left out",
-                    ),
-                ],
+            per_roi_table(
+                STATE_RATES,
+                f"each ROI's rate in each state of {STATES}{suffix}",
+                VectorData(
+                    name="rates",
+                    data=np.asarray(states.rates_.T, dtype=np.float64),
+                    description=f"rate per state ({SPIKES_UNIT}); NaN: ROI left out",
+                ),
             )
         )
         module.add(
@@ -292,84 +274,22 @@ def write_population(
 
     ``facts`` are provenance ``key=value`` pairs kept in the descriptions.
     """
-    from pynwb import NWBHDF5IO
-
-    from .write import _containers, _load_compound_columns
-
-    if traces.source_file is None or traces.series_path is None:
-        raise CalciumAvaeError(
-            "these traces were not read from an NWB file; population results can only be "
-            "written next to the series they came from"
-        )
-    if traces.plane_segmentation_path is None:
-        raise CalciumAvaeError(
-            f"{traces.series_path} has no PlaneSegmentation to point the results at"
-        )
     _check_fitted(traces, assemblies, states)
-    from .common import as_source
-    from .remote import is_url, open_io
-    from .remote import size as remote_size
-
-    facts = dict(facts or {})
-    source = as_source(traces.source_file)
-    remote = is_url(source)
-    if in_place and remote:
-        raise CalciumAvaeError(
-            f"{source} is a remote file: results go to a new local file, not in place"
-        )
-    if in_place:
-        if output is not None and Path(output).resolve() != source.resolve():
-            raise CalciumAvaeError("in_place writes into the source file; give no other output")
-        target = source
-    else:
-        if output is None:
-            raise CalciumAvaeError("give an output path for the new NWB file (or in_place)")
-        target = Path(output)
-        if not remote and target.resolve() == source.resolve():
-            raise CalciumAvaeError(
-                f"the output {target} is the input file; write to a new file or append in place"
-            )
-        if not target.parent.is_dir():
-            raise CalciumAvaeError(f"the output folder {target.parent} does not exist")
     extra = 0
     if assemblies is not None:
         extra += assemblies.activity_.nbytes
     if states is not None:
         extra += np.asarray(states.state_probabilities_).size * 4
-    source_bytes = remote_size(source) if remote else source.stat().st_size
-    check_free_space(target.parent, source_bytes + extra)
-    if in_place:
-        try:
-            with atomic_update(source) as tmp, NWBHDF5IO(str(tmp), "a") as io:
-                nwbfile = io.read()
-                _add(nwbfile, _containers(nwbfile, traces), traces, assemblies, states, facts, name)
-                io.write(nwbfile)
-        except CalciumAvaeError:
-            raise
-        except (OSError, ValueError, RuntimeError) as err:
-            raise CalciumAvaeError(
-                f"cannot append to {source} in place ({err}); write a new file instead"
-            ) from err
-        return source
-    try:
-        with (
-            open_io(source) if remote else NWBHDF5IO(str(source), "r") as io,
-            atomic_output(target, overwrite=overwrite) as tmp,
-        ):
-            nwbfile = io.read()
-            containers = _containers(nwbfile, traces)
-            _load_compound_columns(nwbfile)
-            nwbfile.generate_new_id()
-            nwbfile.fields["identifier"] = str(uuid.uuid4())
-            nwbfile.set_modified()
-            _add(nwbfile, containers, traces, assemblies, states, facts, name)
-            with NWBHDF5IO(str(tmp), "w") as out:
-                # a remote source has no file name for hdmf to compare: copy, never link
-                copy = {"write_args": {"link_data": False}} if remote else {}
-                out.export(src_io=io, nwbfile=nwbfile, **copy)
-    except (OSError, RuntimeError) as err:
-        raise CalciumAvaeError(f"cannot write {target}: {err}") from err
-    return target
+    return write_beside(
+        traces,
+        output,
+        lambda nwbfile, containers: _add(
+            nwbfile, containers, traces, assemblies, states, dict(facts or {}), name
+        ),
+        extra_bytes=extra,
+        in_place=in_place,
+        overwrite=overwrite,
+    )
 
 
 def _latest(group, base: str) -> str | None:

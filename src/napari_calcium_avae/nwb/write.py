@@ -9,6 +9,7 @@ into place only when complete, so a crash leaves no half-written NWB.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import h5py
@@ -66,20 +67,19 @@ class _FramesByRois(GenericDataChunkIterator):
         return np.dtype("float32")
 
 
-def _provenance_text(traces: Traces, results: Results) -> str:
+def provenance_text(traces: Traces, facts: dict) -> str:
     """Flat "key=value; ..." text; the reader finds the source series in it."""
     parts = [
         f"source series: {traces.series_path}",
         f"software: napari-calcium-avae {__version__}",
     ]
     # "; " separates the facts: a value keeps its text with any ";" made a ","
-    parts += [
-        f"{key}={str(value).replace(';', ',')}" for key, value in sorted(results.provenance.items())
-    ]
+    parts += [f"{key}={str(value).replace(';', ',')}" for key, value in sorted(facts.items())]
     return "; ".join(parts)
 
 
-def _check(traces: Traces, results: Results) -> Path | str:
+def check_source(traces: Traces) -> Path | str:
+    """The NWB file (path or URL) that results of ``traces`` are written beside."""
     if traces.source_file is None or traces.series_path is None:
         raise CalciumAvaeError(
             "these traces were not read from an NWB file; results can only be written next "
@@ -89,6 +89,10 @@ def _check(traces: Traces, results: Results) -> Path | str:
         raise CalciumAvaeError(
             f"{traces.series_path} has no PlaneSegmentation to point the results at"
         )
+    return as_source(traces.source_file)
+
+
+def _check(traces: Traces, results: Results) -> None:
     if results.n_rois != traces.n_rois:
         raise CalciumAvaeError(
             f"the results have {results.n_rois} ROIs but the traces have {traces.n_rois}; "
@@ -101,7 +105,6 @@ def _check(traces: Traces, results: Results) -> Path | str:
                 f"the {name} has shape {np.shape(value)}, the traces "
                 f"{traces.data.shape}; write results computed on these traces"
             )
-    return as_source(traces.source_file)
 
 
 def _object_ids(source: Path | str, *paths: str) -> list[str]:
@@ -129,14 +132,12 @@ def _load_compound_columns(nwbfile) -> None:
         obj.transform(lambda data: data.dataset[()])
 
 
-def _free_suffix(module) -> str:
+def free_suffix(module, names: tuple[str, ...]) -> str:
     """ "" for the first run, then "_2", "_3"...: earlier results stay as they were."""
     k = 1
     while True:
         suffix = "" if k == 1 else f"_{k}"
-        if f"{TABLE_NAME}{suffix}" not in module.data_interfaces and (
-            f"{SERIES_NAME}{suffix}" not in module.data_interfaces
-        ):
+        if not any(f"{name}{suffix}" in module.data_interfaces for name in names):
             return suffix
         k += 1
 
@@ -151,13 +152,13 @@ def _containers(nwbfile, traces: Traces) -> tuple:
 
 def _add_results(nwbfile, containers: tuple, traces: Traces, results: Results, name: str) -> None:
     source_series, plane_segmentation = containers
-    provenance = _provenance_text(traces, results)
+    provenance = provenance_text(traces, results.provenance)
     module = nwbfile.processing.get(name)
     if module is None:
         module = nwbfile.create_processing_module(
             name=name, description=f"calcium_avae results per ROI; first run: {provenance}"
         )
-    suffix = _free_suffix(module)
+    suffix = free_suffix(module, (TABLE_NAME, SERIES_NAME))
     rows = [int(r) for r in traces.roi_rows]
     columns = [
         DynamicTableRegion(
@@ -257,7 +258,39 @@ def write_results(
     Results go into the processing module ``name``: a table
     ``results`` and a series ``reconstruction``; later runs add ``results_2``... .
     """
-    source = _check(traces, results)
+    check_source(traces)
+    _check(traces, results)
+    results_bytes = sum(
+        np.asarray(value).nbytes
+        for field in PER_ROW
+        if (value := getattr(results, field)) is not None
+    )
+    return write_beside(
+        traces,
+        output,
+        lambda nwbfile, containers: _add_results(nwbfile, containers, traces, results, name),
+        extra_bytes=results_bytes,
+        in_place=in_place,
+        overwrite=overwrite,
+    )
+
+
+def write_beside(
+    traces: Traces,
+    output: str | Path | None,
+    add: Callable[[object, tuple], None],
+    *,
+    extra_bytes: int = 0,
+    in_place: bool = False,
+    overwrite: bool = False,
+) -> Path:
+    """Export the traces' source with ``add(nwbfile, (series, plane_segmentation))``
+    applied into the new file ``output``, or apply it to the source in place.
+
+    The one way every result writer reaches a file: checks the target, the free space
+    (``extra_bytes`` on top of the source's size), and writes atomically.
+    """
+    source = check_source(traces)
     remote = is_url(source)
     if in_place and remote:
         raise CalciumAvaeError(
@@ -284,18 +317,13 @@ def write_results(
         if not target.parent.is_dir():
             raise CalciumAvaeError(f"the output folder {target.parent} does not exist")
     # a new file or the in-place copy holds the whole recording plus the results
-    results_bytes = sum(
-        np.asarray(value).nbytes
-        for name in PER_ROW
-        if (value := getattr(results, name)) is not None
-    )
     source_bytes = remote_size(source) if remote else source.stat().st_size
-    check_free_space(target.parent, source_bytes + results_bytes)
+    check_free_space(target.parent, source_bytes + extra_bytes)
     if in_place:
         try:
             with atomic_update(source) as tmp, NWBHDF5IO(str(tmp), "a") as io:
                 nwbfile = io.read()
-                _add_results(nwbfile, _containers(nwbfile, traces), traces, results, name)
+                add(nwbfile, _containers(nwbfile, traces))
                 io.write(nwbfile)
         except CalciumAvaeError:
             raise  # already says what is wrong (it is a ValueError too)
@@ -317,7 +345,7 @@ def write_results(
             # a new file is a new session record for DANDI: a new identifier too
             nwbfile.fields["identifier"] = str(uuid.uuid4())
             nwbfile.set_modified()
-            _add_results(nwbfile, containers, traces, results, name)
+            add(nwbfile, containers)
             with NWBHDF5IO(str(tmp), "w") as out:
                 # a remote source has no file name for hdmf to compare: copy, never link
                 copy = {"write_args": {"link_data": False}} if remote else {}
