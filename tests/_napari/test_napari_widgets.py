@@ -76,10 +76,10 @@ def test_open_train_apply_cluster_plot_save(
     assert train.series.currentData() == layers[0].metadata["calcium_avae_series"]
     tiny(train, epochs=3)
     train.timing.setValue(2)
-    qtbot.mouseClick(train.train_button, Qt.MouseButton.LeftButton)
-    assert train.train_button.text() == "Stop"
+    qtbot.mouseClick(train.run_button, Qt.MouseButton.LeftButton)
+    assert train.run_button.text() == "Stop"
     finish(qtbot, train)
-    assert train.train_button.text() == "Train"
+    assert train.run_button.text() == "Train"
     assert train.session.model.module_.timing.channels == 2
     assert [h["epoch"] for h in train.session.history] == [1, 2, 3]
     assert train.progress.value() == 3 and train.progress.maximum() == 3
@@ -175,7 +175,7 @@ def test_stop_ends_training_with_a_usable_model(
     # the timer keeps firing while the worker trains: the event loop is not blocked
     qtbot.waitUntil(lambda: sum(ticks) >= 5 and len(train.session.history) >= 2, timeout=60_000)
     train.toggle()  # the button reads Stop now
-    assert train.train_button.text() == "Stopping…"
+    assert train.run_button.text() == "Stopping…"
     finish(qtbot, train)
     timer.stop()
     model = train.session.model

@@ -4,6 +4,7 @@ the small controls each form repeats."""
 from __future__ import annotations
 
 import functools
+import threading
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,6 +24,7 @@ from qtpy.QtWidgets import (
     QMainWindow,
     QMessageBox,
     QProgressBar,
+    QPushButton,
     QScrollArea,
     QSpinBox,
     QVBoxLayout,
@@ -279,3 +281,49 @@ def _tabify(widget: QWidget) -> None:
     if ours:
         window.tabifyDockWidget(ours[-1], dock)
         dock.raise_()
+
+
+class StoppableRun:
+    """The Run/Stop button of a dock whose work runs in a napari thread worker.
+
+    A dock mixes this in before ``QWidget``, sets ``run_label``, builds ``run_button``
+    with :meth:`make_run_button`, and its ``start`` sets ``stop_event`` and ``worker``,
+    then calls :meth:`run_started`; the worker's ``finished`` goes to
+    :meth:`run_finished`. The work checks ``stop_event`` between steps and keeps what
+    it finished.
+    """
+
+    run_label = "Run"
+    worker: Any = None
+    stop_event: threading.Event | None = None
+    run_button: QPushButton
+
+    def make_run_button(self) -> QPushButton:
+        self.run_button = QPushButton(self.run_label)
+        self.run_button.clicked.connect(lambda: self.toggle())
+        return self.run_button
+
+    @property
+    def running(self) -> bool:
+        return self.worker is not None
+
+    def toggle(self) -> None:
+        if self.running:
+            self.stop()
+        else:
+            self.start()
+
+    def stop(self) -> None:
+        """Ask the run to end at its next check; what it finished is kept."""
+        if self.stop_event is not None:
+            self.stop_event.set()
+            self.run_button.setText("Stopping…")
+            self.run_button.setEnabled(False)
+
+    def run_started(self) -> None:
+        self.run_button.setText("Stop")
+
+    def run_finished(self) -> None:
+        self.worker = None
+        self.run_button.setText(self.run_label)
+        self.run_button.setEnabled(True)

@@ -24,7 +24,6 @@ from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
     QFormLayout,
-    QPushButton,
     QWidget,
 )
 
@@ -34,6 +33,7 @@ from ..traces import Traces
 from ._common import (
     RoiLayerList,
     SignificantSpinBox,
+    StoppableRun,
     guarded,
     idle_progress_bar,
     report_error,
@@ -90,11 +90,12 @@ def stopped_summary(names: Sequence[str], results: Sequence[Results], n_chosen: 
     return text
 
 
-class DeconvolveWidget(QWidget):
+class DeconvolveWidget(StoppableRun, QWidget):
     """Recordings, their frame rates and SpikeInference's options; Run becomes Stop."""
 
     progressed = Signal(int, int)
     """ROIs done and ROIs in all, emitted from the worker thread after each block."""
+    run_label = "Infer spikes"
 
     def __init__(self, napari_viewer: Any) -> None:
         from ..model.device import available_devices
@@ -103,8 +104,6 @@ class DeconvolveWidget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
-        self.worker: Any = None
-        self.stop_event: threading.Event | None = None
         self._bar: Any = None
         defaults = SpikeInference().get_params()
 
@@ -143,8 +142,7 @@ class DeconvolveWidget(QWidget):
         form.addRow("device", self.device)
         form.addRow("seed", self.seed)
 
-        self.run_button = QPushButton("Infer spikes")
-        self.run_button.clicked.connect(lambda: self.toggle())
+        self.make_run_button()
         self.progress = idle_progress_bar("no spikes inferred yet")
         self.status = wrapped_label()
         layout = scrolling_layout(self)
@@ -186,16 +184,6 @@ class DeconvolveWidget(QWidget):
             "random_state": self.seed.value(),
         }
 
-    @property
-    def running(self) -> bool:
-        return self.worker is not None
-
-    def toggle(self) -> None:
-        if self.running:
-            self.stop()
-        else:
-            self.start()
-
     @guarded
     def start(self) -> None:
         """Infer spikes on the chosen layers in a background thread."""
@@ -231,15 +219,8 @@ class DeconvolveWidget(QWidget):
                 "finished": self._on_finished,
             },
         )
-        self.run_button.setText("Stop")
+        self.run_started()
         self.status.setText(f"inferring spikes in {len(layers)} recording(s)…")
-
-    def stop(self) -> None:
-        """Ask the run to end after the current block of ROIs; finished blocks are kept."""
-        if self.stop_event is not None:
-            self.stop_event.set()
-            self.run_button.setText("Stopping…")
-            self.run_button.setEnabled(False)
 
     def _emit_progress(self, done: int, total: int) -> None:
         """Called in the worker thread; the signal carries it to the GUI thread."""
@@ -279,12 +260,10 @@ class DeconvolveWidget(QWidget):
         report_error(error)
 
     def _on_finished(self) -> None:
-        self.worker = None
         if self._bar is not None:
             self._bar.close()
             self._bar = None
-        self.run_button.setText("Infer spikes")
-        self.run_button.setEnabled(True)
+        self.run_finished()
 
 
 def _combo(choices: dict[str, Any], default: Any) -> QComboBox:

@@ -30,6 +30,7 @@ from ..errors import CalciumAvaeError
 from ..traces import Traces
 from ._common import (
     RoiLayerList,
+    StoppableRun,
     guarded,
     idle_progress_bar,
     report_error,
@@ -89,8 +90,10 @@ def plot_losses(canvas: ThemedCanvas, history: Sequence[dict[str, Any]]) -> None
     canvas.restyle()
 
 
-class TrainWidget(QWidget):
+class TrainWidget(StoppableRun, QWidget):
     """Hyperparameters, device and seed; Train becomes Stop while training runs."""
+
+    run_label = "Train"
 
     def __init__(self, napari_viewer: Any) -> None:
         from ..model import AVAE
@@ -100,8 +103,6 @@ class TrainWidget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
-        self.worker: Any = None
-        self._stop: threading.Event | None = None
         defaults = AVAE().get_params()
 
         self.layer_list = RoiLayerList(napari_viewer)
@@ -151,8 +152,7 @@ class TrainWidget(QWidget):
         form.addRow("device", self.device)
         form.addRow("seed", self.seed)
 
-        self.train_button = QPushButton("Train")
-        self.train_button.clicked.connect(lambda: self.toggle())
+        self.make_run_button()
         self.progress = idle_progress_bar("not trained")
         self.losses = ThemedCanvas(napari_viewer, height=2.2)
         plot_losses(self.losses, [])
@@ -168,7 +168,7 @@ class TrainWidget(QWidget):
         layout = scrolling_layout(self)
         tab_on_short_screens(self)
         layout.addLayout(form)
-        layout.addWidget(self.train_button)
+        layout.addWidget(self.run_button)
         layout.addWidget(self.progress)
         layout.addWidget(self.losses)
         layout.addWidget(self.status)
@@ -229,16 +229,6 @@ class TrainWidget(QWidget):
             "random_state": self.seed.value(),
         }
 
-    @property
-    def running(self) -> bool:
-        return self.worker is not None
-
-    def toggle(self) -> None:
-        if self.running:
-            self.stop()
-        else:
-            self.start()
-
     @guarded
     def start(self) -> None:
         """Train a new model on the chosen layers in a background thread."""
@@ -248,7 +238,7 @@ class TrainWidget(QWidget):
         traces_list = [self._traces_for(layer) for layer in self.layer_list.layers()]
         training_matrix(traces_list)  # fail here, in one line, before a thread starts
         model = AVAE(**self.params())
-        self._stop = threading.Event()
+        self.stop_event = threading.Event()
         self.session.history = []
         plot_losses(self.losses, [])
         self.progress.setRange(0, model.max_epochs)
@@ -258,25 +248,18 @@ class TrainWidget(QWidget):
             training_epochs,
             model,
             traces_list,
-            self._stop,
+            self.stop_event,
             _start_thread=True,
             _connect={
                 "yielded": self._on_epoch,
                 "returned": self._on_trained,
                 "errored": report_error,
                 "warned": report_warning,
-                "finished": self._on_finished,
+                "finished": self.run_finished,
             },
         )
-        self.train_button.setText("Stop")
+        self.run_started()
         self.status.setText(f"training on {len(traces_list)} recording(s)…")
-
-    def stop(self) -> None:
-        """Ask training to end after the current batch; the best weights are kept."""
-        if self._stop is not None:
-            self._stop.set()
-            self.train_button.setText("Stopping…")
-            self.train_button.setEnabled(False)
 
     def _on_epoch(self, report: dict[str, Any]) -> None:
         self.session.history.append(report)
@@ -289,7 +272,7 @@ class TrainWidget(QWidget):
     def _on_trained(self, model: Any) -> None:
         self.session.set_model(model)
         last = self.session.history[-1] if self.session.history else {}
-        if self._stop is not None and self._stop.is_set():
+        if self.stop_event is not None and self.stop_event.is_set():
             how = "stopped"
         elif last.get("stop_reason"):
             how = "stopped: " + str(last["stop_reason"]).replace("_", " ")
@@ -301,11 +284,6 @@ class TrainWidget(QWidget):
             f"{how}; best epoch {model.best_epoch_} of {len(self.session.history)}, "
             f"on {model.device_}"
         )
-
-    def _on_finished(self) -> None:
-        self.worker = None
-        self.train_button.setText("Train")
-        self.train_button.setEnabled(True)
 
     def _show_model(self) -> None:
         plot_losses(self.losses, self.session.history)
