@@ -1,0 +1,592 @@
+"""Synthetic population recordings from a fitted model (issue 17, after seed 003's aim).
+
+A :class:`PopulationGenerator` is fitted to one recording and keeps three things:
+
+- **each neuron's calcium observation model** (seed 002, ``model/calcium.py``): AR kinetics,
+  gain per spike, noise SD and baseline, from :class:`spikes.SpikeInference`;
+- **when neurons fire together**: the calcium HMM of ``population.hmm.CalciumHMM`` (K
+  population states, a Poisson rate per neuron in each, a transition matrix). Each
+  neuron's rates per state are rescaled so that their mean over the states' occupancy is
+  the neuron's rate from the spike inference, whose gain they go with;
+- **the neurons' distribution**: generated neurons are the fitted ones, each used
+  equally often (the recording's mix); the first copy of a neuron is exact, later copies
+  have their rate, gain, noise and decay time multiplied by log-normal jitter.
+
+``generate`` samples one state sequence (shared by every neuron, which is what keeps the
+pairwise correlations and co-activation), Poisson counts per frame from each neuron's
+rate in the current state, and passes them through the neuron's calcium model:
+
+    c_t = sum_i gamma_i c_{t-i} + gain * s_t + eps_t,  eps_t ~ N(0, sd^2),  y_t = b + c_t
+
+with the noise fed through the AR process as in seed 002's likelihood, so that the
+spike inference that fitted the model reads generated traces under the model it assumes.
+The noise-free trace is ``b`` plus the same AR process driven by ``gain * s_t`` alone.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator
+
+from ..errors import CalciumAvaeError, CalciumAvaeWarning
+
+#: Version of the saved generator format (a .npz of arrays plus a JSON ``config``).
+FORMAT_VERSION = 1
+#: Kinds of population model ``population`` accepts.
+POPULATION_KINDS = ("states", "none")
+#: Burn-in before the first generated frame, in decay time constants of the slowest neuron,
+#: so that frame 0 already carries the calcium of earlier spikes.
+_BURN_IN_TAUS = 5.0
+#: Neurons simulated at a time (bounds the per-chunk float64 arrays).
+_CHUNK_NEURONS = 128
+
+
+@dataclass
+class GeneratedRecording:
+    """A generated population recording with its ground truth (neurons x frames)."""
+
+    traces: np.ndarray
+    """(neurons, frames) float32 fluorescence, in the fitted recording's units."""
+    noise_free: np.ndarray
+    """(neurons, frames) float32: the same without noise."""
+    spikes: np.ndarray
+    """(neurons, frames) int32 spike counts per frame (the ground truth)."""
+    states: np.ndarray
+    """(frames,) int population state per frame; (neurons, frames) for independent neurons."""
+    frame_rate: float
+    neurons: dict[str, np.ndarray] = field(default_factory=dict)
+    """Per generated neuron: template (fitted neuron), copy, decay_s, gain, noise_sd,
+    baseline, firing_rate_hz (expected)."""
+    facts: dict[str, Any] = field(default_factory=dict)
+    """How it was generated (seed, model, sizes), for provenance."""
+
+    @property
+    def n_neurons(self) -> int:
+        return int(self.traces.shape[0])
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.traces.shape[1])
+
+    def spike_times(self, seed: int | None = 0) -> list[np.ndarray]:
+        """Spike times (s) per neuron: each of a frame's k spikes at a uniform random time
+        within that frame's interval [t / rate, (t + 1) / rate)."""
+        rng = np.random.default_rng(seed)
+        out = []
+        for counts in self.spikes:
+            frames = np.repeat(np.arange(counts.size), counts)
+            times = (frames + rng.random(frames.size)) / self.frame_rate
+            out.append(np.sort(times))
+        return out
+
+    def to_traces(self):
+        """The generated fluorescence as a :class:`Traces` (ground truth in its roi_table)."""
+        import pandas as pd
+
+        from ..traces import Traces
+
+        return Traces(
+            data=self.traces,
+            rate=self.frame_rate,
+            roi_table=pd.DataFrame({k: np.asarray(v) for k, v in self.neurons.items()}),
+        )
+
+
+def _stationary(transmat: np.ndarray) -> np.ndarray:
+    """The chain's stationary distribution (left eigenvector of eigenvalue 1)."""
+    k = transmat.shape[0]
+    if k == 1:
+        return np.ones(1)
+    a = np.vstack([transmat.T - np.eye(k), np.ones((1, k))])
+    b = np.zeros(k + 1)
+    b[-1] = 1.0
+    pi = np.linalg.lstsq(a, b, rcond=None)[0]
+    pi = np.clip(pi, 0, None)
+    return pi / pi.sum()
+
+
+def resample_transitions(transmat: np.ndarray, factor: float) -> np.ndarray:
+    """The transition matrix for frames ``factor`` times as long (the new frame interval
+    over the fitted one).
+
+    The chain is read as a continuous-time one that leaves state k at the rate
+    -log(P_kk) / dt and then jumps to j with probability P_kj / (1 - P_kk): its dwell
+    times are kept in seconds, whatever the frame rate."""
+    p = np.asarray(transmat, dtype=np.float64)
+    k = p.shape[0]
+    if k == 1 or factor == 1.0:
+        return p.copy()
+    stay = np.clip(np.diag(p), 1e-12, 1 - 1e-12)
+    new_stay = stay**factor
+    jump = p.copy()
+    np.fill_diagonal(jump, 0.0)
+    sums = jump.sum(1, keepdims=True)
+    jump = np.where(sums > 0, jump / np.where(sums > 0, sums, 1.0), 1.0 / max(k - 1, 1))
+    np.fill_diagonal(jump, 0.0)
+    out = jump * (1 - new_stay)[:, None]
+    out[np.diag_indices(k)] = new_stay
+    return out / out.sum(1, keepdims=True)
+
+
+def _sample_chain(
+    cum: np.ndarray, start: np.ndarray, n_frames: int, rng: np.random.Generator, n_chains: int
+) -> np.ndarray:
+    """(n_chains, n_frames) state sequences of the chain with cumulative rows ``cum``."""
+    k = cum.shape[0]
+    out = np.empty((n_chains, n_frames), dtype=np.int32)
+    if k == 1:
+        out[:] = 0
+        return out
+    u = rng.random((n_frames, n_chains))
+    state = np.searchsorted(np.cumsum(start), u[0] * np.cumsum(start)[-1], side="right")
+    state = np.minimum(state, k - 1)
+    out[:, 0] = state
+    for t in range(1, n_frames):
+        rows = cum[state]  # (chains, K)
+        state = np.minimum((rows < u[t][:, None]).sum(1), k - 1)
+        out[:, t] = state
+    return out
+
+
+class PopulationGenerator(BaseEstimator):
+    """Generates population recordings that keep a fitted recording's neurons and their
+    co-activation (issue 17).
+
+    Parameters
+    ----------
+    population : "states" or "none"
+        "states": a calcium HMM (``population.hmm.CalciumHMM``) drives every neuron from one
+        shared state sequence. "none": per-neuron fits only, which can generate
+        independent neurons but not a population.
+    n_states : int or "auto"
+        States of the calcium HMM ("auto" chooses K by held-out likelihood: slow).
+    ar_order : 1 or 2
+        AR order of the calcium process.
+    jitter : float
+        SD of the log-normal factors on the rate, gain, noise and decay time of every copy
+        of a fitted neuron after its first (0: copies are exact, so at most as many
+        neurons as were fitted can be generated).
+    max_copies : int
+        Most times one fitted neuron may be drawn: asking for more than
+        ``max_copies`` x fitted neurons is refused (the population would be mostly copies
+        of a few neurons, each copy as correlated with its siblings as with itself).
+    spike_iter : int
+        Adam steps of the spike inference (its ``max_iter``).
+    hmm_iter : int
+        Most EM iterations of the calcium HMM (its ``n_iter``).
+    device : str
+        Device for the spike inference and the HMM ("auto", "cpu", "cuda", "mps").
+    random_state : int or None
+        Seed of the fits.
+    verbose : bool
+        Progress of the fits.
+
+    Fitted attributes: ``frame_rate_``, ``n_neurons_``, ``input_kind_``, ``roots_``
+    (neurons, p) AR roots, ``gain_``, ``noise_sd_``, ``baseline_`` (neurons,), ``rate_``
+    (spikes per frame, the spike inference's), ``state_rates_`` (K, neurons) spikes per
+    frame, ``transmat_`` (K, K), ``occupancy_`` (K,) stationary share of each state,
+    ``has_population_``, ``rows_used_`` (bool, the recording's rows fitted), ``source_``
+    (facts about the fitted recording: name, species, indicator...).
+    """
+
+    def __init__(
+        self,
+        population: str = "states",
+        n_states: int | str = 4,
+        ar_order: int = 1,
+        jitter: float = 0.1,
+        max_copies: int = 20,
+        spike_iter: int = 300,
+        hmm_iter: int = 100,
+        device: str = "auto",
+        random_state: int | None = 0,
+        verbose: bool = False,
+    ) -> None:
+        self.population = population
+        self.n_states = n_states
+        self.ar_order = ar_order
+        self.jitter = jitter
+        self.max_copies = max_copies
+        self.spike_iter = spike_iter
+        self.hmm_iter = hmm_iter
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # -- fitting --------------------------------------------------------------------------
+    def _check_params(self) -> None:
+        if self.population not in POPULATION_KINDS:
+            raise CalciumAvaeError(
+                f"population must be one of {', '.join(POPULATION_KINDS)}, not {self.population!r}"
+            )
+        if not float(self.jitter) >= 0:
+            raise CalciumAvaeError(f"jitter must be >= 0, not {self.jitter!r}")
+        if int(self.max_copies) < 1:
+            raise CalciumAvaeError(f"max_copies must be at least 1, not {self.max_copies!r}")
+
+    def fit(self, X: Any, frame_rate: float | None = None) -> PopulationGenerator:
+        """Fit each neuron's calcium model and, with ``population="states"``, the state
+        model, to X: a :class:`Traces` (its rate is used) or an array (neurons x frames)
+        with ``frame_rate``."""
+        from ..population.hmm import CalciumHMM
+        from ..spikes import SpikeInference
+        from ..traces import Traces
+
+        self._check_params()
+        source: dict[str, Any] = {}
+        if isinstance(X, Traces):
+            frame_rate = frame_rate or X.rate
+            if X.source_file is not None:
+                from .nwb import recording_facts
+
+                source = recording_facts(X)
+            data = np.asarray(X.data)
+        else:
+            data = np.asarray(X)
+        if data.ndim != 2:
+            raise CalciumAvaeError(f"X must be neurons x frames (2-D), not {data.ndim}-D")
+        if frame_rate is None or not float(frame_rate) > 0:
+            raise CalciumAvaeError(
+                "the recording has no frame rate; pass frame_rate (frames per second)"
+            )
+        with np.errstate(invalid="ignore"):
+            finite = np.isfinite(data)
+            usable = finite.all(1) & (np.nanmax(data, 1) > np.nanmin(data, 1))
+        if not usable.all():
+            warnings.warn(
+                f"{int((~usable).sum())} of {len(usable)} ROI(s) are flat or not finite; "
+                "the generator leaves them out",
+                CalciumAvaeWarning,
+                stacklevel=2,
+            )
+        data = data[usable]
+        if data.shape[0] < 2:
+            raise CalciumAvaeError(
+                f"a population generator needs at least 2 usable ROIs, not {data.shape[0]}"
+            )
+        rate = float(frame_rate)
+        if self.verbose:
+            _say(f"fitting each neuron's calcium model ({data.shape[0]} neurons)")
+        with warnings.catch_warnings():
+            # neurons without spikes are kept: they are part of the recording's mix
+            warnings.filterwarnings("ignore", message=".*show no spikes above the noise.*")
+            spikes = SpikeInference(
+                ar_order=self.ar_order,
+                frame_rate=rate,
+                device=self.device,
+                max_iter=int(self.spike_iter),
+                random_state=self.random_state,
+                verbose=self.verbose,
+            ).fit(data)
+        self.frame_rate_ = rate
+        self.n_neurons_ = int(data.shape[0])
+        self.n_frames_fitted_ = int(data.shape[1])
+        self.rows_used_ = usable
+        self.input_kind_ = spikes.input_kind_
+        self.roots_ = np.asarray(spikes.roots_, dtype=np.float64)
+        self.gain_ = np.asarray(spikes.gain_, dtype=np.float64)
+        self.noise_sd_ = np.asarray(spikes.noise_sd_, dtype=np.float64)
+        self.baseline_ = np.asarray(spikes.baseline_[:, 0], dtype=np.float64)
+        self.rate_ = np.maximum(np.asarray(spikes.rate_, dtype=np.float64), 1e-6)
+        self.source_ = source
+        if self.population == "states":
+            if self.verbose:
+                _say(f"fitting the population states (calcium HMM, K = {self.n_states})")
+            hmm = CalciumHMM(
+                n_states=self.n_states,
+                ar_order=self.ar_order,
+                n_iter=int(self.hmm_iter),
+                random_state=self.random_state,
+                device=self.device,
+            ).fit(data, frame_rate=rate)
+            rates = np.asarray(hmm.rates_, dtype=np.float64)
+            transmat = np.asarray(hmm.transmat_, dtype=np.float64)
+            occupancy = hmm.state_probabilities_.mean(0)
+            # the HMM's rates give the timing; their level goes with the spike inference's
+            # gain, so each neuron's mean rate is the spike inference's
+            mean = occupancy @ rates
+            rates = rates * (self.rate_ / np.maximum(mean, 1e-12))[None, :]
+            self.state_rates_ = rates
+            self.transmat_ = transmat
+            self.occupancy_ = occupancy / occupancy.sum()
+            self.has_population_ = True
+        else:
+            self.state_rates_ = self.rate_[None, :].copy()
+            self.transmat_ = np.ones((1, 1))
+            self.occupancy_ = np.ones(1)
+            self.has_population_ = False
+        return self
+
+    # -- generating -----------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "state_rates_"):
+            from sklearn.exceptions import NotFittedError
+
+            raise NotFittedError("this PopulationGenerator is not fitted yet; call fit first")
+
+    def max_neurons(self) -> int:
+        """The most neurons :meth:`generate` draws: each fitted neuron at most
+        ``max_copies`` times, or once when ``jitter`` is 0."""
+        self._check_fitted()
+        copies = int(self.max_copies) if float(self.jitter) > 0 else 1
+        return self.n_neurons_ * copies
+
+    def generate(
+        self,
+        n_neurons: int | None = None,
+        duration_s: float | None = None,
+        *,
+        frame_rate: float | None = None,
+        seed: int | None = 0,
+        independent: bool = False,
+        progress: Any = None,
+    ) -> GeneratedRecording:
+        """Generate ``n_neurons`` (default: as many as fitted) for ``duration_s`` seconds
+        (default: the fitted recording's length) at ``frame_rate`` (default: the fitted
+        one).
+
+        ``independent=True`` is the no-coupling baseline: each neuron gets its own state
+        sequence from the same chain, so it keeps its rates per state and its burstiness
+        while the co-activation between neurons is lost. ``progress(done, total, text)``
+        is called per block of neurons.
+        """
+        self._check_fitted()
+        if not self.has_population_ and not independent:
+            raise CalciumAvaeError(
+                "this generator has no population model (fitted with population='none'), so "
+                "it cannot keep co-activation; fit it with population='states' first "
+                "(calcium-avae generate --fit RECORDING), or ask for independent neurons"
+            )
+        n_fit = self.n_neurons_
+        n = n_fit if n_neurons is None else int(n_neurons)
+        if n < 1:
+            raise CalciumAvaeError(f"the number of neurons must be at least 1, not {n}")
+        if n > self.max_neurons():
+            per = self.max_neurons() // n_fit
+            need = math.ceil(n / per)
+            why = (
+                "with jitter 0 each is drawn once"
+                if float(self.jitter) == 0
+                else f"each is drawn at most {per} times (max_copies)"
+            )
+            raise CalciumAvaeError(
+                f"{n} neurons are more than this generator can draw ({self.max_neurons()}): "
+                f"it was fitted on {n_fit} neurons and {why}; fit it on a recording with at "
+                f"least {need} neurons first, or ask for at most {self.max_neurons()}"
+            )
+        rate = float(frame_rate or self.frame_rate_)
+        if not rate > 0:
+            raise CalciumAvaeError(f"frame_rate must be positive, not {frame_rate!r}")
+        duration = float(
+            self.n_frames_fitted_ / self.frame_rate_ if duration_s is None else duration_s
+        )
+        n_frames = round(duration * rate)
+        if n_frames < 1:
+            raise CalciumAvaeError(
+                f"duration {duration:g} s is shorter than one frame at {rate:g} Hz"
+            )
+        rng = np.random.default_rng(seed)
+
+        # which fitted neuron each generated one copies: every neuron once per pass
+        passes = math.ceil(n / n_fit)
+        template = np.concatenate([rng.permutation(n_fit) for _ in range(passes)])[:n]
+        copy = np.repeat(np.arange(passes), n_fit)[:n]
+        jit = float(self.jitter)
+
+        def factor() -> np.ndarray:
+            f = np.exp(rng.normal(0.0, jit, n)) if jit > 0 else np.ones(n)
+            return np.where(copy > 0, f, 1.0)
+
+        f_rate, f_gain, f_noise, f_tau = factor(), factor(), factor(), factor()
+
+        # the fitted model in seconds, then at the new frame interval
+        dt_old, dt_new = 1.0 / self.frame_rate_, 1.0 / rate
+        roots = np.clip(self.roots_[template], 1e-9, 1 - 1e-9)
+        tau_s = -dt_old / np.log(roots)  # (n, p)
+        tau_s[:, 0] *= f_tau
+        new_roots = np.exp(-dt_new / tau_s)
+        gain = self.gain_[template] * f_gain
+        # the AR-fed noise keeps its stationary SD (judged on the decay root)
+        r0, r1 = roots[:, 0], new_roots[:, 0]
+        noise = (
+            self.noise_sd_[template] * f_noise * np.sqrt((1 - r1**2) / np.maximum(1 - r0**2, 1e-12))
+        )
+        baseline = self.baseline_[template]
+        state_rates = self.state_rates_[:, template] * f_rate[None, :] * (dt_new / dt_old)
+        transmat = resample_transitions(self.transmat_, dt_new / dt_old)
+        start = _stationary(transmat)
+        cum = np.cumsum(transmat, 1)
+        cum[:, -1] = 1.0
+
+        burn = int(min(np.ceil(_BURN_IN_TAUS * tau_s[:, 0].max() / dt_new), 20 * n_frames))
+        total = burn + n_frames
+        if independent:
+            states = _sample_chain(cum, start, total, rng, n)
+        else:
+            states = _sample_chain(cum, start, total, rng, 1)[0]
+
+        import torch
+
+        from ..model.calcium import ar_from_roots
+
+        gamma = ar_from_roots(torch.as_tensor(new_roots)).numpy()
+        traces = np.empty((n, n_frames), np.float32)
+        clean = np.empty((n, n_frames), np.float32)
+        counts = np.empty((n, n_frames), np.int32)
+        blocks = list(range(0, n, _CHUNK_NEURONS))
+        for i, b0 in enumerate(blocks):
+            rows = slice(b0, min(n, b0 + _CHUNK_NEURONS))
+            st = states[rows] if independent else states[None, :]
+            lam = np.take_along_axis(
+                state_rates[:, rows].T, np.broadcast_to(st, (rows.stop - b0, total)), 1
+            )
+            s = rng.poisson(lam)
+            eps = rng.standard_normal(s.shape) * noise[rows, None]
+            drive = s * gain[rows, None]
+            c_clean = _ar_filter(drive, gamma[rows])
+            c_noisy = _ar_filter(drive + eps, gamma[rows])
+            traces[rows] = (baseline[rows, None] + c_noisy[:, burn:]).astype(np.float32)
+            clean[rows] = (baseline[rows, None] + c_clean[:, burn:]).astype(np.float32)
+            counts[rows] = s[:, burn:]
+            if progress is not None:
+                progress(i + 1, len(blocks), f"{rows.stop} of {n} neurons")
+        out_states = states[:, burn:] if independent else states[burn:]
+        mean_rate = (self.occupancy_ @ self.state_rates_)[template] * f_rate * self.frame_rate_
+        neurons = {
+            "template_neuron": template.astype(np.int64),
+            "copy_index": copy.astype(np.int64),
+            "decay_s": tau_s[:, 0],
+            "gain": gain,
+            "noise_sd": noise,
+            "baseline": baseline,
+            "firing_rate_hz": mean_rate,
+        }
+        facts = {
+            "generator": "napari_calcium_avae.generate.PopulationGenerator",
+            "seed": seed,
+            "independent": bool(independent),
+            "n_states": int(self.transmat_.shape[0]),
+            "fitted_neurons": n_fit,
+            "fitted_frame_rate": self.frame_rate_,
+            "jitter": jit,
+            "input_kind": self.input_kind_,
+        }
+        facts.update({f"source_{k}": v for k, v in self.source_.items()})
+        return GeneratedRecording(
+            traces=traces,
+            noise_free=clean,
+            spikes=counts,
+            states=out_states,
+            frame_rate=rate,
+            neurons=neurons,
+            facts=facts,
+        )
+
+    # -- files ----------------------------------------------------------------------------
+    _ARRAYS = (
+        "rows_used_",
+        "roots_",
+        "gain_",
+        "noise_sd_",
+        "baseline_",
+        "rate_",
+        "state_rates_",
+        "transmat_",
+        "occupancy_",
+    )
+    _SCALARS = (
+        "frame_rate_",
+        "n_neurons_",
+        "n_frames_fitted_",
+        "input_kind_",
+        "has_population_",
+        "source_",
+    )
+
+    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        """Write the fitted generator to ``path`` (.npz: arrays plus a JSON ``config``; no
+        pickle), atomically."""
+        from .. import __version__
+        from ..files import atomic_output
+
+        self._check_fitted()
+        path = Path(path)
+        if path.suffix != ".npz":
+            raise CalciumAvaeError(f"a generator file ends in .npz, not {path.name!r}")
+        params = self.get_params()
+        config = {
+            "format": "napari-calcium-avae population generator",
+            "format_version": FORMAT_VERSION,
+            "package_version": __version__,
+            "params": params,
+            "fitted": {k: _jsonable(getattr(self, k)) for k in self._SCALARS},
+        }
+        arrays = {k.rstrip("_"): np.asarray(getattr(self, k)) for k in self._ARRAYS}
+        with atomic_output(path, overwrite=overwrite) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, config=np.array(json.dumps(config)), **arrays)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> PopulationGenerator:
+        """A generator written by :meth:`save`."""
+        path = Path(path)
+        if not path.is_file():
+            raise CalciumAvaeError(f"no such file: {path}")
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                config = json.loads(str(z["config"]))
+                arrays = {k: z[k.rstrip("_")] for k in cls._ARRAYS}
+        except (OSError, ValueError, KeyError) as err:
+            raise CalciumAvaeError(
+                f"{path} is not a generator file (write one with calcium-avae generate "
+                f"--fit RECORDING): {err}"
+            ) from err
+        if config.get("format") != "napari-calcium-avae population generator":
+            raise CalciumAvaeError(f"{path} is not a population generator file")
+        if int(config.get("format_version", 0)) > FORMAT_VERSION:
+            raise CalciumAvaeError(
+                f"{path} was written by a newer napari-calcium-avae "
+                f"({config.get('package_version')}); upgrade to read it"
+            )
+        params = dict(config["params"])
+        if isinstance(params.get("n_states"), list):
+            params["n_states"] = tuple(params["n_states"])
+        model = cls(**params)
+        for k, v in config["fitted"].items():
+            setattr(model, k, v)
+        for k, v in arrays.items():
+            setattr(model, k, v)
+        model.rows_used_ = model.rows_used_.astype(bool)
+        return model
+
+
+def _ar_filter(x: np.ndarray, gamma: np.ndarray) -> np.ndarray:
+    """c_t = sum_i gamma_i c_{t-i} + x_t per row (rows have their own coefficients)."""
+    from scipy.signal import lfilter
+
+    out = np.empty_like(x, dtype=np.float64)
+    for i in range(x.shape[0]):
+        out[i] = lfilter([1.0], np.concatenate([[1.0], -gamma[i]]), x[i])
+    return out
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def _say(message: str) -> None:
+    import sys
+
+    print(f"{message}…", file=sys.stderr)
