@@ -10,14 +10,14 @@ from napari_calcium_avae.nwb.validate import validation_problems
 
 
 def score_table(out: str) -> dict[str, list[float]]:
-    """The printed scores: method -> MSE x1e3, ARI (auto eps), ARI (best eps), eps, clusters;
-    the (noisy) row has the MSE only."""
+    """The printed scores: method -> MSE x1e3, ARI (HDBSCAN), clusters, ARI (auto eps),
+    ARI (best eps), eps, clusters; the (filter) and (noisy) rows have the MSE only."""
     rows = {}
     for line in out.splitlines():
         words = line.split()
         if words and words[0] in ("AVAE", "PCA"):
             rows[words[0]] = [float(w) for w in words[1:]]
-        elif words and words[0] == "(noisy)":
+        elif words and words[0] in ("(noisy)", "(filter)"):
             rows[words[0]] = [float(words[1])]
     return rows
 
@@ -25,7 +25,7 @@ def score_table(out: str) -> dict[str, list[float]]:
 def test_quick_demo_writes_results_model_figure_and_scores(tmp_path, capsys):
     assert main(["demo", "--quick", "-o", str(tmp_path)]) == 0
     scores = score_table(capsys.readouterr().out)
-    assert set(scores) == {"AVAE", "PCA", "(noisy)"}
+    assert set(scores) == {"AVAE", "PCA", "(filter)", "(noisy)"}
     assert (tmp_path / "model.pt").is_file() and (tmp_path / "demo.png").stat().st_size > 10_000
 
     quick = DemoSettings.quick()
@@ -53,8 +53,11 @@ def test_quick_demo_writes_results_model_figure_and_scores(tmp_path, capsys):
     # AVAE little (40-52), so its bound only catches a reconstruction in the wrong scale
     assert scores["PCA"][0] < 0.75 * flat_line_mse
     assert 0 < scores["AVAE"][0] < 1.5 * flat_line_mse
+    # the filter is chosen on the truth: better than the noisy input
+    assert 0 < scores["(filter)"][0] < noisy_mse
     for method in ("AVAE", "PCA"):
-        _, ari_auto, ari_best, eps_auto, n_clusters = scores[method]
+        _, ari_hdbscan, n_hdbscan, ari_auto, ari_best, eps_auto, n_clusters = scores[method]
         assert -1 <= ari_auto <= ari_best <= 1 and eps_auto > 0 and n_clusters >= 0
+        assert -1 <= ari_hdbscan <= 1 and n_hdbscan >= 0
     # the three types differ enough for PCA's latents to separate them in part (0.24-0.45)
-    assert scores["PCA"][2] > 0.1
+    assert scores["PCA"][4] > 0.1

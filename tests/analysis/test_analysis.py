@@ -135,3 +135,17 @@ def test_held_out_scores_of_a_model_that_separates_three_shapes():
     assert scores.mse < reconstruction_mse(noisy, clean, noisy).mean()  # denoises
     assert scores.ari_oracle > 0.9 and scores.ari_oracle >= scores.ari_auto - 1e-12
     assert scores.distinct_latents == 60 and scores.eps_auto > 0
+
+
+def test_best_gaussian_filter_picks_the_width_that_fits_the_truth() -> None:
+    from napari_calcium_avae.analysis import best_gaussian_filter, reconstruction_mse
+
+    rng = np.random.default_rng(0)
+    t = np.arange(2000)
+    slow = np.sin(2 * np.pi * t / 400)[None].repeat(4, axis=0)
+    noisy = slow + 0.3 * rng.standard_normal(slow.shape)
+    mse, sd = best_gaussian_filter(noisy, slow)
+    assert mse < 0.2 * reconstruction_mse(noisy, slow, noisy).mean()
+    assert sd >= 4  # a slow truth under white noise wants a wide filter
+    fast = rng.standard_normal((4, 2000))  # noise-free white "truth": no filter helps
+    assert best_gaussian_filter(fast, fast)[1] == 0.5

@@ -6,6 +6,7 @@ from .embedding import embed_2d
 from .metrics import (
     HeldOutScores,
     adjusted_rand,
+    best_gaussian_filter,
     oracle_eps_ari,
     reconstruction_mse,
     score_held_out,
@@ -16,6 +17,7 @@ __all__ = [
     "HeldOutScores",
     "LatentDiagnostics",
     "adjusted_rand",
+    "best_gaussian_filter",
     "cluster_latents",
     "embed_2d",
     "k_distances",
