@@ -78,7 +78,8 @@ def test_assemblies_show_on_the_layer_and_can_be_picked(qtbot, setup, notices) -
     layer.selected_label = member + 1
     assert "main assembly 1" in widget.membership.text()
     loner = int(np.flatnonzero(population.labels < 0)[0])
-    layer.selected_label = loner + 1
+    widget.choose_row(int(np.flatnonzero(widget.order == loner)[0]))  # a raster row
+    assert layer.selected_label == loner + 1
     assert widget.membership.text().endswith("in no assembly")
 
 

@@ -212,6 +212,7 @@ class PopulationWidget(QWidget):
         view_form.addRow("step (s)", self.step_s)
 
         self.raster = ThemedCanvas(napari_viewer, height=3.6, toolbar=True)
+        self.raster.canvas.mpl_connect("button_press_event", self._on_raster_click)
         self.sliding = ThemedCanvas(napari_viewer, height=3.2, toolbar=True)
         self.matrix = ThemedCanvas(napari_viewer, height=3.4)
         self.activity = ThemedCanvas(napari_viewer, height=2.6, toolbar=True)
@@ -616,6 +617,23 @@ class PopulationWidget(QWidget):
         ids = np.asarray(traces_of(layer).roi_ids)[members]
         shown = ", ".join(str(i) for i in ids[:20]) + (" …" if len(ids) > 20 else "")
         self.membership.setText(f"assembly {assembly}: {len(members)} ROIs ({shown})")
+
+    def _on_raster_click(self, event: Any) -> None:
+        """A click on a raster row picks that ROI in the viewer (zoom and pan excepted)."""
+        axes = self.raster.figure.axes
+        toolbar = getattr(self.raster.canvas, "toolbar", None)
+        if not axes or event.inaxes is not axes[0] or event.ydata is None:
+            return
+        if toolbar is not None and getattr(toolbar, "mode", ""):
+            return
+        self.choose_row(round(float(event.ydata)))
+
+    def choose_row(self, position: int) -> None:
+        """Pick the ROI drawn at raster row ``position`` (its label in the viewer)."""
+        layer = self.layer_box.currentData()
+        if layer is None or self.order is None or not 0 <= position < len(self.order):
+            return
+        layer.selected_label = int(self.order[position]) + 1
 
     def _on_selected_label(self, event: Any) -> None:
         layer = event.source
