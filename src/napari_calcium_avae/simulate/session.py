@@ -144,28 +144,44 @@ def simulate_culture(
     )
 
 
+BURST_BIN_MS = 10.0
+"""Bin of :func:`network_bursts`' mask."""
+
+
+def network_bursts(
+    culture: Culture, window_ms: float = 100.0, burst_fraction: float = 0.05
+) -> np.ndarray:
+    """Which ``BURST_BIN_MS`` bins of the recorded window are in a network burst (bool).
+
+    Bursts travel across the dish as waves lasting hundreds of ms, so a network burst is
+    a stretch of bins where the population fires more than ``burst_fraction`` x n spikes
+    per sliding ``window_ms``, padded by half a window (which closes short gaps).
+    """
+    counts = culture.spike_counts()
+    n_bins = int(np.ceil(culture.duration_s * 1000.0 / BURST_BIN_MS))
+    times = np.concatenate(culture.spike_times_ms) if counts.sum() else np.empty(0)
+    bins = np.minimum((times // BURST_BIN_MS).astype(np.int64), n_bins - 1)
+    width = max(1, round(window_ms / BURST_BIN_MS))
+    per_window = np.convolve(np.bincount(bins, minlength=n_bins), np.ones(width), "same")
+    in_burst = per_window > burst_fraction * culture.n_neurons
+    return np.convolve(in_burst, np.ones(width), "same") > 0  # pad, close short gaps
+
+
 def firing_statistics(
     culture: Culture, window_ms: float = 100.0, burst_fraction: float = 0.05
 ) -> dict[str, float]:
     """Summary numbers to compare a culture with the paper's (rates, silence, bursts).
 
-    Bursts travel across the dish as waves lasting hundreds of ms, so a network burst is
-    a stretch of 10 ms bins where the population fires more than ``burst_fraction`` x n
-    spikes per sliding ``window_ms``, padded by half a window (which closes short gaps);
-    participation is the fraction of neurons spiking at least once in a burst (mean and
-    max over bursts).
+    Bursts are :func:`network_bursts`; participation is the fraction of neurons spiking
+    at least once in a burst (mean and max over bursts).
     """
     n = culture.n_neurons
     counts = culture.spike_counts()
-    bin_ms = 10.0
-    n_bins = int(np.ceil(culture.duration_s * 1000.0 / bin_ms))
+    in_burst = network_bursts(culture, window_ms, burst_fraction)
+    n_bins = len(in_burst)
     who = np.repeat(np.arange(n), counts)
     times = np.concatenate(culture.spike_times_ms) if counts.sum() else np.empty(0)
-    bins = np.minimum((times // bin_ms).astype(np.int64), n_bins - 1)
-    width = max(1, round(window_ms / bin_ms))
-    per_window = np.convolve(np.bincount(bins, minlength=n_bins), np.ones(width), "same")
-    in_burst = per_window > burst_fraction * n
-    in_burst = np.convolve(in_burst, np.ones(width), "same") > 0  # pad, close short gaps
+    bins = np.minimum((times // BURST_BIN_MS).astype(np.int64), n_bins - 1)
     edges = np.diff(np.concatenate([[0], in_burst.astype(np.int8), [0]]))
     starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
     event = np.full(n_bins, -1)
