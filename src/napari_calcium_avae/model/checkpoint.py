@@ -1,4 +1,5 @@
-"""Checkpoints: the weights and a JSON config in one torch file, loaded without pickle.
+"""Checkpoints: the weights and a JSON config in one torch file, loaded without pickle;
+and training checkpoints, from which an interrupted fit resumes.
 
 ``torch.load(weights_only=True)`` only rebuilds tensors, dicts, lists, strings and
 numbers, so a crafted file cannot run code; the config travels as one JSON string so it
@@ -103,3 +104,91 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
         )
     except (KeyError, TypeError, ValueError):
         raise CalciumAvaeError(f"{path} is a damaged napari-calcium-avae checkpoint") from None
+
+
+RESUME_FORMAT = "napari-calcium-avae/AVAE-training-state"
+RESUME_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ResumeCheckpoint:
+    """A training run as it stood after an epoch: what the estimator needs to check that
+    a resumed run is the same run (``config``, plain JSON data), and the loop's state
+    (``state``: nested dicts and lists of tensors and numbers, see
+    ``training.TrainingState``)."""
+
+    config: dict[str, Any]
+    state: dict[str, Any]
+
+
+def _to_cpu(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return {k: _to_cpu(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_to_cpu(v) for v in value)
+    return value
+
+
+def _tensor_bytes(value: Any) -> int:
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, dict):
+        return sum(_tensor_bytes(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return sum(_tensor_bytes(v) for v in value)
+    return 0
+
+
+def save_resume_checkpoint(checkpoint: ResumeCheckpoint, path: str | Path) -> Path:
+    """Write (replacing the previous one) atomically: a run killed while writing keeps
+    the previous epoch's file, complete."""
+    path = Path(path)
+    config = {
+        **checkpoint.config,
+        "versions": {"napari-calcium-avae": __version__, "torch": torch.__version__},
+    }
+    state = _to_cpu(checkpoint.state)
+    payload = {
+        "format": RESUME_FORMAT,
+        "format_version": RESUME_FORMAT_VERSION,
+        "config": json.dumps(config),
+        "state": state,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    check_free_space(path.parent, _tensor_bytes(state))
+    with atomic_output(path, overwrite=True) as tmp:
+        torch.save(payload, tmp)
+    return path
+
+
+def read_resume_checkpoint(path: str | Path) -> ResumeCheckpoint:
+    """A file written by :func:`save_resume_checkpoint`, tensors on the CPU; loaded with
+    ``weights_only=True`` like the model files, so it cannot run code."""
+    path = Path(path)
+    if not path.is_file():
+        raise CalciumAvaeError(f"no training checkpoint at {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for foreign or unsafe files
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CalciumAvaeError(
+            f"{path} is not a napari-calcium-avae training checkpoint (or is unsafe to load): "
+            f"{first[:200]}"
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != RESUME_FORMAT:
+        raise CalciumAvaeError(f"{path} is not a napari-calcium-avae training checkpoint")
+    if payload.get("format_version") != RESUME_FORMAT_VERSION:
+        raise CalciumAvaeError(
+            f"{path} has training-checkpoint format {payload.get('format_version')!r}; this "
+            f"version of napari-calcium-avae resumes format {RESUME_FORMAT_VERSION}"
+        )
+    try:
+        config = json.loads(payload["config"])
+        state = payload["state"]
+        if not isinstance(config, dict) or not isinstance(state, dict):
+            raise TypeError
+    except (KeyError, TypeError, ValueError):
+        raise CalciumAvaeError(f"{path} is a damaged training checkpoint") from None
+    return ResumeCheckpoint(config=config, state=state)

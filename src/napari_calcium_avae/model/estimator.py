@@ -8,9 +8,10 @@ input's own units.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Iterator
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +22,18 @@ from sklearn.decomposition import PCA
 from sklearn.utils.validation import check_is_fitted
 
 from ..errors import CalciumAvaeError
+from . import distributed
 from .architectures import ARCHITECTURES, TimingPath, build
-from .checkpoint import Checkpoint, read_checkpoint, save_checkpoint
+from .checkpoint import (
+    Checkpoint,
+    ResumeCheckpoint,
+    read_checkpoint,
+    read_resume_checkpoint,
+    save_checkpoint,
+    save_resume_checkpoint,
+)
 from .device import is_out_of_memory, resolve_device
-from .training import EpochReport, TrainingConfig, train_iter
+from .training import EpochReport, TrainingConfig, TrainingState, train_iter
 
 NORMALISATIONS = ("per_trace", "global")
 MIN_FIT_ROIS = 4
@@ -53,6 +62,24 @@ def _check_traces(X: Any, per_trace: bool) -> np.ndarray:
                 f"{int(np.argmax(flat))}); drop them first (napari_calcium_avae.checks.usable_rows)"
             )
     return X
+
+
+@dataclass(frozen=True)
+class _TrainingCheckpoint:
+    path: Path
+    every: int
+    resume: bool
+
+
+RESUMABLE_CHANGES = ("max_epochs", "device", "verbose")
+"""Parameters a resumed fit may change: they say how long and where, not what, to learn."""
+
+
+def _fingerprint(X: np.ndarray) -> str:
+    """A digest of the training traces, so a checkpoint resumes only on the same data."""
+    digest = hashlib.sha256(f"{X.shape}{X.dtype.str}".encode())
+    digest.update(np.ascontiguousarray(X).data)
+    return digest.hexdigest()[:32]
 
 
 def _chunks(n_rows: int, n_frames: int) -> Iterator[slice]:
@@ -172,10 +199,30 @@ class AVAE(_Normalised, TransformerMixin, BaseEstimator):
         if self.min_delta < 0:
             raise CalciumAvaeError(f"min_delta must be >= 0, got {self.min_delta}")
 
+    def set_checkpoint(
+        self, path: str | Path | None, *, every: int = 1, resume: bool = False
+    ) -> AVAE:
+        """Make :meth:`fit` write a training checkpoint to ``path`` every ``every`` epochs
+        and after the last (atomically: a kill leaves the previous one whole), and, with
+        ``resume``, continue from the one at ``path`` when it exists, to the weights a
+        run that was never stopped would end with. ``None`` turns checkpoints off.
+
+        Like scikit-learn's ``set_output`` this says how to run, not what to learn, so it
+        is not a parameter (``get_params`` and ``clone`` leave it out). A resumed fit must
+        have the same data and parameters, except those in ``RESUMABLE_CHANGES``.
+        """
+        if not isinstance(every, int | np.integer) or every < 1:
+            raise CalciumAvaeError(f"checkpoint every must be a positive integer, got {every!r}")
+        self._checkpoint = (
+            None if path is None else _TrainingCheckpoint(Path(path), int(every), bool(resume))
+        )
+        return self
+
     def fit(self, X: Any, y: Any = None) -> AVAE:
-        """Train to the end (or early stop); ``verbose`` shows a progress bar."""
+        """Train to the end (or early stop); ``verbose`` shows a progress bar (on rank 0
+        when training is distributed)."""
         reports = self.fit_iter(X)
-        if self.verbose:
+        if self.verbose and distributed.is_main():
             from ..progress import show_epochs
 
             show_epochs(reports, self.max_epochs)
@@ -189,6 +236,11 @@ class AVAE(_Normalised, TransformerMixin, BaseEstimator):
 
         Closing the generator or setting ``stop`` (checked before every batch) ends
         training with the best weights so far in place; the model is then usable.
+
+        In a process group (torchrun, see ``distributed.process_group``) every rank calls
+        this with the same traces; each trains on its share of every batch, and all end
+        with the same weights. Training checkpoints (:meth:`set_checkpoint`) are written
+        by rank 0.
         """
         self._check_params()
         X = _check_traces(X, per_trace=self.normalisation == "per_trace")
@@ -203,12 +255,18 @@ class AVAE(_Normalised, TransformerMixin, BaseEstimator):
                 f"traces of {n_frames} frames are too short for the timing path (at least "
                 f"{2 * TimingPath.STRIDE}); use timing_channels=0"
             )
-        device = resolve_device(self.device)
+        group = distributed.current()
+        device = distributed.rank_device(resolve_device(self.device), group)
         self._fit_norm(X)
         Xn, _ = self.normalise(X)
         split = torch.Generator().manual_seed(self.random_state)
         order = torch.randperm(n_rois, generator=split)
         n_val = min(max(1, round(self.validation_fraction * n_rois)), n_rois - 1)
+        if group is not None and n_rois - n_val < group.world_size:
+            raise CalciumAvaeError(
+                f"{n_rois - n_val} training traces cannot be shared by {group.world_size} "
+                "ranks; train on more traces or with fewer ranks"
+            )
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.random_state)
             net = build(
@@ -230,14 +288,53 @@ class AVAE(_Normalised, TransformerMixin, BaseEstimator):
         self.n_features_in_ = n_frames
         self.history_: list[dict[str, Any]] = []
         self.best_epoch_ = 0
+        checkpoint: _TrainingCheckpoint | None = getattr(self, "_checkpoint", None)
+        identity: dict[str, Any] = {}
+        resume = None
+        if checkpoint is not None:
+            identity = {
+                "params": {
+                    k: v for k, v in self.get_params().items() if k not in RESUMABLE_CHANGES
+                },
+                "n_frames": n_frames,
+                "data": _fingerprint(X),
+                "world_size": group.world_size if group is not None else 1,
+                "device_type": device.type,
+            }
+            if checkpoint.resume and checkpoint.path.exists():
+                resume = self._resume_from(checkpoint.path, identity)
         reports = None
         self.device_ = device
         try:
             self.module_ = net.to(device).eval()
             data = torch.from_numpy(Xn).to(device)
-            noise = torch.Generator(device=device).manual_seed(self.random_state)
+            rank = group.rank if group is not None else 0
+            noise = torch.Generator(device=device).manual_seed(self.random_state + rank)
+            on_state = None
+            if checkpoint is not None:
+
+                def on_state(state: TrainingState, report: EpochReport) -> None:
+                    config = {
+                        **identity,
+                        "params": self.get_params(),
+                        "norm": list(self.norm_) if self.norm_ is not None else None,
+                        "history": [*self.history_, asdict(report)],
+                    }
+                    values = {f.name: getattr(state, f.name) for f in fields(state)}
+                    save_resume_checkpoint(ResumeCheckpoint(config, values), checkpoint.path)
+
             reports = train_iter(
-                net, data[order[n_val:]], data[order[:n_val]], config, split, noise, stop
+                net,
+                data[order[n_val:]],
+                data[order[:n_val]],
+                config,
+                split,
+                noise,
+                stop,
+                resume=resume,
+                on_state=on_state,
+                state_every=checkpoint.every if checkpoint is not None else 1,
+                group=group,
             )
             for report in reports:
                 self.history_.append(asdict(report))
@@ -250,6 +347,45 @@ class AVAE(_Normalised, TransformerMixin, BaseEstimator):
         finally:
             if reports is not None:
                 reports.close()  # puts the best weights back
+
+    def _resume_from(self, path: Path, identity: dict[str, Any]) -> TrainingState:
+        """The state saved at ``path``, once its run is known to be this one (same data,
+        parameters, number of ranks, kind of device); the history is taken back too."""
+        saved = read_resume_checkpoint(path)
+        params = {
+            k: v for k, v in saved.config.get("params", {}).items() if k not in RESUMABLE_CHANGES
+        }
+        theirs = {**{k: saved.config.get(k) for k in identity}, "params": params}
+        differ = [k for k in identity if theirs[k] != identity[k]]
+        if differ:
+            what = {
+                "params": "parameters",
+                "n_frames": "trace length",
+                "data": "training traces",
+                "world_size": "number of ranks",
+                "device_type": "kind of device",
+            }
+            if "params" in differ:
+                names = sorted(
+                    k for k in identity["params"] if params.get(k) != identity["params"][k]
+                )
+                what["params"] = f"parameters ({', '.join(names)})"
+            if "world_size" in differ:
+                what["world_size"] = (
+                    f"number of ranks ({theirs['world_size']}, now {identity['world_size']})"
+                )
+            raise CalciumAvaeError(
+                f"{path} is the checkpoint of another training run (its "
+                f"{' and '.join(what[k] for k in differ)} differ); delete it to start afresh"
+            )
+        try:
+            state = TrainingState(**{f.name: saved.state[f.name] for f in fields(TrainingState)})
+            history = list(saved.config["history"])
+        except (KeyError, TypeError):
+            raise CalciumAvaeError(f"{path} is a damaged training checkpoint") from None
+        self.history_ = history
+        self.best_epoch_ = state.best_epoch
+        return state
 
     def _oom_error(self, what: str) -> CalciumAvaeError:
         if self.device_.type == "cuda":

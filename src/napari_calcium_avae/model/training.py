@@ -3,6 +3,11 @@
 The GUI (napari ``thread_worker``) and the CLI (tqdm) iterate it; closing the generator
 or setting ``stop`` ends training, and in every case the best weights seen on the
 validation split are back in the network when control returns.
+
+The loop can hand out its whole state after an epoch (:class:`TrainingState`: weights,
+optimiser, schedule, early stopping, random generators) and continue from one, to the
+same weights as a run that was never stopped; and it trains on several processes at
+once (DDP) when given a :class:`~.distributed.Group` (docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -10,14 +15,16 @@ from __future__ import annotations
 import math
 import threading
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
 from ..errors import CalciumAvaeWarning
 from .architectures import TraceNet
+from .distributed import Group
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,30 @@ class TrainingConfig:
     max_epochs: int
     patience: int
     min_delta: float
+
+
+@dataclass(frozen=True)
+class TrainingState:
+    """Everything :func:`train_iter` needs to go on after ``epoch`` as if it had never
+    stopped; plain tensors, numbers and dicts of them (a checkpoint holds it without
+    pickle)."""
+
+    epoch: int
+    """Epochs done (1-based count); training continues with ``epoch + 1``."""
+    weights: dict[str, torch.Tensor]
+    """The network as it is after ``epoch`` (not the best one)."""
+    best_weights: dict[str, torch.Tensor]
+    best_loss: float
+    best_epoch: int
+    since_best: int
+    optimiser: dict[str, Any]
+    scheduler: dict[str, Any]
+    order_rng: torch.Tensor
+    """State of the generator that orders the batches (the same on every rank)."""
+    noise_rng: list[torch.Tensor]
+    """State of each rank's reparameterisation-noise generator, by rank."""
+    finished: str | None = None
+    """"early_stopping" once training has ended by itself: nothing is left to do."""
 
 
 def vae_loss(
@@ -152,18 +183,34 @@ def training_step(
     loss, _, _ = batch_loss(net, xb, beta, noise)
     if not torch.isfinite(loss):
         return loss.item()
-    optimiser.zero_grad(set_to_none=True)
-    loss.backward()
-    for group in net.parameter_groups():
-        nn.utils.clip_grad_norm_(group, 1.0)
-    optimiser.step()
+    _step(net, optimiser, loss)
     return loss.item()
 
 
+class _BatchLoss(nn.Module):
+    """:func:`batch_loss` as a module's forward, which DDP needs to synchronise the
+    gradients of a backward pass (the network's own methods bypass its hooks)."""
+
+    def __init__(self, net: TraceNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(
+        self, xb: torch.Tensor, beta: float, noise: torch.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return batch_loss(self.net, xb, beta, noise)
+
+
 def _evaluate(
-    net: TraceNet, X: torch.Tensor, beta: float, batch_size: int
+    net: TraceNet, X: torch.Tensor, beta: float, batch_size: int, group: Group | None = None
 ) -> tuple[float, float, float]:
-    """Validation loss with latents at their means: no sampling noise in early stopping."""
+    """Validation loss with latents at their means: no sampling noise in early stopping.
+
+    With a group each rank scores its share of ``X`` and the sums are added up, so every
+    rank gets the same numbers and makes the same early-stopping decision.
+    """
+    if group is not None:
+        X = X[group.rank :: group.world_size]
     loss = sse = kl = 0.0
     net.eval()
     with torch.inference_mode():
@@ -172,12 +219,26 @@ def _evaluate(
             total, s, k = batch_loss(net, xb, beta, None)
             n = len(xb)
             loss, sse, kl = loss + total.item() * n, sse + s.item() * n, kl + k.item() * n
-    n = max(len(X), 1)
+    count = float(len(X))
+    if group is not None:
+        loss, sse, kl, count = group.sum([loss, sse, kl, count])
+    n = max(count, 1.0)
     return loss / n, sse / n, kl / n
 
 
 def _snapshot(net: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+
+def _batches(n_train: int, batch_size: int, group: Group | None) -> Iterator[tuple[int, int, bool]]:
+    """(start, stop, used) of each batch of an epoch in the shuffled order. With a group,
+    every rank takes every world_size-th trace of each batch, so the ranks together
+    take the steps one process would; a last batch too small to give every rank a trace
+    is left out of that epoch (``used`` False): the order changes every epoch."""
+    world = group.world_size if group is not None else 1
+    for start in range(0, n_train, batch_size):
+        stop = min(start + batch_size, n_train)
+        yield start, stop, stop - start >= world
 
 
 def train_iter(
@@ -188,6 +249,11 @@ def train_iter(
     generator: torch.Generator,
     noise_generator: torch.Generator,
     stop: threading.Event | None = None,
+    *,
+    resume: TrainingState | None = None,
+    on_state: Callable[[TrainingState, EpochReport], None] | None = None,
+    state_every: int = 1,
+    group: Group | None = None,
 ) -> Iterator[EpochReport]:
     """Train ``net`` in place, yielding one report per epoch.
 
@@ -196,6 +262,13 @@ def train_iter(
     validation loss falls by more than ``min_delta`` times the best loss so far: the
     loss is a sum over frames, so an absolute threshold would mean something different
     for every trace length and noise level.
+
+    ``resume`` continues from a state handed out earlier; ``on_state`` receives the state
+    every ``state_every`` epochs and after the last epoch (not after a stopped or
+    diverged one: the previous state is then the one to go on from). With a ``group``
+    (every rank calls this with the same data and generators seeded alike, except the
+    noise), gradients are averaged by DDP, the stop and divergence decisions are taken
+    together, and ``on_state`` is called on rank 0 only.
     """
     optimiser = adam(net.parameters(), config.learning_rate, X_train.device)
     schedule = torch.optim.lr_scheduler.ExponentialLR(optimiser, gamma=config.lr_decay)
@@ -203,27 +276,56 @@ def train_iter(
     best_loss = math.inf
     best_epoch = 0
     since_best = 0
+    first = 1
+    if resume is not None:
+        net.load_state_dict(resume.weights)
+        best_state = {k: v.to(X_train.device) for k, v in resume.best_weights.items()}
+        best_loss, best_epoch, since_best = resume.best_loss, resume.best_epoch, resume.since_best
+        optimiser.load_state_dict(resume.optimiser)
+        schedule.load_state_dict(resume.scheduler)
+        generator.set_state(resume.order_rng)
+        noise_generator.set_state(resume.noise_rng[group.rank if group is not None else 0])
+        first = resume.epoch + 1
+        if resume.finished is not None:
+            first = config.max_epochs + 1  # it ended by itself: nothing left to train
+    loss_of = _BatchLoss(net)
+    if group is not None:
+        loss_of = group.wrap(loss_of)
     try:
-        for epoch in range(1, config.max_epochs + 1):
+        for epoch in range(first, config.max_epochs + 1):
             lr = optimiser.param_groups[0]["lr"]
             net.train()
             order = torch.randperm(len(X_train), generator=generator).to(X_train.device)
             seen = 0
             train_sum = 0.0
             reason = None
-            for start in range(0, len(X_train), config.batch_size):
-                if stop is not None and stop.is_set():
+            for start, end, used in _batches(len(X_train), config.batch_size, group):
+                stopping = stop is not None and stop.is_set()
+                if group is None and stopping:
                     reason = "stopped"
                     break
-                xb = X_train[order[start : start + config.batch_size]]
-                loss = training_step(net, optimiser, xb, config.beta, noise_generator)
-                if not math.isfinite(loss):
+                if not used:
+                    continue
+                rows = order[start:end]
+                if group is not None:
+                    rows = rows[group.rank :: group.world_size]
+                xb = X_train[rows]
+                loss = loss_of(xb, config.beta, noise_generator)[0]
+                n = float(len(xb))
+                batch_sum = loss.item() * n
+                if group is not None:  # one decision for all ranks: stop, diverged, or step
+                    batch_sum, n, stops = group.sum([batch_sum, n, float(stopping)])
+                    if stops:
+                        reason = "stopped"
+                        break
+                if not math.isfinite(batch_sum):
                     reason = "diverged"
                     break
-                train_sum += loss * len(xb)
-                seen += len(xb)
+                _step(net, optimiser, loss)
+                train_sum += batch_sum
+                seen += n
             if reason is None:
-                val_loss, sse, kl = _evaluate(net, X_val, config.beta, config.batch_size)
+                val_loss, sse, kl = _evaluate(net, X_val, config.beta, config.batch_size, group)
                 if not math.isfinite(val_loss):
                     reason = "diverged"
             if reason is not None:
@@ -248,10 +350,10 @@ def train_iter(
                 since_best += 1
             schedule.step()
             done = since_best >= config.patience
-            yield EpochReport(
+            report = EpochReport(
                 epoch,
                 config.max_epochs,
-                train_sum / seen,
+                train_sum / seen if seen else float("nan"),
                 val_loss,
                 sse,
                 kl,
@@ -260,8 +362,38 @@ def train_iter(
                 done,
                 "early_stopping" if done else None,
             )
+            last = done or epoch == config.max_epochs
+            if on_state is not None and (last or epoch % state_every == 0):
+                noise_rng = noise_generator.get_state()
+                states = group.gather(noise_rng) if group is not None else [noise_rng]
+                if group is None or group.rank == 0:
+                    state = TrainingState(
+                        epoch=epoch,
+                        weights=net.state_dict(),
+                        best_weights=best_state,
+                        best_loss=best_loss,
+                        best_epoch=best_epoch,
+                        since_best=since_best,
+                        optimiser=optimiser.state_dict(),
+                        scheduler=schedule.state_dict(),
+                        order_rng=generator.get_state(),
+                        noise_rng=states,
+                        finished=report.stop_reason,
+                    )
+                    on_state(state, report)
+            yield report
             if done:
                 return
     finally:
         net.load_state_dict(best_state)
         net.eval()
+
+
+def _step(net: TraceNet, optimiser: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    """Backward pass and optimiser step, gradient norm clipped at 1 per parameter group
+    (the gradients are already averaged over the ranks when DDP runs the backward)."""
+    optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    for group in net.parameter_groups():
+        nn.utils.clip_grad_norm_(group, 1.0)
+    optimiser.step()
