@@ -727,6 +727,86 @@ def cmd_compare(args: argparse.Namespace) -> None:
         raise KeyboardInterrupt("after the report was written")
 
 
+def cmd_generate(args: argparse.Namespace) -> None:
+    from .generate import PopulationGenerator, write_generated
+
+    if args.fit is not None:
+        _fit_generator(args, PopulationGenerator)
+        return
+    if args.model is None:
+        raise CalciumAvaeError(
+            "give a generator file (MODEL), or fit one first: calcium-avae generate --fit "
+            "RECORDING -o MODEL.npz"
+        )
+    inputs = [args.model] + ([args.like] if args.like else [])
+    _check_new_file(args.output, inputs, overwrite=args.overwrite, what="generated recording")
+    if args.output.suffix != ".nwb":
+        raise CalciumAvaeError(f"the generated recording is an NWB file: end {args.output} in .nwb")
+    gen = PopulationGenerator.load(args.model)
+    neurons, duration, rate = args.neurons, args.duration, args.frame_rate
+    if args.like is not None:
+        from .nwb.read import list_series
+
+        infos = [i for i in list_series(args.like) if i.is_default] or list_series(args.like)
+        if not infos or not infos[0].rate:
+            raise CalciumAvaeError(f"{args.like} has no regular RoiResponseSeries to imitate")
+        like = infos[0]
+        neurons = like.n_rois if neurons is None else neurons
+        rate = like.rate if rate is None else rate
+        duration = like.n_frames / like.rate if duration is None else duration
+    _step(f"generating with {args.model.name}")
+    recording = gen.generate(
+        neurons,
+        duration,
+        frame_rate=rate,
+        seed=args.seed,
+        independent=args.independent,
+        progress=progress_callback("generating", unit="block"),
+    )
+    _step(f"writing {recording.n_neurons} neurons x {recording.n_frames} frames")
+    write_generated(args.output, recording, overwrite=args.overwrite, spike_seed=args.seed)
+    print(
+        f"wrote {args.output}: {recording.n_neurons} neurons, {recording.n_frames} frames at "
+        f"{recording.frame_rate:g} Hz, {int(recording.spikes.sum()):,} spikes"
+    )
+
+
+def _fit_generator(args: argparse.Namespace, generator_class) -> None:
+    from .nwb import read_traces
+
+    if args.model is not None:
+        raise CalciumAvaeError("give either a generator file (MODEL) or --fit RECORDING, not both")
+    _check_new_file(args.output, [args.fit], overwrite=args.overwrite, what="generator")
+    if args.output.suffix != ".npz":
+        raise CalciumAvaeError(f"the fitted generator is a .npz file: end {args.output} in .npz")
+    states = str(args.states).strip().lower()
+    if states == "none":
+        population, n_states = "none", generator_class().n_states
+    elif states == "auto":
+        population, n_states = "states", "auto"
+    else:
+        try:
+            population, n_states = "states", int(states)
+        except ValueError:
+            raise CalciumAvaeError(
+                f"--states must be a number, 'auto' or 'none', not {args.states!r}"
+            ) from None
+    traces = read_traces(args.fit, series=args.series)
+    gen = generator_class(
+        population=population,
+        n_states=n_states,
+        jitter=args.jitter,
+        device=args.device,
+        verbose=True,
+    ).fit(traces)
+    gen.save(args.output, overwrite=args.overwrite)
+    kind = f"{gen.transmat_.shape[0]} population states" if gen.has_population_ else "no states"
+    print(
+        f"wrote {args.output}: {gen.n_neurons_} neurons at {gen.frame_rate_:g} Hz, {kind}; "
+        f"draws up to {gen.max_neurons()} neurons"
+    )
+
+
 def cmd_population(args: argparse.Namespace) -> None:
     """One input at a time (read, analyse, write), as a batch: a failed input is reported
     and the rest go on; --resume skips outputs that already hold population results."""
@@ -957,6 +1037,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     from .analysis.embedding import EMBEDDINGS, TSNE_MAX_POINTS
     from .analysis.realism import DEFAULT_SPLITS as realism_splits
+    from .generate import PopulationGenerator
     from .spikes import SpikeInference
 
     parser = argparse.ArgumentParser(
@@ -1056,6 +1137,55 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the splits")
     p.add_argument("--device", default="auto", help="device for spike inference")
     p.set_defaults(func=cmd_compare)
+
+    gen_defaults = PopulationGenerator().get_params()
+    p = sub.add_parser(
+        "generate",
+        help="synthetic population recordings (NWB, with ground truth) from a fitted "
+        "generator; --fit makes one",
+        description="calcium-avae generate --fit RECORDING -o MODEL.npz fits a generator; "
+        "calcium-avae generate MODEL.npz -o OUT.nwb --neurons N --duration S writes a "
+        "recording (docs/generation.md)",
+    )
+    p.add_argument("model", nargs="?", type=Path, help="a generator file written by --fit")
+    p.add_argument(
+        "-o", "--output", type=Path, required=True, help="NWB file to write (with --fit: .npz)"
+    )
+    p.add_argument(
+        "--fit", type=Path, metavar="RECORDING", help="fit a generator to RECORDING instead"
+    )
+    p.add_argument("--neurons", type=int, help="neurons to generate (default: as fitted)")
+    p.add_argument("--duration", type=float, help="seconds (default: the fitted recording's)")
+    p.add_argument("--frame-rate", type=float, help="Hz (default: the fitted recording's)")
+    p.add_argument(
+        "--like",
+        type=Path,
+        metavar="RECORDING",
+        help="neurons, duration and frame rate of RECORDING's default series, unless given",
+    )
+    p.add_argument("--seed", type=int, default=0, help="same seed, same recording")
+    p.add_argument(
+        "--independent",
+        action="store_true",
+        help="baseline: each neuron with its own state sequence (no co-activation)",
+    )
+    p.add_argument(
+        "--states",
+        default=str(gen_defaults["n_states"]),
+        help="with --fit: states of the calcium HMM: K, 'auto' (slow) or 'none' "
+        "(default %(default)s)",
+    )
+    p.add_argument(
+        "--jitter",
+        type=float,
+        default=gen_defaults["jitter"],
+        help="with --fit: log-normal SD on each copy of a neuron after its first "
+        "(default %(default)s)",
+    )
+    p.add_argument("--series", help="with --fit: RoiResponseSeries of RECORDING")
+    p.add_argument("--device", default="auto", help="with --fit: device for the fits")
+    p.add_argument("--overwrite", action="store_true", help="replace an output that exists")
+    p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser(
         "population", help="co-active assemblies and network states; write them to NWB"

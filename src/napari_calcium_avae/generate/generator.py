@@ -75,15 +75,19 @@ class GeneratedRecording:
     def n_frames(self) -> int:
         return int(self.traces.shape[1])
 
-    def spike_times(self, seed: int | None = 0) -> list[np.ndarray]:
+    def spike_times(self, seed: int | None = 0, resolution_s: float = 0.001) -> list[np.ndarray]:
         """Spike times (s) per neuron: each of a frame's k spikes at a uniform random time
-        within that frame's interval [t / rate, (t + 1) / rate)."""
+        within that frame, on a grid of ``resolution_s`` from the frame's start and never
+        on its edges (so every time falls in its own frame whatever the rounding)."""
         rng = np.random.default_rng(seed)
+        steps = max(2, int(np.floor(1.0 / (self.frame_rate * resolution_s))))
         out = []
         for counts in self.spikes:
             frames = np.repeat(np.arange(counts.size), counts)
-            times = (frames + rng.random(frames.size)) / self.frame_rate
-            out.append(np.sort(times))
+            offsets = rng.integers(1, steps, frames.size) * resolution_s
+            if steps == 2:  # frames shorter than two grid steps: the frame's middle
+                offsets = np.full(frames.size, 0.5 / self.frame_rate)
+            out.append(np.sort(frames / self.frame_rate + offsets))
         return out
 
     def to_traces(self):

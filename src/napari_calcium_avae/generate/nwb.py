@@ -253,12 +253,12 @@ def write_generated(
     units = Units(
         name="units",
         description="ground-truth spikes of the generated neurons; a frame's spikes at "
-        "uniform random times within that frame, rounded to 1 ms",
+        "uniform random times within that frame (1 ms steps from its start)",
         resolution=SPIKE_RESOLUTION_S,
     )
     units.add_column(name="roi_index", description="row of this neuron's ROI in PlaneSegmentation")
-    for row, times in enumerate(recording.spike_times(spike_seed)):
-        units.add_unit(spike_times=np.round(times, 3), roi_index=row)
+    for row, times in enumerate(recording.spike_times(spike_seed, SPIKE_RESOLUTION_S)):
+        units.add_unit(spike_times=times, roi_index=row)
     nwb.units = units
     gen = nwb.create_processing_module(
         "generation", "ground truth of how the recording was generated"
