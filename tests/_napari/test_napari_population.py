@@ -123,3 +123,48 @@ def test_bad_input_and_stop_leave_the_layer_alone(qtbot, setup, notices) -> None
     assert POPULATION_KEY not in layer.metadata and "assembly" not in layer.features
     assert widget.status.text() == "stopped: nothing changed"
     assert notices[-1] == ("warning", "population analysis stopped: nothing changed")
+
+
+def test_save_and_reopen_show_the_same_assemblies(
+    make_napari_viewer, qtbot, small_nwb, tmp_path, notices
+) -> None:
+    from napari_calcium_avae._napari._layers import is_ours
+    from napari_calcium_avae.nwb.population import read_population
+
+    viewer = make_napari_viewer()
+    viewer.open(str(small_nwb), plugin=PLUGIN)
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, DOCK)
+    widget.save(tmp_path / "early.nwb")
+    assert "nothing to save for 'small'" in notices[-1][1]
+    run(qtbot, widget)
+    source = next(layer for layer in viewer.layers if is_ours(layer))
+    labels = source.metadata[POPULATION_KEY].labels
+    out = widget.save(tmp_path / "population.txt")
+    assert out == tmp_path / "population.nwb" and widget.status.text() == f"saved {out}"
+    np.testing.assert_array_equal(read_population(out).labels, labels)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=ValueError,
+    reason="nwb.read_results takes the population's assembly_rois table for a results "
+    "table, so a file with population results alone does not open (reported)",
+)
+def test_a_population_file_opens_with_its_assemblies(
+    make_napari_viewer, small_nwb, tmp_path
+) -> None:
+    from napari_calcium_avae._napari._layers import is_ours
+    from napari_calcium_avae.nwb import read_traces
+    from napari_calcium_avae.nwb.population import write_population
+    from napari_calcium_avae.population import AssemblyDetector
+
+    traces = read_traces(small_nwb)
+    detector = AssemblyDetector(n_assemblies=2).fit(traces.data)
+    out = write_population(traces, tmp_path / "population.nwb", assemblies=detector)
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, DOCK)
+    viewer.open(str(out), plugin=PLUGIN)  # the dock shows the new layer, from its file
+    layer = next(layer for layer in viewer.layers if is_ours(layer))
+    assert widget.layer_box.currentData() is layer
+    np.testing.assert_array_equal(layer.metadata[POPULATION_KEY].labels, detector.labels_)
+    np.testing.assert_array_equal(layer.features["assembly"], detector.labels_)

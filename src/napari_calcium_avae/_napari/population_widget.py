@@ -26,6 +26,7 @@ from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
+    QFileDialog,
     QFormLayout,
     QListWidget,
     QListWidgetItem,
@@ -40,6 +41,7 @@ from ..population.views import DEFAULT_SORT, SORTS
 from ..results import Results
 from ..traces import Traces
 from ._common import (
+    confirm_replace,
     guarded,
     idle_progress_bar,
     report_error,
@@ -72,7 +74,7 @@ def population_steps(
 ) -> Iterator[tuple[int, int, str]]:
     """The worker's job: ``analyse`` one step at a time, yielding (done, total, what next)
     so that progress shows and Stop takes effect between steps; returns the
-    PopulationResults."""
+    PopulationResults and what ``write_population`` needs (the fitted estimators, the facts)."""
     from ..population import analyse
     from ..population.views import population_results
 
@@ -90,7 +92,7 @@ def population_steps(
         _, model, found = analyse(traces, assemblies=None, states=states, device=device)
         facts.update(found)
     yield total, total, "drawing…"
-    return population_results(detector, model, facts)
+    return population_results(detector, model, facts), (detector, model, facts)
 
 
 def spike_rates(layer: Any) -> np.ndarray | None:
@@ -170,6 +172,8 @@ class PopulationWidget(QWidget):
         self._stopped = False
         self._hooked: list[Any] = []
         self._tried_files: set[int] = set()
+        self._fitted: dict[int, tuple[Any, tuple[Any, Any, dict[str, Any]]]] = {}
+        """Per layer: the PopulationResults of a run here and its estimators, for Save."""
         self.order: np.ndarray | None = None
         self.picked = np.arange(0)
         """Rows of the ROIs of the assembly picked last (empty: none picked)."""
@@ -204,6 +208,12 @@ class PopulationWidget(QWidget):
         form.addRow("device", self.device)
         self.run_button = QPushButton("Run")
         self.run_button.clicked.connect(lambda: self.toggle())
+        self.save_button = QPushButton("Save to NWB…")
+        self.save_button.setToolTip(
+            "a new NWB file: the recording with these assemblies and states, as "
+            "calcium-avae population writes it"
+        )
+        self.save_button.clicked.connect(lambda: self.save_as())
         self.progress = idle_progress_bar("no population analysis yet")
         self.status = wrapped_label()
         view_form = QFormLayout()
@@ -240,6 +250,7 @@ class PopulationWidget(QWidget):
         layout.addLayout(form)
         layout.addWidget(self.run_button)
         layout.addWidget(self.progress)
+        layout.addWidget(self.save_button)
         layout.addWidget(self.status)
         layout.addLayout(view_form)
         layout.addWidget(self.membership)
@@ -332,7 +343,7 @@ class PopulationWidget(QWidget):
             _start_thread=True,
             _connect={
                 "yielded": self._on_step,
-                "returned": lambda population: self._on_results(layer, population),
+                "returned": lambda out: self._on_results(layer, *out),
                 "errored": self._on_error,
                 "warned": report_warning,
                 "finished": self._on_finished,
@@ -355,7 +366,7 @@ class PopulationWidget(QWidget):
         self.progress.setValue(done)
         self.progress.setFormat(f"{text} (step {min(done + 1, total)} of {total})")
 
-    def _on_results(self, layer: Any, population: Any) -> None:
+    def _on_results(self, layer: Any, population: Any, fitted: tuple) -> None:
         if self._stopped or layer not in self.viewer.layers:
             return
         try:
@@ -363,6 +374,7 @@ class PopulationWidget(QWidget):
         except CalciumAvaeError as error:
             report_error(error)
             return
+        self._fitted[id(layer)] = (population, fitted)
         parts = []
         if population.n_assemblies is not None:
             none = int((population.labels < 0).sum())
@@ -387,6 +399,49 @@ class PopulationWidget(QWidget):
             show_warning("population analysis stopped: nothing changed")
         self.run_button.setText("Run")
         self.run_button.setEnabled(True)
+
+    # saving -----------------------------------------------------------------------
+    def save_as(self) -> None:
+        """Ask for a file name (beside the source, ``<stem>_avae.nwb``), then save."""
+        from ..nwb import result_path
+
+        layer = self.layer_box.currentData()
+        source = None if layer is None else layer.metadata.get(SOURCE_KEY)
+        start = str(result_path(source)) if source and "://" not in str(source) else ""
+        path, _ = QFileDialog.getSaveFileName(self, "Save population results", start, "*.nwb")
+        if path:
+            self.save(path)
+
+    @guarded
+    def save(self, path: str | Path, overwrite: bool = False) -> Path | None:
+        """Write the chosen layer's run to a new NWB file (``write_population``), asking
+        before replacing a file; None when nothing was written."""
+        from ..nwb.population import write_population
+
+        layer = self.layer()
+        population, fitted = self._fitted.get(id(layer), (None, None))
+        if fitted is None or population is not layer.metadata.get(POPULATION_KEY):
+            raise CalciumAvaeError(
+                f"nothing to save for '{layer.name}': press Run first (results read from a "
+                "file are in that file already)"
+            )
+        path = Path(path).with_suffix(".nwb")
+        if path.exists() and not overwrite:
+            if not confirm_replace(self, "Replace file?", f"{path} exists. Replace it?"):
+                self.status.setText(f"not saved: {path.name} exists and was kept")
+                return None
+            overwrite = True
+        detector, model, facts = fitted
+        out = write_population(
+            traces_of(layer),
+            path,
+            assemblies=detector,
+            states=model,
+            facts=facts,
+            overwrite=overwrite,
+        )
+        self.status.setText(f"saved {out}")
+        return out
 
     # views ------------------------------------------------------------------------
     def clear_views(self) -> None:
