@@ -57,6 +57,12 @@ class Group:
         dist.all_gather(parts, local)
         return [part.cpu() for part in parts]
 
+    def barrier(self) -> None:
+        """Wait until every rank is here (e.g. until rank 0 has written a file)."""
+        import torch.distributed as dist
+
+        dist.barrier()
+
     def wrap(self, module: nn.Module) -> nn.Module:
         """``module`` in DistributedDataParallel: its parameters start as rank 0's and
         every backward pass through its forward averages the gradients over the ranks."""

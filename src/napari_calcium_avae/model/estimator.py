@@ -301,7 +301,16 @@ class AVAE(_Normalised, TransformerMixin, BaseEstimator):
                 "world_size": group.world_size if group is not None else 1,
                 "device_type": device.type,
             }
-            if checkpoint.resume and checkpoint.path.exists():
+            found = checkpoint.resume and checkpoint.path.exists()
+            if group is not None and checkpoint.resume:  # every rank resumes, or none
+                seen = round(group.sum([float(found)])[0])
+                if 0 < seen < group.world_size:
+                    raise CalciumAvaeError(
+                        f"{group.world_size - seen} of {group.world_size} ranks cannot see the "
+                        f"training checkpoint {checkpoint.path}; resume on a folder every "
+                        "node shares"
+                    )
+            if found:
                 resume = self._resume_from(checkpoint.path, identity)
         reports = None
         self.device_ = device

@@ -381,6 +381,8 @@ def train_iter(
                         finished=report.stop_reason,
                     )
                     on_state(state, report)
+                if group is not None:
+                    group.barrier()  # the file is whole before any rank goes on
             yield report
             if done:
                 return
