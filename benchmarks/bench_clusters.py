@@ -18,10 +18,18 @@ protocol, an upper bound no real recording allows):
   spectrum, autocorrelation and amplitude quantiles of dF/F, standardised, then PCA;
 - ``kinetics``: what spike inference fits per neuron (``SpikeInference``: decay, gain,
   noise SD, mean inferred rate), standardised;
+- ``crop-vae``: ``benchmarks/experiment_crop_feature_vae.py``'s ``CropFeatureVAE``: a VAE on
+  timing-invariant features of random crops, trained to predict another crop's features,
+  its decoder told the culture (session); ``--no-crop-vae`` skips;
 - ``avae``: the paper's model (``AVAE``, defaults but fewer epochs; ``--no-avae`` skips);
 - ``true-spikes``: firing statistics of the true spike trains (rate, fraction of
   inter-spike intervals under 10 ms, spikes per event). Not a method: it shows how much
   of the type is in the spikes at all, a ceiling for any method that reads spikes.
+
+Each representation also gets a session-mixing score (``session_mixing``): among each neuron's
+nearest neighbours with its own label, how evenly the cultures are represented (1 = as mixed
+as the label allows, 0 = neighbours all from its own culture), a local-entropy score in the
+spirit of kBET (Buttner et al. 2019).
 
 Run: OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_clusters.py [--quick] [--out DIR]
 Writes DIR/clusters.md (a table) and DIR/clusters.json.
@@ -58,32 +66,45 @@ class Recording:
     traces: np.ndarray
     labels: np.ndarray
     spike_times_ms: list[np.ndarray]
+    sessions: np.ndarray
+    """(n,) culture index per neuron: the batch a session-aware model may condition on."""
 
 
 def simulate(name: str, settings: SimulationSettings, label: str, level: int = 0) -> Recording:
     """All cultures of ``settings`` pooled; ``label`` is "type" or "indicator"."""
-    traces, labels, spikes = [], [], []
-    for culture in simulate_imaged_cultures(settings):
+    traces, labels, spikes, sessions = [], [], [], []
+    for k, culture in enumerate(simulate_imaged_cultures(settings)):
         traces.append(culture.noisy[level])
         labels.append(culture.neuron_types if label == "type" else culture.indicators)
         spikes += [culture.culture.spike_times_ms[i] for i in culture.imaged]
-    return Recording(name, np.concatenate(traces), np.concatenate(labels), spikes)
+        sessions.append(np.full(len(culture.imaged), k))
+    X, y = np.concatenate(traces), np.concatenate(labels)
+    return Recording(name, X, y, spikes, np.concatenate(sessions))
 
 
-def recordings(quick: bool) -> list[Recording]:
+def _common(quick: bool) -> dict:
     size = (
         {"cultures_per_type": 1, "neurons_per_culture": 20, "duration_s": 20.0}
         if quick
         else {"cultures_per_type": 3, "neurons_per_culture": 40, "duration_s": 60.0}
     )
-    common = {"frame_rate": FRAME_RATE, "seed": 1, **size}
+    return {"frame_rate": FRAME_RATE, "seed": 1, **size}
+
+
+def mixed_indicator(quick: bool) -> Recording:
+    """The mixed-indicator recording alone (also for the experiment scripts)."""
+    indicators = SimulationSettings(**_common(quick), indicator_mix=INDICATOR_MIX)
+    return simulate("mixed-indicator, noise 1.0", indicators, "indicator")
+
+
+def recordings(quick: bool) -> list[Recording]:
+    common = _common(quick)
     mixed_cultures = 2 if quick else 6
     mixed = {**common, "cultures_per_type": mixed_cultures, "type_mix": "RS,IB,CH"}
     out = [simulate("one-type, noise 1.0", SimulationSettings(**common), "type")]
     both = SimulationSettings(**mixed, noise_levels=(1.0, 2.5))
     out += [simulate(f"mixed-type, noise {s}", both, "type", k) for k, s in enumerate((1.0, 2.5))]
-    indicators = SimulationSettings(**common, indicator_mix=INDICATOR_MIX)
-    out.append(simulate("mixed-indicator, noise 1.0", indicators, "indicator"))
+    out.append(mixed_indicator(quick))
     return out
 
 
@@ -147,7 +168,22 @@ def _standardised(F: np.ndarray, n_components: int = 8) -> np.ndarray:
     return Z
 
 
-def representations(rec: Recording, quick: bool, avae: bool) -> dict[str, np.ndarray]:
+def crop_vae_latents(rec: Recording, quick: bool) -> np.ndarray:
+    """Latents of the crop-feature VAE (a sibling experiment script), session-conditioned."""
+    import sys
+
+    here = str(Path(__file__).resolve().parent)
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    from experiment_crop_feature_vae import CropFeatureVAE
+
+    model = CropFeatureVAE(FRAME_RATE, max_epochs=20 if quick else 150, random_state=0)
+    return model.fit(rec.traces, sessions=rec.sessions).transform(rec.traces)
+
+
+def representations(
+    rec: Recording, quick: bool, avae: bool, crop_vae: bool = True
+) -> dict[str, np.ndarray]:
     X = rec.traces
     duration_s = X.shape[1] / FRAME_RATE
     out = {
@@ -155,11 +191,44 @@ def representations(rec: Recording, quick: bool, avae: bool) -> dict[str, np.nda
         "timing-free": _standardised(timing_free_features(X, FRAME_RATE)),
         "kinetics": _standardised(kinetics_features(X, FRAME_RATE)),
     }
+    if crop_vae:
+        out["crop-vae"] = crop_vae_latents(rec, quick)
     if avae:
         model = AVAE(max_epochs=5 if quick else 60, device="cpu", random_state=0).fit(X)
         out["avae"] = model.transform(X)
     out["true-spikes"] = _standardised(true_spike_features(rec.spike_times_ms, duration_s))
     return out
+
+
+def session_mixing(
+    Z: np.ndarray, sessions: np.ndarray, labels: np.ndarray, k: int = 15
+) -> dict[str, float]:
+    """How evenly sessions mix among each neuron's k nearest neighbours of the same label.
+
+    Per neuron: the entropy of the session labels of its k nearest same-label neighbours
+    over the entropy of that label's session shares (what perfect mixing gives); averaged
+    over neurons. 1: the latent does not tell the sessions apart within a label; 0: every
+    neighbour comes from the neuron's own session. Labels met in one session only are
+    skipped (they cannot mix); NaN when no label spans two sessions.
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    Z, sessions, labels = np.asarray(Z, np.float64), np.asarray(sessions), np.asarray(labels)
+    scores = []
+    for label in np.unique(labels):
+        rows = np.flatnonzero(labels == label)
+        _, codes = np.unique(sessions[rows], return_inverse=True)
+        shares = np.bincount(codes) / len(rows)
+        if len(shares) < 2 or len(rows) < 3:
+            continue
+        expected = -np.sum(shares * np.log(shares))
+        kk = min(k, len(rows) - 1)
+        _, nn = NearestNeighbors(n_neighbors=kk + 1).fit(Z[rows]).kneighbors(Z[rows])
+        for neighbours in codes[nn[:, 1:]]:
+            p = np.bincount(neighbours, minlength=len(shares)) / kk
+            p = p[p > 0]
+            scores.append(-np.sum(p * np.log(p)) / expected)
+    return {"session_mixing": float(np.mean(scores)) if scores else float("nan")}
 
 
 def score(Z: np.ndarray, labels: np.ndarray) -> dict[str, float]:
@@ -177,14 +246,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small recordings (a smoke test)")
     parser.add_argument("--no-avae", action="store_true", help="skip the paper's model")
+    parser.add_argument("--no-crop-vae", action="store_true", help="skip the crop-feature VAE")
     parser.add_argument("--out", type=Path, default=Path("bench_clusters_out"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict[str, dict[str, float]]] = {}
     start = time.perf_counter()
     for rec in recordings(args.quick):
-        reps = representations(rec, args.quick, not args.no_avae)
-        results[rec.name] = {name: score(Z, rec.labels) for name, Z in reps.items()}
+        reps = representations(rec, args.quick, not args.no_avae, not args.no_crop_vae)
+        results[rec.name] = {
+            name: {**score(Z, rec.labels), **session_mixing(Z, rec.sessions, rec.labels)}
+            for name, Z in reps.items()
+        }
         shape = f"{rec.traces.shape[0]} ROIs x {rec.traces.shape[1]} frames"
         print(f"{rec.name} ({shape}):", json.dumps(results[rec.name]), flush=True)
     elapsed = time.perf_counter() - start
@@ -202,6 +275,11 @@ def main() -> None:
             f"{row[m]['ari_auto']:.2f} [{row[m]['clusters_auto']}] / {row[m]['ari_best_eps']:.2f}"
             for m in methods
         ]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "Session mixing (1 = cultures mixed within a label, 0 = separated):", ""]
+    lines += ["| recording | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+    for name, row in results.items():
+        cells = [f"{row[m]['session_mixing']:.2f}" for m in methods]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     (args.out / "clusters.md").write_text("\n".join(lines) + "\n")
     (args.out / "clusters.json").write_text(json.dumps(results, indent=2))

@@ -55,3 +55,15 @@ def test_score_finds_separated_groups_without_labels(bench):
     assert s["ari_auto"] > 0.95 and s["ari_best_eps"] > 0.95
     shuffled = bench.score(Z, rng.permutation(labels))
     assert shuffled["ari_auto"] < 0.1
+
+
+def test_session_mixing_tells_mixed_from_separated_sessions(bench):
+    rng = np.random.default_rng(2)
+    labels = np.repeat(["a", "b"], 60)
+    sessions = np.tile([0, 1, 2], 40)
+    mixed = rng.normal(0, 1, (120, 2)) + 10 * (labels == "b")[:, None]
+    separated = mixed + 20 * sessions[:, None]
+    assert bench.session_mixing(mixed, sessions, labels)["session_mixing"] > 0.8
+    assert bench.session_mixing(separated, sessions, labels)["session_mixing"] < 0.2
+    one_session = bench.session_mixing(mixed, np.zeros(120), labels)
+    assert np.isnan(one_session["session_mixing"])
