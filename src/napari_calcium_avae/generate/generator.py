@@ -16,11 +16,14 @@ A :class:`PopulationGenerator` is fitted to one recording and keeps three things
 pairwise correlations and co-activation), Poisson counts per frame from each neuron's
 rate in the current state, and passes them through the neuron's calcium model:
 
-    c_t = sum_i gamma_i c_{t-i} + gain * s_t + eps_t,  eps_t ~ N(0, sd^2),  y_t = b + c_t
+    c_t = sum_i gamma_i c_{t-i} + gain * s_t + eps_t,  eps_t ~ N(0, sd_ar^2)
+    y_t = b + c_t + w_t,                                w_t ~ N(0, sd_w^2)
 
-with the noise fed through the AR process as in seed 002's likelihood, so that the
-spike inference that fitted the model reads generated traces under the model it assumes.
-The noise-free trace is ``b`` plus the same AR process driven by ``gain * s_t`` alone.
+Seed 002's likelihood feeds all noise through the AR process (sd_w = 0); the fit splits
+the noise it found into that part and white measurement noise (:func:`split_noise`) from
+the innovations' lag-1 covariance, because recordings carry both and the split changes
+how often noise alone makes an event. The noise-free trace is ``b`` plus the AR process
+driven by ``gain * s_t`` alone.
 """
 
 from __future__ import annotations
@@ -299,6 +302,9 @@ class PopulationGenerator(BaseEstimator):
         self.noise_sd_ = np.asarray(spikes.noise_sd_, dtype=np.float64)
         self.baseline_ = np.asarray(spikes.baseline_[:, 0], dtype=np.float64)
         self.rate_ = np.maximum(np.asarray(spikes.rate_, dtype=np.float64), 1e-6)
+        self.ar_noise_sd_, self.white_noise_sd_ = split_noise(
+            data, np.asarray(spikes.decay_, dtype=np.float64), self.baseline_, self.noise_sd_
+        )
         self.source_ = source
         if self.population == "states":
             if self.verbose:
@@ -419,9 +425,9 @@ class PopulationGenerator(BaseEstimator):
         gain = self.gain_[template] * f_gain
         # the AR-fed noise keeps its stationary SD (judged on the decay root)
         r0, r1 = roots[:, 0], new_roots[:, 0]
-        noise = (
-            self.noise_sd_[template] * f_noise * np.sqrt((1 - r1**2) / np.maximum(1 - r0**2, 1e-12))
-        )
+        stretch = np.sqrt((1 - r1**2) / np.maximum(1 - r0**2, 1e-12))
+        noise = self.ar_noise_sd_[template] * f_noise * stretch
+        white = self.white_noise_sd_[template] * f_noise
         baseline = self.baseline_[template]
         state_rates = self.state_rates_[:, template] * f_rate[None, :] * (dt_new / dt_old)
         transmat = resample_transitions(self.transmat_, dt_new / dt_old)
@@ -456,7 +462,10 @@ class PopulationGenerator(BaseEstimator):
             drive = s * gain[rows, None]
             c_clean = _ar_filter(drive, gamma[rows])
             c_noisy = _ar_filter(drive + eps, gamma[rows])
-            traces[rows] = (baseline[rows, None] + c_noisy[:, burn:]).astype(np.float32)
+            measured = (
+                c_noisy[:, burn:] + rng.standard_normal((s.shape[0], n_frames)) * white[rows, None]
+            )
+            traces[rows] = (baseline[rows, None] + measured).astype(np.float32)
             clean[rows] = (baseline[rows, None] + c_clean[:, burn:]).astype(np.float32)
             counts[rows] = s[:, burn:]
             if progress is not None:
@@ -469,6 +478,7 @@ class PopulationGenerator(BaseEstimator):
             "decay_s": tau_s[:, 0],
             "gain": gain,
             "noise_sd": noise,
+            "white_noise_sd": white,
             "baseline": baseline,
             "firing_rate_hz": mean_rate,
         }
@@ -499,6 +509,8 @@ class PopulationGenerator(BaseEstimator):
         "roots_",
         "gain_",
         "noise_sd_",
+        "ar_noise_sd_",
+        "white_noise_sd_",
         "baseline_",
         "rate_",
         "state_rates_",
@@ -570,6 +582,44 @@ class PopulationGenerator(BaseEstimator):
             setattr(model, k, v)
         model.rows_used_ = model.rows_used_.astype(bool)
         return model
+
+
+def split_noise(
+    data: np.ndarray, gamma: np.ndarray, baseline: np.ndarray, innovation_sd: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each neuron's noise split into a part fed through the AR process and white
+    measurement noise, from the innovations e_t = z_t - sum_i gamma_i z_{t-i}.
+
+    Seed 002's likelihood puts all noise through the AR process; real recordings also
+    carry white noise, which makes successive innovations anti-correlated: with
+    a = (1, -gamma_1, .., -gamma_p), var(e) = s_ar^2 + s_w^2 sum a_i^2 and
+    cov(e_t, e_{t-1}) = s_w^2 sum a_i a_{i+1}. Both moments are taken on the frames
+    whose innovation is within 3 robust SDs (spikes left out). Returns (s_ar, s_w)."""
+    n = data.shape[0]
+    ar_sd = np.array(innovation_sd, dtype=np.float64, copy=True)
+    white_sd = np.zeros(n)
+    for i in range(n):
+        a = np.concatenate([[1.0], -gamma[i]])
+        z = np.asarray(data[i], dtype=np.float64) - baseline[i]
+        e = np.convolve(z, a, mode="valid")
+        med = np.median(e)
+        mad = 1.4826 * np.median(np.abs(e - med))
+        if not mad > 0:
+            continue
+        ok = np.abs(e - med) < 3 * mad
+        both = ok[1:] & ok[:-1]
+        if both.sum() < 10:
+            continue
+        ec = e - e[ok].mean()
+        var = float(np.mean(ec[ok] ** 2))
+        cov1 = float(np.mean(ec[1:][both] * ec[:-1][both]))
+        lag1 = float(np.sum(a[1:] * a[:-1]))
+        total = float(np.sum(a**2))
+        w2 = cov1 / lag1 if lag1 < 0 else 0.0
+        w2 = float(np.clip(w2, 0.0, var / total))
+        white_sd[i] = np.sqrt(w2)
+        ar_sd[i] = np.sqrt(max(var - w2 * total, 0.0))
+    return ar_sd, white_sd
 
 
 def _ar_filter(x: np.ndarray, gamma: np.ndarray) -> np.ndarray:
