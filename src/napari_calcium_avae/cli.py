@@ -231,30 +231,85 @@ def _model_from_args(args: argparse.Namespace):
     )
 
 
+def resume_path(output: Path) -> Path:
+    """The training checkpoint that fit keeps beside its model file, for --resume."""
+    return output.with_name(output.name + ".resume")
+
+
 def cmd_fit(args: argparse.Namespace) -> None:
     from . import pipeline
+    from .model import distributed
+    from .model.device import resolve_device
 
     files = _nwb_inputs(args.inputs, include_results=args.include_results)
-    _check_new_file(args.output, files, overwrite=args.overwrite, what="model")
+    state = resume_path(args.output)
+    if args.resume and args.checkpoint_every == 0:
+        raise CalciumAvaeError("--resume needs training checkpoints; drop --checkpoint-every 0")
+    if args.resume and args.output.is_file() and not state.exists():
+        print(f"{args.output} is complete (no {state.name} beside it); nothing to resume")
+        return
+    if not args.resume and not args.overwrite and state.exists():
+        raise CalciumAvaeError(
+            f"{state} holds the training state of an earlier run; continue it with --resume "
+            "(to more --epochs after an interruption), or start afresh with --overwrite"
+        )
+    _check_new_file(args.output, files, overwrite=args.overwrite or args.resume, what="model")
     model = _model_from_args(args)
-    recordings = _read_all(files, args.series)
-    n_rois = sum(t.n_rois for t in recordings)
-    print(f"training on {n_rois} ROIs from {len(files)} file(s)", file=sys.stderr)
-    epochs = pipeline.fit_iter(model, recordings)
-    interrupted = False
-    try:
-        show_epochs(epochs, args.epochs)
-    except KeyboardInterrupt:
-        # closing the generator puts the best weights back: keep what was learned
-        epochs.close()
-        interrupted = True
-    if not getattr(model, "history_", None):
-        raise KeyboardInterrupt  # stopped before one epoch was done: nothing to keep
-    _clean_folders([args.output.parent] if args.output.parent.is_dir() else [])
-    with _finish_before_interrupt() as received:
-        model.save(args.output, overwrite=args.overwrite)
-    how = "interrupted; " if interrupted or received else ""
-    print(f"saved model to {args.output} ({how}best epoch {model.best_epoch_})")
+    if args.checkpoint_every:
+        model.set_checkpoint(state, every=args.checkpoint_every, resume=args.resume)
+    with distributed.process_group(resolve_device(args.device)) as group:
+        main = group is None or group.rank == 0
+        recordings = _read_all(files, args.series)
+        n_rois = sum(t.n_rois for t in recordings)
+        if main:
+            ranks = f" on {group.world_size} ranks" if group is not None else ""
+            print(f"training on {n_rois} ROIs from {len(files)} file(s){ranks}", file=sys.stderr)
+            if args.resume and state.exists():
+                print(f"continuing the training run in {state}", file=sys.stderr)
+        epochs = pipeline.fit_iter(model, recordings)
+        interrupted = False
+        try:
+            if main:
+                show_epochs(epochs, args.epochs)
+            else:
+                for _ in epochs:
+                    pass
+        except KeyboardInterrupt:
+            # closing the generator puts the best weights back: keep what was learned
+            epochs.close()
+            interrupted = True
+        except RuntimeError as error:
+            if group is None or not _lost_a_rank(error):
+                raise
+            saved = f"; {state} resumes it (--resume)" if state.exists() else ""
+            raise CalciumAvaeError(
+                f"rank {group.rank}: another rank of the run stopped ({_first_line(error)}){saved}"
+            ) from None
+        if not main:
+            return
+        if not getattr(model, "history_", None):
+            raise KeyboardInterrupt  # stopped before one epoch was done: nothing to keep
+        _clean_folders([args.output.parent] if args.output.parent.is_dir() else [])
+        with _finish_before_interrupt() as received:
+            model.save(args.output, overwrite=args.overwrite or args.resume)
+        how = "interrupted; " if interrupted or received else ""
+        print(f"saved model to {args.output} ({how}best epoch {model.best_epoch_})")
+
+
+def _lost_a_rank(error: RuntimeError) -> bool:
+    """A collective that failed because another rank is gone (gloo and NCCL say so in
+    their messages; torch raises DistError subclasses or plain RuntimeErrors)."""
+    import torch.distributed as dist
+
+    text = str(error).lower()
+    return isinstance(error, dist.DistError) or any(
+        word in text for word in ("connection closed", "connection reset", "gloo", "nccl")
+    )
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__
 
 
 def _output_paths(files: Sequence[Path | str], output: Path | None, in_place: bool) -> list[Path]:
@@ -1064,6 +1119,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     p.add_argument("--series", help="RoiResponseSeries path (default: see inspect)")
     p.add_argument("--include-results", action="store_true", help=INCLUDE_RESULTS_HELP)
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the interrupted run whose training checkpoint (OUTPUT.resume) is "
+        "beside OUTPUT, to the model an uninterrupted run gives",
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=1,
+        metavar="N",
+        help="write the training checkpoint OUTPUT.resume every N epochs and after the "
+        "last; 0: none (default %(default)s)",
+    )
     _add_model_options(p)
     p.set_defaults(func=cmd_fit)
 

@@ -136,3 +136,26 @@ def test_checkpoint_is_loaded_without_pickle(tmp_path):
         pickle.dump({"format": "napari-calcium-avae/AVAE-training-state", "x": Boom()}, f)
     with pytest.raises(CalciumAvaeError, match="unsafe to load"):
         read_resume_checkpoint(path)
+
+
+def test_cli_fit_resume_equals_a_straight_fit(tmp_path, tiny_sessions, capsys):
+    from tests.cli_output import one_line_error
+
+    from napari_calcium_avae.cli import main
+
+    data = str(tiny_sessions[0])
+    small = ["--hidden-size", "8", "--latent-size", "2", "--batch-size", "8", "--device", "cpu"]
+    straight, resumed = tmp_path / "straight.pt", tmp_path / "resumed.pt"
+    assert main(["fit", data, "-o", str(straight), "--epochs", "4", *small]) == 0
+    assert main(["fit", data, "-o", str(resumed), "--epochs", "2", *small]) == 0
+    capsys.readouterr()
+    # a new run over the earlier one's checkpoint is refused: it would lose it
+    assert main(["fit", data, "-o", str(tmp_path / "resumed.pt"), "--epochs", "4", *small]) == 2
+    assert "holds the training state of an earlier run" in one_line_error(capsys)
+    assert main(["fit", data, "-o", str(resumed), "--epochs", "4", "--resume", *small]) == 0
+    assert "continuing the training run in" in capsys.readouterr().err
+    _same(AVAE.load(resumed, device="cpu"), AVAE.load(straight, device="cpu"))
+    assert (tmp_path / "resumed.pt.resume").is_file()
+    (tmp_path / "straight.pt.resume").unlink()
+    assert main(["fit", data, "-o", str(straight), "--resume", *small]) == 0
+    assert "nothing to resume" in capsys.readouterr().out

@@ -12,7 +12,9 @@ once (DDP) when given a :class:`~.distributed.Group` (docs/scaling.md).
 
 from __future__ import annotations
 
+import contextlib
 import math
+import signal
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -363,6 +365,7 @@ def train_iter(
                 "early_stopping" if done else None,
             )
             last = done or epoch == config.max_epochs
+            held: list[int] = []
             if on_state is not None and (last or epoch % state_every == 0):
                 noise_rng = noise_generator.get_state()
                 states = group.gather(noise_rng) if group is not None else [noise_rng]
@@ -380,15 +383,33 @@ def train_iter(
                         noise_rng=states,
                         finished=report.stop_reason,
                     )
-                    on_state(state, report)
+                    with _interrupts_held() as held:
+                        on_state(state, report)
                 if group is not None:
                     group.barrier()  # the file is whole before any rank goes on
             yield report
+            if held:  # Ctrl-C while the state was written: now that the epoch is reported
+                raise KeyboardInterrupt
             if done:
                 return
     finally:
         net.load_state_dict(best_state)
         net.eval()
+
+
+@contextlib.contextmanager
+def _interrupts_held() -> Iterator[list[int]]:
+    """Let a Ctrl-C wait until the block is done (a checkpoint being written), so that
+    the epoch it saved is also reported; the yielded list tells whether one came."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _step(net: TraceNet, optimiser: torch.optim.Optimizer, loss: torch.Tensor) -> None:

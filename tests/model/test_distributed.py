@@ -1,0 +1,112 @@
+"""Training on two ranks (gloo, CPU): both ranks end with the same weights, close to one
+process's, and a resumed two-rank run equals a straight one."""
+
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+from tests.model.conftest import two_families
+
+from napari_calcium_avae.model import AVAE, distributed
+
+SMALL = dict(hidden_size=8, latent_size=2, batch_size=8, device="cpu", random_state=2, patience=50)
+EPOCHS = 6
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _data():
+    return two_families(n_per=12, n_frames=64)[0]
+
+
+def _worker(rank: int, world: int, port: int, folder: str) -> None:
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+        OMP_NUM_THREADS="1",
+    )
+    torch.set_num_threads(1)
+    X = _data()
+    with distributed.process_group(torch.device("cpu")) as group:
+        assert group is not None and group.rank == rank and group.world_size == world
+        straight = AVAE(**SMALL, max_epochs=EPOCHS).fit(X)
+        ckpt = os.path.join(folder, "ckpt")
+        AVAE(**SMALL, max_epochs=3).set_checkpoint(ckpt).fit(X)
+        resumed = AVAE(**SMALL, max_epochs=EPOCHS).set_checkpoint(ckpt, resume=True).fit(X)
+    assert not torch.distributed.is_initialized()
+    torch.save(
+        {
+            "straight": straight.module_.state_dict(),
+            "resumed": resumed.module_.state_dict(),
+            "val": [h["val_loss"] for h in straight.history_],
+            "resumed_val": [h["val_loss"] for h in resumed.history_],
+        },
+        os.path.join(folder, f"rank{rank}.pt"),
+    )
+
+
+def _equal(a, b) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_two_ranks_agree_and_resume_exactly(tmp_path):
+    torch.multiprocessing.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert _equal(r0["straight"], r1["straight"])  # DDP kept the ranks in step
+    assert r0["val"] == r1["val"]  # the validation loss is shared: one early-stopping decision
+    assert _equal(r0["straight"], r0["resumed"])  # resumed after 3 epochs == never stopped
+    assert r0["resumed_val"] == r0["val"]
+    # every step used the whole batch, split over the ranks: the loss follows one process's
+    alone = AVAE(**SMALL, max_epochs=EPOCHS).fit(_data())
+    single = [h["val_loss"] for h in alone.history_]
+    assert r0["val"][-1] == pytest.approx(single[-1], rel=0.05)
+    assert r0["val"][-1] < 0.8 * r0["val"][0]  # and it learned
+
+
+def test_without_torchrun_nothing_is_set_up(monkeypatch):
+    for name in distributed.ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
+    with distributed.process_group(torch.device("cpu")) as group:
+        assert group is None and not torch.distributed.is_initialized()
+    assert distributed.current() is None and distributed.is_main()
+
+
+def test_a_partial_torchrun_environment_is_one_line(monkeypatch):
+    from napari_calcium_avae.errors import CalciumAvaeError
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    with pytest.raises(CalciumAvaeError, match="start distributed training with torchrun"):
+        with distributed.process_group(torch.device("cpu")):
+            pass
+
+
+def test_torchrun_fit_writes_one_model_from_rank_0(tmp_path, tiny_sessions):
+    """The command as users run it: torchrun -m napari_calcium_avae fit."""
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    model = tmp_path / "out" / "m.pt"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [
+        torchrun, "--nproc-per-node", "2", "--master-port", str(_free_port()),
+        "-m", "napari_calcium_avae", "fit", str(tiny_sessions[0]), "-o", str(model),
+        "--epochs", "3", "--hidden-size", "8", "--latent-size", "2", "--batch-size", "8",
+        "--device", "cpu",
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "on 2 ranks" in done.stderr
+    assert done.stdout.count("saved model") == 1  # rank 0 alone writes and reports
+    loaded = AVAE.load(model, device="cpu")
+    assert len(loaded.history_) == 3
+    names = sorted(p.name for p in model.parent.iterdir())
+    assert names == ["m.pt", "m.pt.resume"]
