@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import napari
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QApplication
 
 PLUGIN = "napari-calcium-avae"
@@ -188,9 +189,43 @@ def spikes(path: Path, roi: int) -> None:
     viewer.close()
 
 
+def population(path: Path, states: str = "3") -> None:
+    """The Population dock on a recording (a ``calcium-avae deconvolve`` result, so that the
+    assemblies and the raster use its inferred spikes): Run with ``states`` states, then the
+    window with the ROIs coloured by assembly, and each of the dock's views."""
+    viewer = napari.Viewer(title="napari-calcium-avae")
+    viewer.window._qt_window.resize(1800, 1100)
+    viewer.open(str(path), plugin=PLUGIN)
+    title = "7. Population"
+    dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, title)
+    widget.states.setCurrentText(states)
+    widget.device.setCurrentIndex(max(0, widget.device.findData("cpu")))
+    widget.start()
+    wait(widget, timeout=1800.0)
+    widget.sort.setCurrentIndex(widget.sort.findData("assembly"))
+    window = viewer.window._qt_window
+    window.resizeDocks([dock], [720], Qt.Orientation.Horizontal)  # wide: a long recording
+    settle(1.0)
+    viewer.reset_view()
+    settle(1.0)
+    viewer.screenshot(str(IMAGES / "population_window.png"), canvas_only=False)
+    print("wrote", IMAGES / "population_window.png")
+    for tab, canvas, image in (
+        ("Raster", widget.raster, "population_raster.png"),
+        ("Correlation", widget.sliding, "population_correlation.png"),
+        ("Matrix", widget.matrix, "population_matrix.png"),
+        ("Assemblies", widget.activity, "population_activity.png"),
+    ):
+        show_tab(widget, tab)
+        grab(canvas, image)
+    viewer.close()
+
+
 if __name__ == "__main__":
-    # docs/make_screenshots.py [--spikes RESULT.nwb ROI]
+    # docs/make_screenshots.py [--spikes RESULT.nwb ROI | --population RESULT.nwb [K]]
     if sys.argv[1:2] == ["--spikes"]:
         spikes(Path(sys.argv[2]), int(sys.argv[3]))
+    elif sys.argv[1:2] == ["--population"]:
+        population(Path(sys.argv[2]), *sys.argv[3:4])
     else:
         main()

@@ -495,10 +495,15 @@ class PopulationWidget(QWidget):
         axes = canvas.figure.subplots(
             rows, 1, sharex=True, squeeze=False, gridspec_kw={"height_ratios": ratios}
         )[:, 0]
-        for ax in axes:
+        self._restyle(canvas)
+        return list(axes)
+
+    def _restyle(self, canvas: ThemedCanvas) -> None:
+        """The theme on every axis of ``canvas`` (again after titles: set_title resets
+        the font size)."""
+        for ax in [a for a in canvas.figure.axes if a.get_label() != "<colorbar>"]:
             canvas.ax = ax
             canvas.restyle()
-        return list(axes)
 
     def _style_colorbar(self, canvas: ThemedCanvas, bar: Any) -> None:
         colour = canvas.colours["text"]
@@ -542,6 +547,7 @@ class PopulationWidget(QWidget):
             axes[1].set_yticks([])
             axes[1].set_ylabel("state", rotation=0, ha="right", va="center")
         axes[-1].set_xlabel(unit)
+        self._restyle(self.raster)
         self.raster.canvas.draw_idle()
 
     def _mark_current_row(self, ax: Any) -> None:
@@ -586,6 +592,7 @@ class PopulationWidget(QWidget):
         ax.set_title(f"correlation with the population ({kind}, {window:g} s window)")
         bar = self.sliding.figure.colorbar(image, ax=ax, label="r")
         self._style_colorbar(self.sliding, bar)
+        self._restyle(self.sliding)
         self.sliding.canvas.draw_idle()
 
     def draw_matrix(self) -> None:
@@ -608,6 +615,7 @@ class PopulationWidget(QWidget):
         ax.set_ylabel("ROI")
         bar = self.matrix.figure.colorbar(image, ax=ax, label="r")
         self._style_colorbar(self.matrix, bar)
+        self._restyle(self.matrix)
         self.matrix.canvas.draw_idle()
 
     def draw_activity(self) -> None:
@@ -618,6 +626,7 @@ class PopulationWidget(QWidget):
         (ax,) = self._axes(self.activity)
         if population is None or population.activity is None or not population.n_assemblies:
             ax.set_title("no assemblies yet: press Run" if population is None else "no assemblies")
+            self._restyle(self.activity)
             self.activity.canvas.draw_idle()
             self.assembly_list.blockSignals(False)
             return
@@ -633,13 +642,14 @@ class PopulationWidget(QWidget):
             item = QListWidgetItem(f"assembly {a}: {members} ROIs, p = {p:.3g}")
             item.setData(Qt.ItemDataRole.UserRole, a)
             self.assembly_list.addItem(item)
-            ax.plot(time, population.activity[a], color=colours[a], linewidth=0.8, label=str(a))
+            ax.plot(time, a + _scaled(population.activity[a]), color=colours[a], linewidth=0.8)
+        ax.set_yticks(np.arange(population.n_assemblies))  # at each row's baseline
+        ax.set_yticklabels([str(a) for a in range(population.n_assemblies)])
+        ax.set_ylim(-0.1, population.n_assemblies)
         ax.set_xlabel(unit)
-        ax.set_ylabel("activity R(t)")
-        ax.set_title("assembly activity")
-        ax.legend(fontsize=7, ncols=min(population.n_assemblies, 6), loc="upper right")
-        self.activity.ax = ax
-        self.activity.restyle()
+        ax.set_ylabel("assembly")
+        ax.set_title("assembly activity R(t), each scaled to its 99.9th percentile")
+        self._restyle(self.activity)
         self.assembly_list.blockSignals(False)
         self.activity.canvas.draw_idle()
 
@@ -704,6 +714,14 @@ class PopulationWidget(QWidget):
         self.membership.setText(f"ROI {roi_id}: {membership_text(self.population(), label - 1)}")
         if self.order is not None:
             self.draw_raster()
+
+
+def _scaled(activity: np.ndarray) -> np.ndarray:
+    """One assembly's activity onto 0..0.9 (its 99.9th percentile at the top, larger peaks
+    clipped), so that each gets a row and one large burst does not flatten the others."""
+    activity = np.asarray(activity, dtype=np.float32)
+    top = float(np.nanpercentile(activity, 99.9)) if activity.size else 0.0
+    return 0.9 * np.clip(activity / top if top > 0 else activity * 0, 0.0, 1.0)
 
 
 def _diverging() -> Any:
