@@ -1,0 +1,156 @@
+"""Distributed training on the CPU: 1 process vs 2 DDP ranks (gloo), side by side.
+
+Issue 18's target: 2 ranks, one thread each, train at >= 1.7x the samples per second of
+one process with one thread, and end within 2 % of its validation loss. Both train the
+estimator's default network (released function class + timing path) on the same
+synthetic calcium traces for the same number of epochs, with the same global batch (each
+rank takes half of every batch). The runs alternate (1, 2, 1, 2, ...) so that the load of
+a shared machine falls on both alike; each is a fresh set of processes started by
+torch.multiprocessing, the rendezvous as torchrun's (env://). Throughput is timed inside
+the ranks, from the end of the first epoch (warm-up) to the end of the last.
+
+Usage: python benchmarks/bench_ddp.py [--repeat 3] [--epochs 6] [--traces 2048]
+       [--frames 1000] [--json results.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def traces(n: int, n_frames: int, seed: int = 0):
+    """Calcium-like traces: Poisson spikes through an exponential decay (0.2-1.5 s at
+    30 Hz), rates 0.05-1 Hz, Gaussian noise; float32, ROIs x frames."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    rate = rng.uniform(0.05, 1.0, (n, 1)) / 30
+    spikes = rng.poisson(rate, (n, n_frames)).astype(np.float64)
+    decay = np.exp(-1 / (30 * rng.uniform(0.2, 1.5, n)))
+    calcium = np.zeros_like(spikes)
+    level = np.zeros(n)
+    for t in range(n_frames):
+        level = level * decay + spikes[:, t]
+        calcium[:, t] = level
+    noisy = calcium + rng.normal(0, rng.uniform(0.1, 0.4, (n, 1)), calcium.shape)
+    return noisy.astype(np.float32)
+
+
+def _rank(rank: int, world: int, port: int, settings: dict, out: str) -> None:
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+    )
+    import torch
+
+    torch.set_num_threads(1)
+    from napari_calcium_avae.model import AVAE, distributed
+
+    X = traces(settings["traces"], settings["frames"])
+    model = AVAE(max_epochs=settings["epochs"], patience=10**6, device="cpu", random_state=0)
+    with distributed.process_group(torch.device("cpu")) as group:
+        ends, cpu = [], []
+        start = time.perf_counter()
+        for _ in model.fit_iter(X):
+            ends.append(time.perf_counter())
+            cpu.append(time.process_time())
+        if group is not None:
+            group.barrier()
+    n_train = len(X) - min(max(1, round(model.validation_fraction * len(X))), len(X) - 1)
+    if rank == 0:
+        result = {
+            "ranks": world,
+            "first_epoch_s": ends[0] - start,
+            "samples_per_s": n_train * (len(ends) - 1) / (ends[-1] - ends[0]),
+            # per rank: what the rate would be if this rank never waited for a core
+            "samples_per_cpu_s": n_train * (len(ends) - 1) / (cpu[-1] - cpu[0]),
+            "val_loss": model.history_[-1]["val_loss"],
+            "epochs": len(ends),
+            "n_train": n_train,
+        }
+        Path(out).write_text(json.dumps(result))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run(world: int, settings: dict) -> dict:
+    """One training run on ``world`` fresh processes (one thread each)."""
+    import torch.multiprocessing as mp
+
+    os.environ["OMP_NUM_THREADS"] = "1"  # inherited by the ranks before torch starts
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        os.environ.pop(name, None)
+    with tempfile.TemporaryDirectory() as folder:
+        out = os.path.join(folder, "result.json")
+        mp.spawn(_rank, args=(world, _free_port(), settings, out), nprocs=world, join=True)
+        return json.loads(Path(out).read_text())
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--traces", type=int, default=2048)
+    p.add_argument("--frames", type=int, default=1000)
+    p.add_argument("--json", type=Path, help="write every run's numbers here")
+    args = p.parse_args(argv)
+    settings = {"epochs": args.epochs, "traces": args.traces, "frames": args.frames}
+    print(
+        f"{args.traces} traces x {args.frames} frames, default AVAE, {args.epochs} epochs, "
+        f"batch 256 (global), {args.repeat} alternating repeats; load before: "
+        f"{os.getloadavg()[0]:.2f}",
+        file=sys.stderr,
+    )
+    runs: dict[int, list[dict]] = {1: [], 2: []}
+    for i in range(args.repeat):
+        for world in (1, 2):
+            result = run(world, settings)
+            result["load_1min"] = os.getloadavg()[0]
+            runs[world].append(result)
+            print(
+                f"  repeat {i + 1}, {world} rank(s): {result['samples_per_s']:.1f} samples/s, "
+                f"final val loss {result['val_loss']:.3f} (load {result['load_1min']:.2f})",
+                file=sys.stderr,
+            )
+    one = statistics.median(r["samples_per_s"] for r in runs[1])
+    two = statistics.median(r["samples_per_s"] for r in runs[2])
+    loss1 = statistics.median(r["val_loss"] for r in runs[1])
+    loss2 = statistics.median(r["val_loss"] for r in runs[2])
+    pairs = [b["samples_per_s"] / a["samples_per_s"] for a, b in zip(runs[1], runs[2], strict=True)]
+    cpu1 = statistics.median(r["samples_per_cpu_s"] for r in runs[1])
+    cpu2 = statistics.median(r["samples_per_cpu_s"] for r in runs[2])
+    print("| ranks | samples/s (median) | final val loss (median) |")
+    print("|---:|---:|---:|")
+    print(f"| 1 | {one:.1f} | {loss1:.3f} |")
+    print(f"| 2 | {two:.1f} | {loss2:.3f} |")
+    print(
+        f"speed-up {two / one:.2f}x (per repeat: {', '.join(f'{x:.2f}' for x in pairs)}; "
+        f"target >= 1.7); val loss {100 * (loss2 / loss1 - 1):+.2f} % (target within 2 %); "
+        f"load after: {os.getloadavg()[0]:.2f}"
+    )
+    print(
+        f"per CPU-second of rank 0: 1 rank {cpu1:.1f}, 2 ranks {cpu2:.1f} samples (the "
+        f"speed-up two idle cores would give, waits for the other rank aside: {cpu2 / cpu1:.2f}x)"
+    )
+    if args.json is not None:
+        args.json.write_text(json.dumps({"settings": settings, "runs": runs}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
