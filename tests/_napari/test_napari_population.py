@@ -9,6 +9,7 @@ from napari_calcium_avae import Traces
 from napari_calcium_avae._napari import population_widget
 from napari_calcium_avae._napari._layers import traces_layer_data
 from napari_calcium_avae._napari.population_widget import POPULATION_KEY
+from napari_calcium_avae.errors import CalciumAvaeWarning
 from napari_calcium_avae.nwb.population import PopulationResults
 
 PLUGIN = "napari-calcium-avae"
@@ -159,7 +160,8 @@ def test_a_population_file_opens_with_its_assemblies(
     from napari_calcium_avae.population import AssemblyDetector
 
     traces = read_traces(small_nwb)
-    detector = AssemblyDetector(n_assemblies=2).fit(traces.data)
+    with pytest.warns(CalciumAvaeWarning, match="not significant"):
+        detector = AssemblyDetector(n_assemblies=2).fit(traces.data)
     out = write_population(traces, tmp_path / "population.nwb", assemblies=detector)
     viewer = make_napari_viewer()
     _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, DOCK)

@@ -341,6 +341,7 @@ def test_widgets_are_in_the_plugins_menu(make_napari_viewer) -> None:
         "4. Latent space and traces",
         "5. Save results to NWB",
         "6. Infer spikes",
+        "7. Population",
     ]
 
 
