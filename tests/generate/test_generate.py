@@ -33,7 +33,7 @@ def _planted(seed: int = 0, n_frames: int = 900) -> tuple[np.ndarray, np.ndarray
     rates[2, N_GROUP:] = high
     spikes = rng.poisson(rates[states].T)
     calcium = np.stack([lfilter([1.0], [1.0, -0.9], s) for s in spikes])
-    traces = 1.0 + calcium + 0.1 * rng.standard_normal(calcium.shape)
+    traces = calcium + 0.1 * rng.standard_normal(calcium.shape)  # dF/F
     return traces, spikes, np.repeat([0, 1], N_GROUP)
 
 

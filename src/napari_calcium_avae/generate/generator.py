@@ -3,11 +3,11 @@
 A :class:`PopulationGenerator` is fitted to one recording and keeps three things:
 
 - **each neuron's calcium observation model** (seed 002, ``model/calcium.py``): AR kinetics,
-  gain per spike, noise SD and baseline, from :class:`spikes.SpikeInference`;
+  gain per spike, noise SD and baseline. :class:`spikes.SpikeInference` fits them for
+  every neuron (and alone for ``population="none"``); with states, by default the calcium
+  HMM's own, fitted jointly with its rates, are kept (``kinetics``);
 - **when neurons fire together**: the calcium HMM of ``population.hmm.CalciumHMM`` (K
-  population states, a Poisson rate per neuron in each, a transition matrix). Each
-  neuron's rates per state are rescaled so that their mean over the states' occupancy is
-  the neuron's rate from the spike inference, whose gain they go with;
+  population states, a Poisson rate per neuron in each, a transition matrix);
 - **the neurons' distribution**: generated neurons are the fitted ones, each used
   equally often (the recording's mix); the first copy of a neuron is exact, later copies
   have their rate, gain, noise and decay time multiplied by log-normal jitter.
@@ -184,8 +184,12 @@ class PopulationGenerator(BaseEstimator):
         Most times one fitted neuron may be drawn: asking for more than
         ``max_copies`` x fitted neurons is refused (the population would be mostly copies
         of a few neurons, each copy as correlated with its siblings as with itself).
+    kinetics : "states" or "spikes"
+        Whose per-neuron decay, gain and noise go with the states' rates: the calcium
+        HMM's, fitted jointly with them (default), or the spike inference's, with each
+        neuron's rates per state rescaled to the spike inference's mean rate.
     spike_iter : int
-        Adam steps of the spike inference (its ``max_iter``).
+        Steps of the spike inference (its ``max_iter``).
     hmm_iter : int
         Most EM iterations of the calcium HMM (its ``n_iter``).
     device : str
@@ -196,7 +200,9 @@ class PopulationGenerator(BaseEstimator):
         Progress of the fits.
 
     Fitted attributes: ``frame_rate_``, ``n_neurons_``, ``input_kind_``, ``roots_``
-    (neurons, p) AR roots, ``gain_``, ``noise_sd_``, ``baseline_`` (neurons,), ``rate_``
+    (neurons, p) AR roots, ``gain_``, ``noise_sd_`` (the innovation SD), ``ar_noise_sd_``
+    and ``white_noise_sd_`` (its split), ``baseline_`` (neurons,: the level that gives
+    each neuron its recorded mean fluorescence), ``rate_``
     (spikes per frame, the spike inference's), ``state_rates_`` (K, neurons) spikes per
     frame, ``transmat_`` (K, K), ``occupancy_`` (K,) stationary share of each state,
     ``has_population_``, ``rows_used_`` (bool, the recording's rows fitted), ``source_``
@@ -210,6 +216,7 @@ class PopulationGenerator(BaseEstimator):
         ar_order: int = 1,
         jitter: float = 0.1,
         max_copies: int = 20,
+        kinetics: str = "states",
         spike_iter: int = 300,
         hmm_iter: int = 100,
         device: str = "auto",
@@ -221,6 +228,7 @@ class PopulationGenerator(BaseEstimator):
         self.ar_order = ar_order
         self.jitter = jitter
         self.max_copies = max_copies
+        self.kinetics = kinetics
         self.spike_iter = spike_iter
         self.hmm_iter = hmm_iter
         self.device = device
@@ -235,6 +243,8 @@ class PopulationGenerator(BaseEstimator):
             )
         if not float(self.jitter) >= 0:
             raise CalciumAvaeError(f"jitter must be >= 0, not {self.jitter!r}")
+        if self.kinetics not in ("states", "spikes"):
+            raise CalciumAvaeError(f"kinetics must be 'states' or 'spikes', not {self.kinetics!r}")
         if int(self.max_copies) < 1:
             raise CalciumAvaeError(f"max_copies must be at least 1, not {self.max_copies!r}")
 
@@ -297,14 +307,10 @@ class PopulationGenerator(BaseEstimator):
         self.n_frames_fitted_ = int(data.shape[1])
         self.rows_used_ = usable
         self.input_kind_ = spikes.input_kind_
-        self.roots_ = np.asarray(spikes.roots_, dtype=np.float64)
-        self.gain_ = np.asarray(spikes.gain_, dtype=np.float64)
-        self.noise_sd_ = np.asarray(spikes.noise_sd_, dtype=np.float64)
-        self.baseline_ = np.asarray(spikes.baseline_[:, 0], dtype=np.float64)
+        roots = np.asarray(spikes.roots_, dtype=np.float64)
+        gain = np.asarray(spikes.gain_, dtype=np.float64)
+        noise = np.asarray(spikes.noise_sd_, dtype=np.float64)
         self.rate_ = np.maximum(np.asarray(spikes.rate_, dtype=np.float64), 1e-6)
-        self.ar_noise_sd_, self.white_noise_sd_ = split_noise(
-            data, np.asarray(spikes.decay_, dtype=np.float64), self.baseline_, self.noise_sd_
-        )
         self.source_ = source
         if self.population == "states":
             if self.verbose:
@@ -317,21 +323,37 @@ class PopulationGenerator(BaseEstimator):
                 device=self.device,
             ).fit(data, frame_rate=rate)
             rates = np.asarray(hmm.rates_, dtype=np.float64)
-            transmat = np.asarray(hmm.transmat_, dtype=np.float64)
             occupancy = hmm.state_probabilities_.mean(0)
-            # the HMM's rates give the timing; their level goes with the spike inference's
-            # gain, so each neuron's mean rate is the spike inference's
-            mean = occupancy @ rates
-            rates = rates * (self.rate_ / np.maximum(mean, 1e-12))[None, :]
+            occupancy = occupancy / occupancy.sum()
+            if self.kinetics == "states":
+                # the HMM's own kinetics, gain and noise, with which its rates were fitted:
+                # its states explain slow changes of rate that a single rate per neuron
+                # can only read as a longer decay
+                roots = _roots_from_ar(np.asarray(hmm.decay_, dtype=np.float64))
+                gain = np.asarray(hmm.gain_, dtype=np.float64)
+                noise = np.asarray(hmm.noise_sd_, dtype=np.float64)
+                self.rate_ = np.maximum(occupancy @ rates, 1e-6)
+            else:
+                # the HMM's rates give the timing; their level goes with the spike
+                # inference's gain, so each neuron's mean rate is the spike inference's
+                mean = occupancy @ rates
+                rates = rates * (self.rate_ / np.maximum(mean, 1e-12))[None, :]
             self.state_rates_ = rates
-            self.transmat_ = transmat
-            self.occupancy_ = occupancy / occupancy.sum()
+            self.transmat_ = np.asarray(hmm.transmat_, dtype=np.float64)
+            self.occupancy_ = occupancy
             self.has_population_ = True
         else:
             self.state_rates_ = self.rate_[None, :].copy()
             self.transmat_ = np.ones((1, 1))
             self.occupancy_ = np.ones(1)
             self.has_population_ = False
+        self.roots_, self.gain_, self.noise_sd_ = roots, gain, noise
+        # the baseline that gives each neuron its recorded mean: a fitted baseline is
+        # traded off against slow calcium (a decay near 1) and may sit far off
+        decay = _ar_from_roots(roots)
+        mean_calcium = gain * self.rate_ / np.maximum(1.0 - decay.sum(1), 1e-6)
+        self.baseline_ = data.astype(np.float64).mean(1) - mean_calcium
+        self.ar_noise_sd_, self.white_noise_sd_ = split_noise(data, decay, self.baseline_, noise)
         return self
 
     # -- generating -----------------------------------------------------------------------
@@ -620,6 +642,23 @@ def split_noise(
         white_sd[i] = np.sqrt(w2)
         ar_sd[i] = np.sqrt(max(var - w2 * total, 0.0))
     return ar_sd, white_sd
+
+
+def _ar_from_roots(roots: np.ndarray) -> np.ndarray:
+    """AR coefficients (n, p) of roots (n, p), as ``model.calcium.ar_from_roots``."""
+    if roots.shape[1] == 1:
+        return roots.copy()
+    r1, r2 = roots[:, 0], roots[:, 1]
+    return np.stack([r1 + r2, -r1 * r2], 1)
+
+
+def _roots_from_ar(coefficients: np.ndarray) -> np.ndarray:
+    """Roots (n, p), decay first, of AR coefficients (n, p): the inverse of the above."""
+    if coefficients.shape[1] == 1:
+        return np.clip(coefficients, 1e-6, 1 - 1e-6)
+    g1, g2 = coefficients[:, 0], coefficients[:, 1]
+    disc = np.sqrt(np.maximum(g1**2 + 4 * g2, 0.0))
+    return np.clip(np.stack([(g1 + disc) / 2, (g1 - disc) / 2], 1), 1e-6, 1 - 1e-6)
 
 
 def _ar_filter(x: np.ndarray, gamma: np.ndarray) -> np.ndarray:
