@@ -304,6 +304,18 @@ def epoch_seconds(n_rois: int = 750, n_frames: int = 15000, epochs: int = 3) -> 
     return {"fit_s": total, "epoch_s": per_epoch, "features_s": total - epochs * per_epoch}
 
 
+def supervised_accuracy(Z: np.ndarray, labels: np.ndarray) -> float:
+    """5-fold accuracy of a logistic regression on the latents: how much of the label is
+    in them at all, whether or not it forms separate clouds a clustering can find."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000))
+    return float(cross_val_score(model, Z, labels, cv=5).mean())
+
+
 def _zebrafish_check() -> dict[str, float] | None:
     """The shared zebrafish recording against its published assemblies (main = first listed;
     neurons in none are their own group). A sanity check only: assemblies are defined by
@@ -358,7 +370,11 @@ def main() -> None:
             ).transform(X)
     table = {}
     for name, Z in rows.items():
-        table[name] = {**bench.score(Z, labels), **bench.session_mixing(Z, sessions, labels)}
+        table[name] = {
+            **bench.score(Z, labels),
+            **bench.session_mixing(Z, sessions, labels),
+            "supervised_accuracy": supervised_accuracy(Z, labels),
+        }
         print(name, json.dumps(table[name]), flush=True)
     results["mixed-indicator"] = table
     results["speed_750x15000"] = epoch_seconds(*((100, 3000) if args.quick else (750, 15000)))

@@ -63,7 +63,10 @@ def test_session_mixing_tells_mixed_from_separated_sessions(bench):
     sessions = np.tile([0, 1, 2], 40)
     mixed = rng.normal(0, 1, (120, 2)) + 10 * (labels == "b")[:, None]
     separated = mixed + 20 * sessions[:, None]
-    assert bench.session_mixing(mixed, sessions, labels)["session_mixing"] > 0.8
-    assert bench.session_mixing(separated, sessions, labels)["session_mixing"] < 0.2
+    good = bench.session_mixing(mixed, sessions, labels)
+    assert good["session_mixing"] > 0.8
+    assert good["session_mixing"] == pytest.approx(good["session_mixing_chance"], abs=0.05)
+    bad = bench.session_mixing(separated, sessions, labels)
+    assert bad["session_mixing"] < 0.2 < 0.8 < bad["session_mixing_chance"]
     one_session = bench.session_mixing(mixed, np.zeros(120), labels)
     assert np.isnan(one_session["session_mixing"])
