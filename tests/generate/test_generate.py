@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scipy.signal import lfilter
-from tests.cli_output import one_line_error
 
+from cli_output import one_line_error
 from napari_calcium_avae.cli import main
 from napari_calcium_avae.errors import CalciumAvaeError
 from napari_calcium_avae.generate import (
