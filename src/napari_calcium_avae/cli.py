@@ -264,13 +264,17 @@ def cmd_fit(args: argparse.Namespace) -> None:
         if main:
             ranks = f" on {group.world_size} ranks" if group is not None else ""
             print(f"training on {n_rois} ROIs from {len(files)} file(s){ranks}", file=sys.stderr)
-            if args.resume and state.exists():
-                print(f"continuing the training run in {state}", file=sys.stderr)
+        done = 0
+        if main and args.resume and state.exists():
+            from .model.checkpoint import read_resume_checkpoint
+
+            done = int(read_resume_checkpoint(state).state.get("epoch", 0))
+            print(f"continuing the training run in {state} after epoch {done}", file=sys.stderr)
         epochs = pipeline.fit_iter(model, recordings)
         interrupted = False
         try:
             if main:
-                show_epochs(epochs, args.epochs)
+                show_epochs(epochs, max(args.epochs - done, 0))
             else:
                 for _ in epochs:
                     pass
@@ -278,12 +282,14 @@ def cmd_fit(args: argparse.Namespace) -> None:
             # closing the generator puts the best weights back: keep what was learned
             epochs.close()
             interrupted = True
+        except distributed.Terminated as error:
+            raise CalciumAvaeError(f"{error}{_resumable(state)}") from None
         except RuntimeError as error:
             if group is None or not _lost_a_rank(error):
                 raise
-            saved = f"; {state} resumes it (--resume)" if state.exists() else ""
             raise CalciumAvaeError(
-                f"rank {group.rank}: another rank of the run stopped ({_first_line(error)}){saved}"
+                f"rank {group.rank}: another rank of the run stopped ({_first_line(error)})"
+                f"{_resumable(state)}"
             ) from None
         if not main:
             return
@@ -294,6 +300,10 @@ def cmd_fit(args: argparse.Namespace) -> None:
             model.save(args.output, overwrite=args.overwrite or args.resume)
         how = "interrupted; " if interrupted or received else ""
         print(f"saved model to {args.output} ({how}best epoch {model.best_epoch_})")
+
+
+def _resumable(state: Path) -> str:
+    return f"; {state} resumes the run (--resume)" if state.exists() else ""
 
 
 def _lost_a_rank(error: RuntimeError) -> bool:
@@ -309,7 +319,9 @@ def _lost_a_rank(error: RuntimeError) -> bool:
 
 def _first_line(error: BaseException) -> str:
     text = str(error).strip()
-    return text.splitlines()[0][:200] if text else type(error).__name__
+    if text.startswith("[") and "] " in text:  # gloo's source location: not for users
+        text = text.split("] ", 1)[1]
+    return text.splitlines()[0].split(". ")[0][:200] if text else type(error).__name__
 
 
 def _output_paths(files: Sequence[Path | str], output: Path | None, in_place: bool) -> list[Path]:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -150,9 +152,34 @@ def process_group(device: torch.device) -> Iterator[Group | None]:
     try:
         group = current()
         assert group is not None and (group.rank, group.world_size) == (rank, world)
-        yield group
+        with _terminate_as_error(rank):
+            yield group
     finally:
         dist.destroy_process_group()
+
+
+class Terminated(CalciumAvaeError):
+    """The launcher stopped this rank (SIGTERM), as torchrun does to the other ranks
+    when one fails: a one-line error instead of a silent death."""
+
+
+@contextlib.contextmanager
+def _terminate_as_error(rank: int) -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise Terminated(
+            f"rank {rank} was stopped by the launcher (SIGTERM): another rank failed or the "
+            "job was cancelled"
+        )
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def is_main() -> bool:
