@@ -143,6 +143,16 @@ def test_save_and_reopen_show_the_same_assemblies(
     out = widget.save(tmp_path / "population.txt")
     assert out == tmp_path / "population.nwb" and widget.status.text() == f"saved {out}"
     np.testing.assert_array_equal(read_population(out).labels, labels)
+    # a layer whose file holds population results shows them (without Run)
+    from types import SimpleNamespace
+
+    traces = source.metadata["calcium_avae_traces"]
+    from_file = SimpleNamespace(
+        name="saved", metadata={"calcium_avae_traces": traces, "calcium_avae_source": str(out)}
+    )
+    found = population_widget.population_from_file(from_file)
+    np.testing.assert_array_equal(found.labels, labels)
+    np.testing.assert_allclose(found.activity, source.metadata[POPULATION_KEY].activity, rtol=1e-5)
 
 
 @pytest.mark.xfail(

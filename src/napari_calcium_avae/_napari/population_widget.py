@@ -134,7 +134,7 @@ def put_population(layer: Any, population: Any) -> None:
 
 def population_from_file(layer: Any) -> Any:
     """The population results in the layer's source file (a population command's output),
-    when it is a local file holding some for all its ROIs; else None."""
+    when it is a local file holding some for the layer's ROIs, in its order; else None."""
     from ..nwb.population import read_population
 
     source = layer.metadata.get(SOURCE_KEY)
@@ -144,8 +144,10 @@ def population_from_file(layer: Any) -> Any:
         population = read_population(source)
     except (OSError, KeyError, ValueError):
         return None
-    if population is None or len(population.roi_rows) != traces_of(layer).n_rois:
-        return None
+    traces = traces_of(layer)
+    rows = np.arange(traces.n_rois) if traces.roi_rows is None else traces.roi_rows
+    if population is None or not np.array_equal(population.roi_rows, rows):
+        return None  # other ROIs, or the same in another order: not this layer's rows
     return population
 
 
