@@ -44,6 +44,8 @@ from ..errors import CalciumAvaeError, CalciumAvaeWarning
 FORMAT_VERSION = 1
 #: Kinds of population model ``population`` accepts.
 POPULATION_KINDS = ("states", "none")
+#: Whose per-neuron kinetics go with the states' rates (see PopulationGenerator).
+KINETICS = ("states", "spikes", "mixed")
 #: Burn-in before the first generated frame, in decay time constants of the slowest neuron,
 #: so that frame 0 already carries the calcium of earlier spikes.
 _BURN_IN_TAUS = 5.0
@@ -184,10 +186,11 @@ class PopulationGenerator(BaseEstimator):
         Most times one fitted neuron may be drawn: asking for more than
         ``max_copies`` x fitted neurons is refused (the population would be mostly copies
         of a few neurons, each copy as correlated with its siblings as with itself).
-    kinetics : "states" or "spikes"
+    kinetics : "states", "spikes" or "mixed"
         Whose per-neuron decay, gain and noise go with the states' rates: the calcium
-        HMM's, fitted jointly with them (default), or the spike inference's, with each
-        neuron's rates per state rescaled to the spike inference's mean rate.
+        HMM's, fitted jointly with them ("states"), or the spike inference's, with each
+        neuron's rates per state rescaled to the spike inference's mean rate ("spikes");
+        "mixed" takes the HMM's decay with the spike inference's gain, noise and rates.
     spike_iter : int
         Steps of the spike inference (its ``max_iter``).
     hmm_iter : int
@@ -243,8 +246,10 @@ class PopulationGenerator(BaseEstimator):
             )
         if not float(self.jitter) >= 0:
             raise CalciumAvaeError(f"jitter must be >= 0, not {self.jitter!r}")
-        if self.kinetics not in ("states", "spikes"):
-            raise CalciumAvaeError(f"kinetics must be 'states' or 'spikes', not {self.kinetics!r}")
+        if self.kinetics not in KINETICS:
+            raise CalciumAvaeError(
+                f"kinetics must be one of {', '.join(KINETICS)}, not {self.kinetics!r}"
+            )
         if int(self.max_copies) < 1:
             raise CalciumAvaeError(f"max_copies must be at least 1, not {self.max_copies!r}")
 
@@ -307,12 +312,13 @@ class PopulationGenerator(BaseEstimator):
         self.n_frames_fitted_ = int(data.shape[1])
         self.rows_used_ = usable
         self.input_kind_ = spikes.input_kind_
-        roots = np.asarray(spikes.roots_, dtype=np.float64)
-        gain = np.asarray(spikes.gain_, dtype=np.float64)
-        noise = np.asarray(spikes.noise_sd_, dtype=np.float64)
-        self.rate_ = np.maximum(np.asarray(spikes.rate_, dtype=np.float64), 1e-6)
         self.source_ = source
-        if self.population == "states":
+        self.spike_roots_ = np.asarray(spikes.roots_, dtype=np.float64)
+        self.spike_gain_ = np.asarray(spikes.gain_, dtype=np.float64)
+        self.spike_noise_sd_ = np.asarray(spikes.noise_sd_, dtype=np.float64)
+        self.spike_rate_ = np.maximum(np.asarray(spikes.rate_, dtype=np.float64), 1e-6)
+        self.has_population_ = self.population == "states"
+        if self.has_population_:
             if self.verbose:
                 _say(f"fitting the population states (calcium HMM, K = {self.n_states})")
             hmm = CalciumHMM(
@@ -322,31 +328,42 @@ class PopulationGenerator(BaseEstimator):
                 random_state=self.random_state,
                 device=self.device,
             ).fit(data, frame_rate=rate)
-            rates = np.asarray(hmm.rates_, dtype=np.float64)
+            self.hmm_rates_ = np.asarray(hmm.rates_, dtype=np.float64)
+            self.hmm_roots_ = _roots_from_ar(np.asarray(hmm.decay_, dtype=np.float64))
+            self.hmm_gain_ = np.asarray(hmm.gain_, dtype=np.float64)
+            self.hmm_noise_sd_ = np.asarray(hmm.noise_sd_, dtype=np.float64)
             occupancy = hmm.state_probabilities_.mean(0)
-            occupancy = occupancy / occupancy.sum()
-            if self.kinetics == "states":
-                # the HMM's own kinetics, gain and noise, with which its rates were fitted:
-                # its states explain slow changes of rate that a single rate per neuron
-                # can only read as a longer decay
-                roots = _roots_from_ar(np.asarray(hmm.decay_, dtype=np.float64))
-                gain = np.asarray(hmm.gain_, dtype=np.float64)
-                noise = np.asarray(hmm.noise_sd_, dtype=np.float64)
-                self.rate_ = np.maximum(occupancy @ rates, 1e-6)
-            else:
-                # the HMM's rates give the timing; their level goes with the spike
-                # inference's gain, so each neuron's mean rate is the spike inference's
-                mean = occupancy @ rates
-                rates = rates * (self.rate_ / np.maximum(mean, 1e-12))[None, :]
-            self.state_rates_ = rates
+            self.occupancy_ = occupancy / occupancy.sum()
             self.transmat_ = np.asarray(hmm.transmat_, dtype=np.float64)
-            self.occupancy_ = occupancy
-            self.has_population_ = True
         else:
-            self.state_rates_ = self.rate_[None, :].copy()
+            self.hmm_rates_ = self.spike_rate_[None, :].copy()
+            self.hmm_roots_ = self.spike_roots_
+            self.hmm_gain_ = self.spike_gain_
+            self.hmm_noise_sd_ = self.spike_noise_sd_
             self.transmat_ = np.ones((1, 1))
             self.occupancy_ = np.ones(1)
-            self.has_population_ = False
+        self._assemble(data)
+        return self
+
+    def _assemble(self, data: np.ndarray) -> None:
+        """The generating neurons from the two fits, as ``kinetics`` says; then the baseline
+        and the noise split, which need the recording (its rows used)."""
+        rates = self.hmm_rates_
+        mean = self.occupancy_ @ rates
+        if self.kinetics == "states" and self.has_population_:
+            # the HMM's own kinetics, gain and noise, with which its rates were fitted: its
+            # states explain slow changes of rate that a single rate per neuron can only
+            # read as a longer decay
+            roots, gain, noise = self.hmm_roots_, self.hmm_gain_, self.hmm_noise_sd_
+            self.rate_ = np.maximum(mean, 1e-6)
+        else:
+            # the spike inference's gain and noise, and its mean rate per neuron (the
+            # states' rates rescaled to it); "mixed" takes the HMM's decay
+            roots = self.hmm_roots_ if self.kinetics == "mixed" else self.spike_roots_
+            gain, noise = self.spike_gain_, self.spike_noise_sd_
+            rates = rates * (self.spike_rate_ / np.maximum(mean, 1e-12))[None, :]
+            self.rate_ = self.spike_rate_
+        self.state_rates_ = rates
         self.roots_, self.gain_, self.noise_sd_ = roots, gain, noise
         # the baseline that gives each neuron its recorded mean: a fitted baseline is
         # traded off against slow calcium (a decay near 1) and may sit far off
@@ -354,7 +371,6 @@ class PopulationGenerator(BaseEstimator):
         mean_calcium = gain * self.rate_ / np.maximum(1.0 - decay.sum(1), 1e-6)
         self.baseline_ = data.astype(np.float64).mean(1) - mean_calcium
         self.ar_noise_sd_, self.white_noise_sd_ = split_noise(data, decay, self.baseline_, noise)
-        return self
 
     # -- generating -----------------------------------------------------------------------
     def _check_fitted(self) -> None:
@@ -528,6 +544,14 @@ class PopulationGenerator(BaseEstimator):
     # -- files ----------------------------------------------------------------------------
     _ARRAYS = (
         "rows_used_",
+        "spike_roots_",
+        "spike_gain_",
+        "spike_noise_sd_",
+        "spike_rate_",
+        "hmm_rates_",
+        "hmm_roots_",
+        "hmm_gain_",
+        "hmm_noise_sd_",
         "roots_",
         "gain_",
         "noise_sd_",
