@@ -9,8 +9,8 @@ a shared machine falls on both alike; each is a fresh set of processes started b
 torch.multiprocessing, the rendezvous as torchrun's (env://). Throughput is timed inside
 the ranks, from the end of the first epoch (warm-up) to the end of the last.
 
-Usage: python benchmarks/bench_ddp.py [--repeat 3] [--epochs 6] [--traces 2048]
-       [--frames 1000] [--json results.json]
+Usage: python benchmarks/bench_ddp.py [--repeat 3] [--epochs 30] [--traces 2048]
+       [--frames 1000] [--batch-size 256] [--json results.json]
 """
 
 from __future__ import annotations
@@ -58,7 +58,13 @@ def _rank(rank: int, world: int, port: int, settings: dict, out: str) -> None:
     from napari_calcium_avae.model import AVAE, distributed
 
     X = traces(settings["traces"], settings["frames"])
-    model = AVAE(max_epochs=settings["epochs"], patience=10**6, device="cpu", random_state=0)
+    model = AVAE(
+        max_epochs=settings["epochs"],
+        patience=10**6,
+        batch_size=settings["batch_size"],
+        device="cpu",
+        random_state=0,
+    )
     with distributed.process_group(torch.device("cpu")) as group:
         ends, cpu = [], []
         start = time.perf_counter()
@@ -76,6 +82,7 @@ def _rank(rank: int, world: int, port: int, settings: dict, out: str) -> None:
             # per rank: what the rate would be if this rank never waited for a core
             "samples_per_cpu_s": n_train * (len(ends) - 1) / (cpu[-1] - cpu[0]),
             "val_loss": model.history_[-1]["val_loss"],
+            "best_val_loss": min(h["val_loss"] for h in model.history_),
             "epochs": len(ends),
             "n_train": n_train,
         }
@@ -104,15 +111,21 @@ def run(world: int, settings: dict) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeat", type=int, default=3)
-    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--batch-size", type=int, default=256, help="global batch (all ranks)")
     p.add_argument("--traces", type=int, default=2048)
     p.add_argument("--frames", type=int, default=1000)
     p.add_argument("--json", type=Path, help="write every run's numbers here")
     args = p.parse_args(argv)
-    settings = {"epochs": args.epochs, "traces": args.traces, "frames": args.frames}
+    settings = {
+        "epochs": args.epochs,
+        "traces": args.traces,
+        "frames": args.frames,
+        "batch_size": args.batch_size,
+    }
     print(
         f"{args.traces} traces x {args.frames} frames, default AVAE, {args.epochs} epochs, "
-        f"batch 256 (global), {args.repeat} alternating repeats; load before: "
+        f"batch {args.batch_size} (global), {args.repeat} alternating repeats; load before: "
         f"{os.getloadavg()[0]:.2f}",
         file=sys.stderr,
     )

@@ -70,7 +70,7 @@ class Group:
         every backward pass through its forward averages the gradients over the ranks."""
         from torch.nn.parallel import DistributedDataParallel
 
-        return DistributedDataParallel(module)
+        return DistributedDataParallel(module, gradient_as_bucket_view=True)
 
 
 def launched() -> bool:
