@@ -84,8 +84,9 @@ def test_assemblies_show_on_the_layer_and_can_be_picked(qtbot, setup, notices) -
     assert widget.membership.text().endswith("in no assembly")
 
 
-def test_states_draw_under_the_raster(setup) -> None:
+def test_states_draw_under_the_raster(setup, monkeypatch) -> None:
     layer, widget = setup
+    monkeypatch.setattr(population_widget, "MATRIX_MAX_ROIS", 10)  # as for a large recording
     n = layer.metadata["calcium_avae_traces"].n_rois
     states = np.repeat([0, 1, 2], FRAMES // 3)
     population = PopulationResults(
@@ -102,6 +103,9 @@ def test_states_draw_under_the_raster(setup) -> None:
     np.testing.assert_array_equal(axes[1].images[0].get_array()[0], states)
     r_image = widget.sliding.figure.axes[0].images[0]
     assert r_image.get_array().shape[0] == n and r_image.get_clim() == (-1, 1)
+    matrix = widget.matrix.figure.axes[0]
+    assert matrix.images[0].get_array().shape == (10, 10)  # every 3rd of the 30 ROIs
+    assert matrix.get_title().endswith("one ROI in 3)")
 
 
 def test_bad_input_and_stop_leave_the_layer_alone(qtbot, setup, notices) -> None:

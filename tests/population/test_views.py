@@ -7,6 +7,7 @@ import pytest
 from napari_calcium_avae.errors import CalciumAvaeError
 from napari_calcium_avae.population.views import (
     correlation_matrix,
+    display_matrix,
     group_order,
     row_order,
     similarity_order,
@@ -99,3 +100,16 @@ def test_correlation_matrix_follows_the_order() -> None:
     full[1:, 1:] = expected
     np.testing.assert_allclose(C, full[np.ix_(order, order)], atol=1e-5)
     assert order[-1] == 0 and np.isnan(C[-1]).all()
+
+
+def test_display_matrix_averages_blocks_of_the_sorted_rows() -> None:
+    M = np.arange(5 * 7, dtype=np.float32).reshape(5, 7)
+    M[1, 0] = np.nan
+    order = np.array([4, 3, 2, 1, 0])
+    shown, row_block, col_block = display_matrix(M, order, max_rows=3, max_cols=3)
+    assert (row_block, col_block) == (2, 3) and shown.shape == (3, 3)
+    np.testing.assert_allclose(shown[0, 0], M[[4, 3]][:, :3].mean())
+    np.testing.assert_allclose(shown[1, 0], np.nanmean(M[[2, 1]][:, :3]))  # NaN left out
+    np.testing.assert_allclose(shown[2, 2], M[0, 6])  # the partial blocks at the ends
+    small, *_ = display_matrix(M, order)
+    np.testing.assert_array_equal(small, M[order])  # small enough: as it is

@@ -66,6 +66,9 @@ POPULATION_KEY = "calcium_avae_population"
 DIVERGING = "RdBu_r"
 """Correlations: red positive, blue negative, white 0 or missing (seed 001's figure)."""
 DIM = (0.5, 0.5, 0.5, 0.15)
+MATRIX_MAX_ROIS = 2000
+"""Above this many ROIs the Matrix tab shows the correlations of every k-th ROI in the
+order (exact values for a subset; all of them would be N^2 and a minute of work)."""
 """ROIs outside a picked assembly."""
 
 
@@ -523,16 +526,20 @@ class PopulationWidget(QWidget):
         population = layer.metadata.get(POPULATION_KEY)
         has_states = population is not None and population.states is not None
         axes = self._axes(self.raster, 2 if has_states else 1, [6, 1] if has_states else None)
-        extent = (0, X.shape[1] / rate, X.shape[0] - 0.5, -0.5)
+        from ..population.views import display_matrix
+
+        shown, row_block, _ = display_matrix(X, self.order)
+        extent = (0, X.shape[1] / rate, X.shape[0] - 0.5, -0.5)  # y: ROI positions
         axes[0].imshow(
-            _normalised_rows(X[self.order]),
+            _normalised_rows(shown),
             aspect="auto",
             cmap="gray_r",
             interpolation="nearest",
             extent=extent,
         )
         axes[0].set_ylabel(f"ROI ({self.sort.currentData()} order)")
-        axes[0].set_title(f"{kind}, each ROI scaled to its 1-99th percentile")
+        blocks = f", means of {row_block} ROIs" if row_block > 1 else ""
+        axes[0].set_title(f"{kind}, each ROI scaled to its 1-99th percentile{blocks}")
         self._mark_current_row(axes[0])
         if has_states:
             states = np.asarray(population.states)[None, :]
@@ -580,8 +587,10 @@ class PopulationWidget(QWidget):
             if notify:
                 report_error(error)
             return
+        from ..population.views import display_matrix
+
         image = ax.imshow(
-            r[self.order],
+            display_matrix(r, self.order)[0],
             aspect="auto",
             cmap=_diverging(),
             vmin=-1,
@@ -605,14 +614,17 @@ class PopulationWidget(QWidget):
             return
         X, kind = activity_of(layer)
         (ax,) = self._axes(self.matrix)
+        step = int(np.ceil(len(self.order) / MATRIX_MAX_ROIS))
+        chosen = self.order[::step]
         image = ax.imshow(
-            correlation_matrix(X, self.order),
+            correlation_matrix(X[chosen]),
             cmap=_diverging(),
             vmin=-1,
             vmax=1,
             interpolation="nearest",
         )
-        ax.set_title(f"correlations of {kind} ({self.sort.currentData()} order)")
+        every = f", one ROI in {step}" if step > 1 else ""
+        ax.set_title(f"correlations of {kind} ({self.sort.currentData()} order{every})")
         ax.set_xlabel("ROI")
         ax.set_ylabel("ROI")
         bar = self.matrix.figure.colorbar(image, ax=ax, label="r")

@@ -239,6 +239,31 @@ def correlation_matrix(X: Any, order: Any = None) -> np.ndarray:
     return C[np.ix_(order, order)]
 
 
+def display_matrix(
+    M: Any, order: Any = None, max_rows: int = 2000, max_cols: int = 4000
+) -> tuple[np.ndarray, int, int]:
+    """``M``'s rows in ``order``, averaged over blocks of consecutive rows and columns so
+    that at most ``max_rows`` x ``max_cols`` remain (NaN-aware): what a screen can show of
+    a large raster, without copying it whole. Returns the matrix and the block sizes."""
+    M = np.asarray(M)
+    n, t = M.shape
+    rows = np.arange(n) if order is None else np.asarray(order, dtype=np.int64)
+    row_block = max(1, int(np.ceil(rows.size / max_rows)))
+    col_block = max(1, int(np.ceil(t / max_cols)))
+    n_cols = int(np.ceil(t / col_block))
+    out = np.empty((int(np.ceil(rows.size / row_block)), n_cols), dtype=np.float32)
+    padded = np.full((row_block, n_cols * col_block), np.nan, dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN block is NaN
+        for i, start in enumerate(range(0, rows.size, row_block)):
+            chosen = rows[start : start + row_block]
+            padded[:] = np.nan
+            padded[: chosen.size, :t] = M[chosen]
+            blocks = padded.reshape(row_block, n_cols, col_block)
+            out[i] = np.nanmean(blocks, axis=(0, 2))
+    return out, row_block, col_block
+
+
 def population_results(detector: Any = None, model: Any = None, facts: Any = None) -> Any:
     """A fitted AssemblyDetector and/or state model as ``PopulationResults``: the form a
     file's population results take (``nwb.read_population``), so the views draw both alike."""
