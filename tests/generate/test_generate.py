@@ -40,7 +40,7 @@ def _planted(seed: int = 0, n_frames: int = 900) -> tuple[np.ndarray, np.ndarray
 @pytest.fixture(scope="module")
 def fitted() -> tuple[PopulationGenerator, np.ndarray, np.ndarray]:
     traces, spikes, groups = _planted()
-    gen = PopulationGenerator(n_states=3, spike_iter=100, hmm_iter=20, device="cpu")
+    gen = PopulationGenerator(n_states=3, spike_iter=50, hmm_iter=10, device="cpu")
     return gen.fit(traces, frame_rate=RATE), spikes, groups
 
 

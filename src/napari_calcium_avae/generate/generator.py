@@ -191,10 +191,10 @@ class PopulationGenerator(BaseEstimator):
         HMM's, fitted jointly with them ("states"), or the spike inference's, with each
         neuron's rates per state rescaled to the spike inference's mean rate ("spikes");
         "mixed" takes the HMM's decay with the spike inference's gain, noise and rates.
-    spike_iter : int
-        Steps of the spike inference (its ``max_iter``).
-    hmm_iter : int
-        Most EM iterations of the calcium HMM (its ``n_iter``).
+    spike_iter : int or None
+        Iterations of the spike inference (its ``max_iter``; None: its default).
+    hmm_iter : int or None
+        Most EM iterations of the calcium HMM (its ``n_iter``; None: its default).
     device : str
         Device for the spike inference and the HMM ("auto", "cpu", "cuda", "mps").
     random_state : int or None
@@ -220,8 +220,8 @@ class PopulationGenerator(BaseEstimator):
         jitter: float = 0.1,
         max_copies: int = 20,
         kinetics: str = "states",
-        spike_iter: int = 300,
-        hmm_iter: int = 100,
+        spike_iter: int | None = None,
+        hmm_iter: int | None = None,
         device: str = "auto",
         random_state: int | None = 0,
         verbose: bool = False,
@@ -303,7 +303,7 @@ class PopulationGenerator(BaseEstimator):
                 ar_order=self.ar_order,
                 frame_rate=rate,
                 device=self.device,
-                max_iter=int(self.spike_iter),
+                **({} if self.spike_iter is None else {"max_iter": int(self.spike_iter)}),
                 random_state=self.random_state,
                 verbose=self.verbose,
             ).fit(data)
@@ -324,7 +324,7 @@ class PopulationGenerator(BaseEstimator):
             hmm = CalciumHMM(
                 n_states=self.n_states,
                 ar_order=self.ar_order,
-                n_iter=int(self.hmm_iter),
+                **({} if self.hmm_iter is None else {"n_iter": int(self.hmm_iter)}),
                 random_state=self.random_state,
                 device=self.device,
             ).fit(data, frame_rate=rate)
