@@ -215,7 +215,7 @@ class PopulationGenerator(BaseEstimator):
     def __init__(
         self,
         population: str = "states",
-        n_states: int | str = 4,
+        n_states: int | str = 8,
         ar_order: int = 1,
         jitter: float = 0.1,
         max_copies: int = 20,
