@@ -45,7 +45,9 @@ def size(text: str) -> tuple[int, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quality", nargs="*", default=["1000x3000", "4000x3000", "6000x3000"])
+    parser.add_argument(
+        "--quality", nargs="*", default=["1000x3000", "4000x3000", "6000x3000", "10000x3000"]
+    )
     parser.add_argument(
         "--sizes", nargs="*", default=["75x5660", "1000x30000", "5000x6000", "10000x30000"]
     )

@@ -48,6 +48,20 @@ def test_similarity_sort_puts_planted_groups_together() -> None:
     assert not all(contiguous(np.flatnonzero(truth == g)) for g in range(3))
 
 
+def test_many_rois_are_grouped_first_and_groups_stay_together(monkeypatch) -> None:
+    from napari_calcium_avae.population import views
+
+    monkeypatch.setattr(views, "MAX_TREE_ROIS", 20)  # as if 30 ROIs were many thousands
+    monkeypatch.setattr(views, "ROIS_PER_GROUP", 5)
+    X, truth = planted(seed=4)
+    order = similarity_order(X)
+    assert sorted(order) == list(range(len(X)))
+    where = np.empty(len(X), dtype=int)
+    where[order] = np.arange(len(X))
+    for g in range(3):
+        assert contiguous(where[truth == g]), g
+
+
 def test_group_sort_is_by_label_with_none_last_and_unusable_rows_last() -> None:
     X, truth = planted(seed=1)
     X[2] = np.nan  # an unusable ROI: last in the similarity order

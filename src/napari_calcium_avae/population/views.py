@@ -37,8 +37,14 @@ MAX_BINS = 4000
 """The similarity sort correlates at most this many time bins (frames averaged in bins):
 the slow co-activity it looks for survives, and 10,000 ROIs stay quick."""
 MAX_TREE_ROIS = 5000
-"""Above this many ROIs the tree's N^2 distances are too large; the order is the angle of
-each ROI in the plane of the two leading principal components instead."""
+"""Above this many ROIs the tree's N^2 distances are too large: k-means first groups the
+ROIs (in their leading principal components), a tree orders the groups' centroids, and
+a tree inside each group orders its ROIs."""
+PCS = 64
+"""Principal components the ROIs are grouped in above MAX_TREE_ROIS."""
+ROIS_PER_GROUP = 25
+"""Above MAX_TREE_ROIS: about this many ROIs per k-means group (at most MAX_GROUPS)."""
+MAX_GROUPS = 400
 MAX_LEAF_ORDERING_ROIS = 1500
 """Optimal leaf ordering grows as N^3; above this many ROIs the tree's own order is kept."""
 ROW_BLOCK = 256
@@ -97,24 +103,53 @@ def similarity_order(X: Any) -> np.ndarray:
     varies = sd > 0  # a trace that varies only inside bins is flat at this scale: all 0
     Z[varies] /= sd[varies, None]
     Z[~varies] = 0.0
-    if rows.size > MAX_TREE_ROIS:
-        from sklearn.utils.extmath import randomized_svd
+    if rows.size <= MAX_TREE_ROIS:
+        return np.concatenate([rows[_tree_order(Z / np.sqrt(Z.shape[1]))], rest])
+    return np.concatenate([rows[_grouped_order(Z)], rest])
 
-        U, S, _ = randomized_svd(Z, 2, n_iter=4, random_state=0)
-        angle = np.arctan2(U[:, 1] * S[1], U[:, 0] * S[0])
-        return np.concatenate([rows[np.argsort(angle, kind="stable")], rest])
+
+def _tree_order(Y: np.ndarray) -> np.ndarray:
+    """Leaf order of the average-linkage tree of rows whose dot products are their
+    correlations (rows of unit norm, or 0 for flat ones), optimally ordered when small."""
     from scipy.cluster.hierarchy import leaves_list, linkage, optimal_leaf_ordering
     from scipy.spatial.distance import squareform
 
-    C = (Z @ Z.T) / Z.shape[1]
-    D = np.clip(1.0 - C, 0.0, 2.0)
+    if len(Y) <= 2:
+        return np.arange(len(Y))
+    D = np.clip(1.0 - Y @ Y.T, 0.0, 2.0)
     np.fill_diagonal(D, 0.0)
-    D = (D + D.T) / 2
-    condensed = squareform(D, checks=False)
+    condensed = squareform((D + D.T) / 2, checks=False)
     tree = linkage(condensed, method="average")
-    if rows.size <= MAX_LEAF_ORDERING_ROIS:
+    if len(Y) <= MAX_LEAF_ORDERING_ROIS:
         tree = optimal_leaf_ordering(tree, condensed)
-    return np.concatenate([rows[leaves_list(tree)], rest])
+    return leaves_list(tree)
+
+
+def _grouped_order(Z: np.ndarray) -> np.ndarray:
+    """The order for many ROIs (z-scored rows): k-means groups in the leading principal
+    components, groups in the tree order of their centroids, ROIs in each group in theirs.
+    (Rastermap too starts from k-means clusters; its code is not used here.)"""
+    from sklearn.cluster import KMeans
+    from sklearn.utils.extmath import randomized_svd
+
+    n = Z.shape[0]
+    U, S, _ = randomized_svd(Z, min(PCS, *Z.shape), n_iter=4, random_state=0)
+    Y = U * S
+    norms = np.linalg.norm(Y, axis=1, keepdims=True)
+    Y = np.divide(Y, norms, out=np.zeros_like(Y), where=norms > 0)  # dot product: cosine
+    k = int(min(MAX_GROUPS, max(2, n // ROIS_PER_GROUP)))
+    labels = KMeans(n_clusters=k, n_init=1, random_state=0).fit_predict(Y)
+    centroids = np.stack([Y[labels == g].mean(axis=0) for g in range(k)])
+    norms = np.linalg.norm(centroids, axis=1, keepdims=True)
+    centroids = np.divide(centroids, norms, out=np.zeros_like(centroids), where=norms > 0)
+    parts = []
+    for g in _tree_order(centroids):
+        members = np.flatnonzero(labels == g)
+        if members.size > MAX_TREE_ROIS:  # one huge group: keep k-means' view of it
+            parts.append(members)
+        else:
+            parts.append(members[_tree_order(Y[members])])
+    return np.concatenate(parts)
 
 
 def group_order(groups: Any, X: Any) -> np.ndarray:
