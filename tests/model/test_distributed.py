@@ -69,7 +69,7 @@ def test_two_ranks_agree_and_resume_exactly(tmp_path):
     # every step used the whole batch, split over the ranks: the loss follows one process's
     alone = AVAE(**SMALL, max_epochs=EPOCHS).fit(_data())
     single = [h["val_loss"] for h in alone.history_]
-    assert r0["val"][-1] == pytest.approx(single[-1], rel=0.05)
+    assert r0["val"] == pytest.approx(single, rel=1e-3)
     assert r0["val"][-1] < 0.8 * r0["val"][0]  # and it learned
 
 

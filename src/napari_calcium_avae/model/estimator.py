@@ -317,8 +317,8 @@ class AVAE(_Normalised, TransformerMixin, BaseEstimator):
         try:
             self.module_ = net.to(device).eval()
             data = torch.from_numpy(Xn).to(device)
-            rank = group.rank if group is not None else 0
-            noise = torch.Generator(device=device).manual_seed(self.random_state + rank)
+            # the same noise stream on every rank: each keeps its rows of it (RankNoise)
+            noise = torch.Generator(device=device).manual_seed(self.random_state)
             on_state = None
             if checkpoint is not None:
 

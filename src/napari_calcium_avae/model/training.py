@@ -78,8 +78,8 @@ class TrainingState:
     scheduler: dict[str, Any]
     order_rng: torch.Tensor
     """State of the generator that orders the batches (the same on every rank)."""
-    noise_rng: list[torch.Tensor]
-    """State of each rank's reparameterisation-noise generator, by rank."""
+    noise_rng: torch.Tensor
+    """State of the reparameterisation-noise generator (the same on every rank)."""
     finished: str | None = None
     """"early_stopping" once training has ended by itself: nothing is left to do."""
 
@@ -133,13 +133,34 @@ def timing_loss(
     return fit + kl, sq.sum(dim=1).mean(), kl
 
 
-def _sample(mu: torch.Tensor, logvar: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    noise = torch.randn(mu.shape, generator=gen, device=mu.device, dtype=mu.dtype)
+@dataclass(frozen=True)
+class RankNoise:
+    """The reparameterisation noise of one rank's share of a batch: drawn for the whole
+    batch from a generator every rank holds in the same state, this rank's rows kept. The
+    ranks together then use exactly the noise one process would, so a distributed run
+    follows the single-process one up to rounding."""
+
+    generator: torch.Generator
+    batch_rows: int
+    """Rows of the whole batch (all ranks)."""
+    rank: int
+    world_size: int
+
+
+def _sample(
+    mu: torch.Tensor, logvar: torch.Tensor, gen: torch.Generator | RankNoise
+) -> torch.Tensor:
+    if isinstance(gen, RankNoise):
+        shape = (gen.batch_rows, *mu.shape[1:])
+        whole = torch.randn(shape, generator=gen.generator, device=mu.device, dtype=mu.dtype)
+        noise = whole[gen.rank :: gen.world_size]
+    else:
+        noise = torch.randn(mu.shape, generator=gen, device=mu.device, dtype=mu.dtype)
     return mu + noise * torch.exp(0.5 * logvar)
 
 
 def batch_loss(
-    net: TraceNet, xb: torch.Tensor, beta: float, noise: torch.Generator | None
+    net: TraceNet, xb: torch.Tensor, beta: float, noise: torch.Generator | RankNoise | None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(loss, reconstruction SSE, KL) of a batch; latents sampled, or at their means
     when ``noise`` is None.
@@ -198,7 +219,7 @@ class _BatchLoss(nn.Module):
         self.net = net
 
     def forward(
-        self, xb: torch.Tensor, beta: float, noise: torch.Generator | None
+        self, xb: torch.Tensor, beta: float, noise: torch.Generator | RankNoise | None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return batch_loss(self.net, xb, beta, noise)
 
@@ -267,10 +288,11 @@ def train_iter(
 
     ``resume`` continues from a state handed out earlier; ``on_state`` receives the state
     every ``state_every`` epochs and after the last epoch (not after a stopped or
-    diverged one: the previous state is then the one to go on from). With a ``group``
-    (every rank calls this with the same data and generators seeded alike, except the
-    noise), gradients are averaged by DDP, the stop and divergence decisions are taken
-    together, and ``on_state`` is called on rank 0 only.
+    diverged one: the previous state is then the one to go on from; its tensors are the
+    live ones, to be written or copied during the call). With a ``group`` (every rank
+    calls this with the same data and generators in the same state), each rank takes its
+    rows of every batch and of their noise, DDP averages the gradients, the stop and
+    divergence decisions are taken together, and ``on_state`` is called on rank 0 only.
     """
     optimiser = adam(net.parameters(), config.learning_rate, X_train.device)
     schedule = torch.optim.lr_scheduler.ExponentialLR(optimiser, gamma=config.lr_decay)
@@ -286,7 +308,7 @@ def train_iter(
         optimiser.load_state_dict(resume.optimiser)
         schedule.load_state_dict(resume.scheduler)
         generator.set_state(resume.order_rng)
-        noise_generator.set_state(resume.noise_rng[group.rank if group is not None else 0])
+        noise_generator.set_state(resume.noise_rng)
         first = resume.epoch + 1
         if resume.finished is not None:
             first = config.max_epochs + 1  # it ended by itself: nothing left to train
@@ -309,10 +331,12 @@ def train_iter(
                 if not used:
                     continue
                 rows = order[start:end]
+                noise: torch.Generator | RankNoise = noise_generator
                 if group is not None:
                     rows = rows[group.rank :: group.world_size]
+                    noise = RankNoise(noise_generator, end - start, group.rank, group.world_size)
                 xb = X_train[rows]
-                loss = loss_of(xb, config.beta, noise_generator)[0]
+                loss = loss_of(xb, config.beta, noise)[0]
                 n = float(len(xb))
                 batch_sum = loss.item() * n
                 if group is not None:  # one decision for all ranks: stop, diverged, or step
@@ -323,6 +347,10 @@ def train_iter(
                 if not math.isfinite(batch_sum):
                     reason = "diverged"
                     break
+                if group is not None:
+                    # DDP averages the ranks' gradients; weighing each by its share of the
+                    # batch makes that the whole batch's mean, as in one process
+                    loss = loss * (len(xb) * group.world_size / (end - start))
                 _step(net, optimiser, loss)
                 train_sum += batch_sum
                 seen += n
@@ -367,8 +395,6 @@ def train_iter(
             last = done or epoch == config.max_epochs
             held: list[int] = []
             if on_state is not None and (last or epoch % state_every == 0):
-                noise_rng = noise_generator.get_state()
-                states = group.gather(noise_rng) if group is not None else [noise_rng]
                 if group is None or group.rank == 0:
                     state = TrainingState(
                         epoch=epoch,
@@ -380,7 +406,7 @@ def train_iter(
                         optimiser=optimiser.state_dict(),
                         scheduler=schedule.state_dict(),
                         order_rng=generator.get_state(),
-                        noise_rng=states,
+                        noise_rng=noise_generator.get_state(),
                         finished=report.stop_reason,
                     )
                     with _interrupts_held() as held:
