@@ -71,6 +71,11 @@ def test_two_ranks_agree_and_resume_exactly(tmp_path):
     single = [h["val_loss"] for h in alone.history_]
     assert r0["val"] == pytest.approx(single, rel=1e-3)
     assert r0["val"][-1] < 0.8 * r0["val"][0]  # and it learned
+    # the two ranks' checkpoint (after epoch 6) goes on in one process, as one process would
+    more = AVAE(**SMALL, max_epochs=EPOCHS + 2)
+    alone_more = [h["val_loss"] for h in more.fit(_data()).history_]
+    more.set_checkpoint(tmp_path / "ckpt", resume=True).fit(_data())
+    assert [h["val_loss"] for h in more.history_] == pytest.approx(alone_more, rel=1e-3)
 
 
 def test_without_torchrun_nothing_is_set_up(monkeypatch):

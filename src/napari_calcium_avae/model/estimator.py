@@ -298,7 +298,6 @@ class AVAE(_Normalised, TransformerMixin, BaseEstimator):
                 },
                 "n_frames": n_frames,
                 "data": _fingerprint(X),
-                "world_size": group.world_size if group is not None else 1,
                 "device_type": device.type,
             }
             found = checkpoint.resume and checkpoint.path.exists()
@@ -328,6 +327,9 @@ class AVAE(_Normalised, TransformerMixin, BaseEstimator):
                         "params": self.get_params(),
                         "norm": list(self.norm_) if self.norm_ is not None else None,
                         "history": [*self.history_, asdict(report)],
+                        # a resumed run may have another number: all ranks share one
+                        # batch order and noise stream (equal up to rounding)
+                        "world_size": group.world_size if group is not None else 1,
                     }
                     values = {f.name: getattr(state, f.name) for f in fields(state)}
                     save_resume_checkpoint(ResumeCheckpoint(config, values), checkpoint.path)
@@ -359,7 +361,8 @@ class AVAE(_Normalised, TransformerMixin, BaseEstimator):
 
     def _resume_from(self, path: Path, identity: dict[str, Any]) -> TrainingState:
         """The state saved at ``path``, once its run is known to be this one (same data,
-        parameters, number of ranks, kind of device); the history is taken back too."""
+        parameters, kind of device; the number of ranks may differ); the history is
+        taken back too."""
         saved = read_resume_checkpoint(path)
         params = {
             k: v for k, v in saved.config.get("params", {}).items() if k not in RESUMABLE_CHANGES
@@ -371,7 +374,6 @@ class AVAE(_Normalised, TransformerMixin, BaseEstimator):
                 "params": "parameters",
                 "n_frames": "trace length",
                 "data": "training traces",
-                "world_size": "number of ranks",
                 "device_type": "kind of device",
             }
             if "params" in differ:
@@ -379,10 +381,6 @@ class AVAE(_Normalised, TransformerMixin, BaseEstimator):
                     k for k in identity["params"] if params.get(k) != identity["params"][k]
                 )
                 what["params"] = f"parameters ({', '.join(names)})"
-            if "world_size" in differ:
-                what["world_size"] = (
-                    f"number of ranks ({theirs['world_size']}, now {identity['world_size']})"
-                )
             raise CalciumAvaeError(
                 f"{path} is the checkpoint of another training run (its "
                 f"{' and '.join(what[k] for k in differ)} differ); delete it to start afresh"
