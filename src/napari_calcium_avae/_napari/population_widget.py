@@ -180,6 +180,9 @@ class PopulationWidget(QWidget):
         self._fitted: dict[int, tuple[Any, tuple[Any, Any, dict[str, Any]]]] = {}
         """Per layer: the PopulationResults of a run here and its estimators, for Save."""
         self.order: np.ndarray | None = None
+        self._raster_image: tuple[np.ndarray, int] | None = None
+        """The raster as drawn (sorted, reduced, scaled) and its ROIs per row, kept until
+        the order changes: picking a ROI only moves the marker."""
         self.picked = np.arange(0)
         """Rows of the ROIs of the assembly picked last (empty: none picked)."""
 
@@ -489,6 +492,7 @@ class PopulationWidget(QWidget):
             )
             by = "similarity"
         self.order = row_order(X, by, groups)
+        self._raster_image = None
         self.draw_raster()
         self.draw_sliding()
         self.draw_matrix()
@@ -528,10 +532,13 @@ class PopulationWidget(QWidget):
         axes = self._axes(self.raster, 2 if has_states else 1, [6, 1] if has_states else None)
         from ..population.views import display_matrix
 
-        shown, row_block, _ = display_matrix(X, self.order)
+        if self._raster_image is None:
+            shown, row_block, _ = display_matrix(X, self.order)
+            self._raster_image = (_normalised_rows(shown), row_block)
+        shown, row_block = self._raster_image
         extent = (0, X.shape[1] / rate, X.shape[0] - 0.5, -0.5)  # y: ROI positions
         axes[0].imshow(
-            _normalised_rows(shown),
+            shown,
             aspect="auto",
             cmap="gray_r",
             interpolation="nearest",
