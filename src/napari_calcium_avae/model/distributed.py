@@ -6,8 +6,8 @@ environment. :func:`process_group` turns that environment into one process group
 on the CPU, NCCL on CUDA) for the time of a fit; without it nothing is set up and
 training runs in one process, as always. The training loop takes a :class:`Group`: it
 wraps the loss in ``DistributedDataParallel`` (gradients averaged over the ranks), adds
-up per-rank numbers so that every rank takes the same decisions, and gathers what rank 0
-alone writes (docs/scaling.md).
+up per-rank numbers so that every rank takes the same decisions, and lets the others
+wait while rank 0 alone writes (docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -49,15 +49,6 @@ class Group:
         summed = torch.tensor(list(values), dtype=torch.float64, device=self.device)
         dist.all_reduce(summed)
         return summed.tolist()
-
-    def gather(self, tensor: torch.Tensor) -> list[torch.Tensor]:
-        """Every rank's ``tensor`` (same shape and dtype on all), by rank, on the CPU."""
-        import torch.distributed as dist
-
-        local = tensor.to(self.device)
-        parts = [torch.empty_like(local) for _ in range(self.world_size)]
-        dist.all_gather(parts, local)
-        return [part.cpu() for part in parts]
 
     def barrier(self) -> None:
         """Wait until every rank is here (e.g. until rank 0 has written a file)."""
