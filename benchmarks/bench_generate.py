@@ -51,9 +51,9 @@ CULTURE = {"types": ("RS",), "cultures_per_type": 1, "duration_s": 120.0, "frame
 SPEED = {"n_neurons": 1000, "duration_s": 600.0, "frame_rate": 30.0}
 
 
-def simulate_culture(folder: Path, seed: int, **options) -> Path:
-    """One simulated culture as an NWB session; its path."""
-    return simulate_dataset(folder / f"seed{seed}", seed=seed, **options)[0]
+def simulate_culture(folder: Path, label: str, seed: int, **options) -> Path:
+    """One simulated culture as an NWB session (in folder/label); its path."""
+    return simulate_dataset(folder / label, seed=seed, **options)[0]
 
 
 def score(real, other, estimator, n_splits: int) -> dict[str, dict[str, float]]:
@@ -140,6 +140,12 @@ def table(name: str, result: dict) -> str:
     return "\n".join(rows)
 
 
+def _partial(out: Path, results: dict, name: str) -> None:
+    """Keep what is done so far (a later failure loses nothing) and show its table."""
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
+    print(table(name, results["recordings"][name]), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-o", "--output", default="bench-output/generate")
@@ -168,19 +174,23 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        default_sim = read_traces(simulate_culture(folder, 0, types=("RS",), cultures_per_type=1))
+        default_sim = read_traces(
+            simulate_culture(folder, "default", 0, types=("RS",), cultures_per_type=1)
+        )
         zf_gen = None
         if "zebrafish" not in args.skip:
             real = read_traces(ZEBRAFISH)
             results["recordings"]["zebrafish"], zf_gen = run_recording(
                 "zebrafish", real, default_sim, args, args.load_zebrafish
             )
+            _partial(out, results, "zebrafish")
         if "culture" not in args.skip:
-            real = read_traces(simulate_culture(folder, 0, **CULTURE))
-            other = read_traces(simulate_culture(folder, 1, **CULTURE))
+            real = read_traces(simulate_culture(folder, "culture", 0, **CULTURE))
+            other = read_traces(simulate_culture(folder, "culture_other", 1, **CULTURE))
             results["recordings"]["culture"], culture_gen = run_recording(
                 "culture", real, other, args, args.load_culture
             )
+            _partial(out, results, "culture")
             zf_gen = zf_gen or culture_gen
         if zf_gen is not None:
             results["speed"] = speed(zf_gen, folder)
