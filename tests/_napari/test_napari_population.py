@@ -159,12 +159,6 @@ def test_save_and_reopen_show_the_same_assemblies(
     np.testing.assert_allclose(found.activity, source.metadata[POPULATION_KEY].activity, rtol=1e-5)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="nwb.read_results takes the population's assembly_rois table for a results "
-    "table, so a file with population results alone does not open (reported)",
-)
 def test_a_population_file_opens_with_its_assemblies(
     make_napari_viewer, small_nwb, tmp_path
 ) -> None:

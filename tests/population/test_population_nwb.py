@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from napari_calcium_avae.errors import CalciumAvaeError
-from napari_calcium_avae.nwb import read_traces
+from napari_calcium_avae.nwb import read_results, read_traces
 from napari_calcium_avae.nwb.population import read_population, write_population
 from napari_calcium_avae.nwb.validate import dandi_validate_problems, validation_problems
 from napari_calcium_avae.population import AssemblyDetector
@@ -59,8 +59,11 @@ def test_round_trip_and_validation(tiny_sessions, tmp_path):
     np.testing.assert_allclose(back.rates, states.rates_)  # NaN kept
     np.testing.assert_allclose(back.transmat, states.transmat_)
     assert back.provenance["input"] == "test"
-    # the traces are still there, unchanged
-    np.testing.assert_allclose(read_traces(out).data, traces.data)
+    # the traces are still there, unchanged; the population's per-ROI tables are not
+    # taken for a per-ROI results table
+    again = read_traces(out)
+    np.testing.assert_allclose(again.data, traces.data)
+    assert read_results(out) is None
 
 
 def test_no_assemblies_in_place_and_reruns(tiny_sessions, tmp_path):

@@ -382,9 +382,12 @@ def _latest_results(f: h5py.File, series_path: str, table_path: str) -> h5py.Gro
         return None
     found = []
     for key, group in f[_RESULTS_MODULE].items():
+        # population tables (assembly_rois, state_rates) point at the ROIs too
+        if re.fullmatch(rf"{TABLE_NAME}(_\d+)?", key) is None:
+            continue
         if not isinstance(group, h5py.Group) or "rois" not in group:
             continue
-        if neurodata_type(group) != "DynamicTable":  # the run's series have rois too
+        if neurodata_type(group) != "DynamicTable":
             continue
         description = text(group.attrs.get("description", ""))
         match = re.search(r"source series: (\S+?);", description + ";")
