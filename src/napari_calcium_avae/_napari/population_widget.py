@@ -15,6 +15,7 @@ for hover and for colouring; the ROIs are coloured by main assembly.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ from ..population.views import DEFAULT_SORT, SORTS
 from ..results import Results
 from ..traces import Traces
 from ._common import (
+    StoppableRun,
     confirm_replace,
     guarded,
     idle_progress_bar,
@@ -164,7 +166,7 @@ def _normalised_rows(X: np.ndarray) -> np.ndarray:
     return np.clip(out, 0.0, 1.0)
 
 
-class PopulationWidget(QWidget):
+class PopulationWidget(StoppableRun, QWidget):
     """A recording, what to find, Run/Stop; the views in tabs below."""
 
     def __init__(self, napari_viewer: Any) -> None:
@@ -173,8 +175,6 @@ class PopulationWidget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
-        self.worker: Any = None
-        self._stopped = False
         self._hooked: list[Any] = []
         self._tried_files: set[int] = set()
         self._fitted: dict[int, tuple[Any, tuple[Any, Any, dict[str, Any]]]] = {}
@@ -214,8 +214,7 @@ class PopulationWidget(QWidget):
         form.addRow("assemblies", self.assemblies)
         form.addRow("states", self.states)
         form.addRow("device", self.device)
-        self.run_button = QPushButton("Run")
-        self.run_button.clicked.connect(lambda: self.toggle())
+        self.make_run_button()
         self.save_button = QPushButton("Save to NWB…")
         self.save_button.setToolTip(
             "a new NWB file: the recording with these assemblies and states, as "
@@ -318,16 +317,6 @@ class PopulationWidget(QWidget):
         self.draw()
 
     # running --------------------------------------------------------------------
-    @property
-    def running(self) -> bool:
-        return self.worker is not None
-
-    def toggle(self) -> None:
-        if self.running:
-            self.stop()
-        else:
-            self.start()
-
     @guarded
     def start(self) -> None:
         """Run ``population.analyse`` on the chosen recording in a background thread."""
@@ -337,7 +326,7 @@ class PopulationWidget(QWidget):
         traces = traces_of(layer)
         assemblies = parse_count(self.assemblies.currentText(), "assemblies", allow_none=True)
         states = parse_count(self.states.currentText(), "states", allow_none=True)
-        self._stopped = False
+        self.stop_event = threading.Event()
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
         self.progress.setFormat("starting…")
@@ -357,16 +346,14 @@ class PopulationWidget(QWidget):
                 "finished": self._on_finished,
             },
         )
-        self.run_button.setText("Stop")
+        self.run_started()
         self.status.setText(f"population analysis of '{layer.name}'…")
 
     def stop(self) -> None:
         """End the run at the next step; what is in progress is discarded."""
         if self.worker is not None:
-            self._stopped = True
+            super().stop()
             self.worker.quit()
-            self.run_button.setText("Stopping…")
-            self.run_button.setEnabled(False)
 
     def _on_step(self, step: tuple[int, int, str]) -> None:
         done, total, text = step
@@ -375,7 +362,7 @@ class PopulationWidget(QWidget):
         self.progress.setFormat(f"{text} (step {min(done + 1, total)} of {total})")
 
     def _on_results(self, layer: Any, population: Any, fitted: tuple) -> None:
-        if self._stopped or layer not in self.viewer.layers:
+        if self.stop_event.is_set() or layer not in self.viewer.layers:
             return
         try:
             put_population(layer, population)
@@ -400,13 +387,11 @@ class PopulationWidget(QWidget):
         report_error(error)
 
     def _on_finished(self) -> None:
-        self.worker = None
-        if self._stopped:
+        if self.stop_event.is_set():
             self.status.setText("stopped: nothing changed")
             self.progress.setFormat("stopped")
             show_warning("population analysis stopped: nothing changed")
-        self.run_button.setText("Run")
-        self.run_button.setEnabled(True)
+        self.run_finished()
 
     # saving -----------------------------------------------------------------------
     def save_as(self) -> None:
