@@ -4,10 +4,14 @@ Issue 18's target: 2 ranks, one thread each, train at >= 1.7x the samples per se
 one process with one thread, and end within 2 % of its validation loss. Both train the
 estimator's default network (released function class + timing path) on the same
 synthetic calcium traces for the same number of epochs, with the same global batch (each
-rank takes half of every batch). The runs alternate (1, 2, 1, 2, ...) so that the load of
-a shared machine falls on both alike; each is a fresh set of processes started by
-torch.multiprocessing, the rendezvous as torchrun's (env://). Throughput is timed inside
-the ranks, from the end of the first epoch (warm-up) to the end of the last.
+rank takes half of every batch). A third run is the control: two separate processes,
+each training alone on half the batch, their rates added (what this machine gives two
+processes that never communicate: the ceiling of any data-parallel speed-up here). The
+runs alternate so that the load of a shared machine falls on all alike, and speed-ups
+are the median of each repeat's ratio to that repeat's one-process run. Each run is a
+fresh set of processes started by torch.multiprocessing, the rendezvous as torchrun's
+(env://). Throughput is timed inside the ranks, from the end of the first epoch
+(warm-up) to the end of the last.
 
 Usage: python benchmarks/bench_ddp.py [--repeat 3] [--epochs 30] [--traces 2048]
        [--frames 1000] [--batch-size 256] [--json results.json]
@@ -45,11 +49,12 @@ def traces(n: int, n_frames: int, seed: int = 0):
 
 
 def _rank(rank: int, world: int, port: int, settings: dict, out: str) -> None:
+    alone = settings.get("independent", False)  # the control: no process group at all
     os.environ.update(
         MASTER_ADDR="127.0.0.1",
         MASTER_PORT=str(port),
         RANK=str(rank),
-        WORLD_SIZE=str(world),
+        WORLD_SIZE="1" if alone else str(world),
         LOCAL_RANK=str(rank),
     )
     import torch
@@ -61,7 +66,7 @@ def _rank(rank: int, world: int, port: int, settings: dict, out: str) -> None:
     model = AVAE(
         max_epochs=settings["epochs"],
         patience=10**6,
-        batch_size=settings["batch_size"],
+        batch_size=settings["batch_size"] // (world if alone else 1),
         device="cpu",
         random_state=0,
     )
@@ -74,7 +79,7 @@ def _rank(rank: int, world: int, port: int, settings: dict, out: str) -> None:
         if group is not None:
             group.barrier()
     n_train = len(X) - min(max(1, round(model.validation_fraction * len(X))), len(X) - 1)
-    if rank == 0:
+    if rank == 0 or alone:
         result = {
             "ranks": world,
             "first_epoch_s": ends[0] - start,
@@ -86,7 +91,7 @@ def _rank(rank: int, world: int, port: int, settings: dict, out: str) -> None:
             "epochs": len(ends),
             "n_train": n_train,
         }
-        Path(out).write_text(json.dumps(result))
+        Path(f"{out}.{rank}").write_text(json.dumps(result))
 
 
 def _free_port() -> int:
@@ -95,8 +100,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def run(world: int, settings: dict) -> dict:
-    """One training run on ``world`` fresh processes (one thread each)."""
+def run(world: int, settings: dict, independent: bool = False) -> dict:
+    """One training run on ``world`` fresh processes (one thread each); ``independent``:
+    as many separate single-process runs side by side, each with its share of the batch,
+    and their rates added up: what the machine gives two processes that never wait for
+    each other, the ceiling of any data-parallel speed-up here."""
     import torch.multiprocessing as mp
 
     os.environ["OMP_NUM_THREADS"] = "1"  # inherited by the ranks before torch starts
@@ -104,8 +112,15 @@ def run(world: int, settings: dict) -> dict:
         os.environ.pop(name, None)
     with tempfile.TemporaryDirectory() as folder:
         out = os.path.join(folder, "result.json")
+        settings = {**settings, "independent": independent}
         mp.spawn(_rank, args=(world, _free_port(), settings, out), nprocs=world, join=True)
-        return json.loads(Path(out).read_text())
+        if not independent:
+            return json.loads(Path(f"{out}.0").read_text())
+        parts = [json.loads(Path(f"{out}.{r}").read_text()) for r in range(world)]
+        result = dict(parts[0])
+        for key in ("samples_per_s", "samples_per_cpu_s"):
+            result[key] = sum(part[key] for part in parts)
+        return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,36 +144,45 @@ def main(argv: list[str] | None = None) -> int:
         f"{os.getloadavg()[0]:.2f}",
         file=sys.stderr,
     )
-    runs: dict[int, list[dict]] = {1: [], 2: []}
+    kinds = {"1 process": (1, False), "2 ranks (DDP)": (2, True), "2 separate processes": (2, None)}
+    runs: dict[str, list[dict]] = {kind: [] for kind in kinds}
     for i in range(args.repeat):
-        for world in (1, 2):
-            result = run(world, settings)
+        for kind, (world, ddp) in kinds.items():
+            result = run(world, settings, independent=ddp is None)
             result["load_1min"] = os.getloadavg()[0]
-            runs[world].append(result)
+            runs[kind].append(result)
             print(
-                f"  repeat {i + 1}, {world} rank(s): {result['samples_per_s']:.1f} samples/s, "
+                f"  repeat {i + 1}, {kind}: {result['samples_per_s']:.1f} samples/s, "
                 f"final val loss {result['val_loss']:.3f} (load {result['load_1min']:.2f})",
                 file=sys.stderr,
             )
-    one = statistics.median(r["samples_per_s"] for r in runs[1])
-    two = statistics.median(r["samples_per_s"] for r in runs[2])
-    loss1 = statistics.median(r["val_loss"] for r in runs[1])
-    loss2 = statistics.median(r["val_loss"] for r in runs[2])
-    pairs = [b["samples_per_s"] / a["samples_per_s"] for a, b in zip(runs[1], runs[2], strict=True)]
-    cpu1 = statistics.median(r["samples_per_cpu_s"] for r in runs[1])
-    cpu2 = statistics.median(r["samples_per_cpu_s"] for r in runs[2])
-    print("| ranks | samples/s (median) | final val loss (median) |")
-    print("|---:|---:|---:|")
-    print(f"| 1 | {one:.1f} | {loss1:.3f} |")
-    print(f"| 2 | {two:.1f} | {loss2:.3f} |")
+
+    def median(kind: str, key: str) -> float:
+        return statistics.median(r[key] for r in runs[kind])
+
+    def ratios(kind: str, key: str) -> list[float]:
+        pairs = zip(runs["1 process"], runs[kind], strict=True)
+        return [b[key] / a[key] for a, b in pairs]
+
     print(
-        f"speed-up {two / one:.2f}x (per repeat: {', '.join(f'{x:.2f}' for x in pairs)}; "
-        f"target >= 1.7); val loss {100 * (loss2 / loss1 - 1):+.2f} % (target within 2 %); "
-        f"load after: {os.getloadavg()[0]:.2f}"
+        "| run | samples/s (median) | speed-up (median of repeats) "
+        "| samples per CPU-s of a rank | final val loss |"
     )
+    print("|---|---:|---:|---:|---:|")
+    for kind in kinds:
+        speed = statistics.median(ratios(kind, "samples_per_s"))
+        print(
+            f"| {kind} | {median(kind, 'samples_per_s'):.0f} | {speed:.2f}x | "
+            f"{median(kind, 'samples_per_cpu_s'):.0f} | {median(kind, 'val_loss'):.3f} |"
+        )
+    ddp = ratios("2 ranks (DDP)", "samples_per_s")
+    ceiling = ratios("2 separate processes", "samples_per_s")
+    loss = median("2 ranks (DDP)", "val_loss") / median("1 process", "val_loss") - 1
     print(
-        f"per CPU-second of rank 0: 1 rank {cpu1:.1f}, 2 ranks {cpu2:.1f} samples (the "
-        f"speed-up two idle cores would give, waits for the other rank aside: {cpu2 / cpu1:.2f}x)"
+        f"DDP speed-up per repeat: {', '.join(f'{x:.2f}' for x in ddp)} (target >= 1.7); "
+        f"two separate processes: {', '.join(f'{x:.2f}' for x in ceiling)}; "
+        f"val loss {100 * loss:+.2f} % (target within 2 %); load after: "
+        f"{os.getloadavg()[0]:.2f}"
     )
     if args.json is not None:
         args.json.write_text(json.dumps({"settings": settings, "runs": runs}, indent=1))
