@@ -128,12 +128,84 @@ def _as_f64(*xs):
     return tuple(x.double() for x in xs)
 
 
+def _chain_arrays(log_b, log_start, log_trans):
+    """The chain's inputs as float64 NumPy arrays, with the emissions scaled per frame:
+    b_tk = exp(log_b_tk - max_k log_b_tk) (the best state's density is 1). The recursions
+    run in NumPy on the CPU: each step is a K-vector times a K x K matrix, where a NumPy
+    call costs a few microseconds and a torch call several times that."""
+    lb = log_b.detach().cpu().numpy().astype(np.float64)
+    top = lb.max(1)
+    top = np.where(np.isfinite(top), top, 0.0)
+    b = np.exp(lb - top[:, None])
+    start = np.exp(log_start.detach().cpu().numpy().astype(np.float64))
+    trans = np.exp(log_trans.detach().cpu().numpy().astype(np.float64))
+    return b, top, start, trans
+
+
+def _scaled_forward(b: np.ndarray, start: np.ndarray, trans: np.ndarray):
+    """Scaled forward recursion (Rabiner 1989, section V.A): alpha_t normalised to sum 1
+    and its normaliser c_t, so log p(y) = sum_t log c_t + the emissions' scale. Exact, and
+    one small product per frame instead of a logsumexp."""
+    t_len, k = b.shape
+    alpha = np.empty((t_len, k))
+    norm = np.empty(t_len)
+    a = start * b[0]
+    norm[0] = a.sum()
+    with np.errstate(divide="ignore", invalid="ignore"):  # a zero normaliser: see _scaled_ok
+        alpha[0] = a / norm[0]
+        for t in range(1, t_len):
+            a = (alpha[t - 1] @ trans) * b[t]
+            c = a.sum()
+            alpha[t] = a / c
+            norm[t] = c
+    return alpha, norm
+
+
+def _scaled_ok(norm: np.ndarray) -> bool:
+    """Whether the scaled recursion held (a normaliser underflows to 0 only when the chain
+    cannot reach any state the frame allows; then the log-space recursion is used)."""
+    return bool(np.all(np.isfinite(norm) & (norm > 0)))
+
+
+def _out(x: np.ndarray, like):
+    """A result as a torch tensor on the emissions' device (float32 on MPS: no float64)."""
+    import torch
+
+    dtype = torch.float32 if like.device.type == "mps" else torch.float64
+    return torch.as_tensor(x, dtype=dtype, device=like.device)
+
+
 def forward_backward(log_b, log_start, log_trans):
     """Posterior state probabilities, expected transitions and the log-likelihood.
 
-    ``log_b`` (T, K) are the frames' log emission densities; everything stays in log space
-    (a recursion of logsumexps), so no frame's density can underflow. Returns
-    (gamma (T, K), expected transition counts (K, K), log p(y))."""
+    ``log_b`` (T, K) are the frames' log emission densities. The recursions are the scaled
+    ones (probabilities normalised per frame, Rabiner 1989), on emissions divided by each
+    frame's largest, so no frame's density underflows; the log-space recursion is the
+    fallback. Returns (gamma (T, K), expected transition counts (K, K), log p(y))."""
+    b, top, start, trans = _chain_arrays(log_b, log_start, log_trans)
+    alpha, norm = _scaled_forward(b, start, trans)
+    if not _scaled_ok(norm):
+        return _forward_backward_log(log_b, log_start, log_trans)
+    t_len, k = b.shape
+    beta = np.empty((t_len, k))
+    beta[-1] = 1.0
+    # beta_t scaled by the same normalisers: alpha_t * beta_t is then p(z_t | y)
+    nb = b / norm[:, None]
+    for t in range(t_len - 2, -1, -1):
+        beta[t] = trans @ (nb[t + 1] * beta[t + 1])
+    gamma = alpha * beta
+    gamma /= gamma.sum(1, keepdims=True)
+    if t_len > 1:
+        xi = trans * (alpha[:-1].T @ (nb[1:] * beta[1:]))
+    else:
+        xi = np.zeros((k, k))
+    loglik = np.log(norm).sum() + top.sum()
+    return _out(gamma, log_b), _out(xi, log_b), _out(np.asarray(loglik), log_b)
+
+
+def _forward_backward_log(log_b, log_start, log_trans):
+    """forward_backward as a recursion of logsumexps (slower; for chains whose scaled
+    recursion underflows)."""
     import torch
 
     log_b, log_start, log_trans = _as_f64(log_b, log_start, log_trans)
@@ -162,30 +234,28 @@ def forward_backward(log_b, log_start, log_trans):
 
 def forward_log_likelihood(log_b, log_start, log_trans) -> float:
     """log p(y) by the forward recursion alone (held-out scoring)."""
-    import torch
-
-    log_b, log_start, log_trans = _as_f64(log_b, log_start, log_trans)
-    log_alpha = log_start + log_b[0]
-    for t in range(1, log_b.shape[0]):
-        log_alpha = torch.logsumexp(log_alpha[:, None] + log_trans, 0) + log_b[t]
-    return float(torch.logsumexp(log_alpha, 0))
+    b, top, start, trans = _chain_arrays(log_b, log_start, log_trans)
+    _, norm = _scaled_forward(b, start, trans)
+    if not _scaled_ok(norm):
+        return float(_forward_backward_log(log_b, log_start, log_trans)[2])
+    return float(np.log(norm).sum() + top.sum())
 
 
 def viterbi(log_b, log_start, log_trans) -> np.ndarray:
-    """The most likely state sequence (T,) int."""
-    import torch
-
-    log_b, log_start, log_trans = _as_f64(log_b, log_start, log_trans)
-    t_len, k = log_b.shape
-    back = torch.empty(t_len, k, dtype=torch.long, device=log_b.device)
-    delta = log_start + log_b[0]
+    """The most likely state sequence (T,) int (max-product in log space, NumPy)."""
+    lb = log_b.detach().cpu().numpy().astype(np.float64)
+    log_start = log_start.detach().cpu().numpy().astype(np.float64)
+    log_trans = log_trans.detach().cpu().numpy().astype(np.float64)
+    t_len, k = lb.shape
+    back = np.empty((t_len, k), dtype=np.int64)
+    cols = np.arange(k)
+    delta = log_start + lb[0]
     for t in range(1, t_len):
         cand = delta[:, None] + log_trans
-        delta, back[t] = cand.max(0)
-        delta = delta + log_b[t]
-    back = back.cpu().numpy()
+        back[t] = cand.argmax(0)
+        delta = cand[back[t], cols] + lb[t]
     path = np.empty(t_len, dtype=np.int64)
-    path[-1] = int(torch.argmax(delta))
+    path[-1] = int(np.argmax(delta))
     for t in range(t_len - 1, 0, -1):
         path[t - 1] = back[t, path[t]]
     return path
