@@ -413,6 +413,29 @@ def _one_hot_chain(labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 # -- the calcium HMM ---------------------------------------------------------------------
+def _count_mixture(res, gain, sd, r: int):
+    """The count mixture at rate 1, factored: (w (N, T, R+1), m (N, T)) with
+    log N(res; gain j, sd^2) - log j! = m + log w_j and max_j w_j = 1.
+
+    With u = res gain / sd^2, the j-th term is the j = 0 term plus j u - j^2 gain^2 / (2 sd^2)
+    - log j!, so the (N, T, R+1) tensor takes one product, one sum and one exp (what
+    ``calcium.mixture_log_terms`` at rate 1 gives, in fewer passes over memory). A state
+    with rate lambda then has log p = m - lambda + log sum_j w_j lambda^j."""
+    import torch
+
+    from ..model.calcium import _LOG_2PI
+
+    j = torch.arange(r + 1, dtype=res.dtype, device=res.device)
+    inv_var = 1.0 / sd**2
+    u = res * (gain * inv_var)[:, None]
+    c = -0.5 * j[None] ** 2 * (gain**2 * inv_var)[:, None] - torch.lgamma(j + 1)[None]  # (N, R+1)
+    q = u[..., None] * j + c[:, None, :]
+    top = q.max(-1).values
+    w = torch.exp(q - top[..., None])
+    m = top - 0.5 * res**2 * inv_var[:, None] - torch.log(sd)[:, None] - 0.5 * _LOG_2PI
+    return w, m
+
+
 class CalciumHMM(_StateModel):
     """Seed 002's calcium HMM: K states, a Poisson rate per neuron in each, emissions
     through the calcium observation model (counts summed out exactly), fitted by EM.
@@ -506,13 +529,13 @@ class CalciumHMM(_StateModel):
         """One sweep over frame chunks. Without ``gamma``: log emissions (T, K). With it:
         the M-step's sums, (sum_t gamma_tk E[s_nt | k], sum_t gamma_tk) per (k, n).
 
-        Per chunk the count mixture of ``calcium.mixture_log_terms`` is taken once at rate 1
-        (L_ntj = log N(resid; gain j, sd^2) - log j!); each state's term is then
+        Per chunk the count mixture is taken once at rate 1 (``_count_mixture``:
+        L_ntj = log N(resid; gain j, sd^2) - log j!); each state's term is then
         logsumexp_j(j log rate_kn + L_ntj) - rate_kn, a polynomial in the rate that one
         batched matrix product evaluates for all states."""
         import torch
 
-        from ..model.calcium import choose_max_count, mixture_log_terms
+        from ..model.calcium import choose_max_count
 
         p = self.ar_order
         n, t = y.shape
@@ -525,17 +548,14 @@ class CalciumHMM(_StateModel):
             powers = torch.exp(j[None, :, None] * log_rates.T[:, None, :])  # (N, R+1, K)
             if gamma is not None:
                 powers = torch.cat([powers, powers * j[None, :, None]], 2)
-            ones = torch.ones((), dtype=y.dtype, device=y.device)
             out = torch.zeros(t, k, dtype=y.dtype, device=y.device)
             acc = torch.float32 if y.device.type == "mps" else torch.float64  # MPS: no fp64
             num = torch.zeros(k, n, dtype=acc, device=y.device)
             den = torch.zeros(k, n, dtype=acc, device=y.device)
             gain, sd = obs.gain, obs.noise_sd
             for sl in self._chunks(n, t - p, k, r):
-                res = resid[:, sl]
-                lt = mixture_log_terms(res, ones.expand_as(res), gain, sd, r) + 1.0
-                m = lt.max(-1).values
-                poly = torch.bmm(torch.exp(lt - m[..., None]), powers)
+                w, m = _count_mixture(resid[:, sl], gain, sd, r)
+                poly = torch.bmm(w, powers)
                 d = poly[..., :k].clamp_min(1e-38)
                 v = valid[:, sl]
                 if gamma is None:
@@ -572,11 +592,18 @@ class CalciumHMM(_StateModel):
 
         When every state's term at every frame would exceed _REFINE_ELEMENTS, each frame
         takes only its most probable state's term (classification EM for these
-        parameters: K times cheaper, exact where the posterior is sure of the state);
-        neurons go in blocks whose gradients add up to the full one."""
+        parameters: K times cheaper, exact where the posterior is sure of the state).
+
+        The gradient is taken by Fisher's identity: the gradient of log sum_j p(j) p(y | j)
+        is the posterior expectation of the gradient of log p(y | j), and log N(res; gain
+        j, sd^2) depends on j only through j and j^2. So each step computes the counts'
+        posterior moments E[j], E[j^2] per (neuron, frame) without a graph (one batched
+        product for all states, as in ``_pass``) and differentiates an (N, frames)
+        expression: the same gradient as back-propagating through the mixture, without
+        keeping an (N, frames, K, R+1) graph."""
         import torch
 
-        from ..model.calcium import choose_max_count, mixture_log_terms
+        from ..model.calcium import choose_max_count
 
         steps = int(self.observation_steps)
         if steps < 1:
@@ -587,35 +614,54 @@ class CalciumHMM(_StateModel):
         r = choose_max_count(rates)
         g = gamma[frames].detach().to(y.dtype)  # (S, K)
         s = len(frames)
+        j = torch.arange(r + 1, dtype=y.dtype, device=y.device)
+        moments = torch.stack([torch.ones_like(j), j, j**2])  # (3, R+1)
+        top = None
         if n * s * k * (r + 1) > _REFINE_ELEMENTS:
-            top = g.argmax(1)
-            lam = rates[top].T  # (N, S): the most probable state's rates
-            g = torch.ones(s, 1, dtype=g.dtype, device=g.device)
-            k = 1
+            top = g.argmax(1)  # each frame: its most probable state's rates
+            log_lam = log_rates.detach().T[:, top]  # (N, S)
         else:
-            lam = rates.T[:, None, :].expand(n, s, k).reshape(n, s * k)
+            # (N, R+1, 3K): rate_kn^j times 1, j, j^2
+            powers = torch.exp(j[None, :, None] * log_rates.detach().T[:, None, :])
+            powers = (powers[:, :, None, :] * moments.T[None, :, :, None]).reshape(n, r + 1, -1)
         # each frame with its p predecessors, laid end to end: the residual at the last
         # place of every window is that frame's innovation (the baseline is a constant)
         idx = (frames[:, None] - torch.arange(p, -1, -1, device=y.device)[None]).reshape(-1)
         y_win = y[:, idx]
         at = torch.arange(s, device=y.device) * (p + 1)
         block = max(1, _REFINE_ELEMENTS // (s * k * (r + 1)))
+        # each frame's total weight: 1 (its top state), or sum_k gamma_tk (1 up to rounding)
+        weight = torch.ones_like(g[:, 0]) if top is not None else g.sum(1)
         n_valid = None
         for _ in range(steps):
             opt.zero_grad()
             resid, _, valid = obs._residuals(y_win)
+            res, v = resid[:, at], valid[:, at]
             if n_valid is None:
-                n_valid = max(1, int(valid[:, at].sum()))
+                n_valid = max(1, int(v.sum()))
             gain, sd = obs.gain, obs.noise_sd
-            for b0 in range(0, n, block):
-                rows = slice(b0, min(n, b0 + block))
-                res, v = resid[rows][:, at], valid[rows][:, at]
-                nb = res.shape[0]
-                res_k = res[:, :, None].expand(nb, s, k).reshape(nb, s * k)
-                mix = mixture_log_terms(res_k, lam[rows], gain[rows], sd[rows], r)
-                terms = torch.logsumexp(mix, -1).reshape(nb, s, k)
-                q = (torch.where(v[..., None], terms, 0.0) * g).sum()
-                (-q / n_valid).backward(retain_graph=b0 + block < n)
+            with torch.no_grad():
+                e1 = torch.empty_like(res)
+                e2 = torch.empty_like(res)
+                for b0 in range(0, n, block):
+                    rows = slice(b0, min(n, b0 + block))
+                    w, _ = _count_mixture(res[rows], gain[rows], sd[rows], r)
+                    if top is not None:
+                        wp = w * torch.exp(j * log_lam[rows][..., None])  # (nb, S, R+1)
+                        mom = wp @ moments.T  # (nb, S, 3)
+                        d = mom[..., 0].clamp_min(1e-38)
+                        e1[rows] = mom[..., 1] / d
+                        e2[rows] = mom[..., 2] / d
+                    else:
+                        poly = torch.bmm(w, powers[rows])  # (nb, S, 3K)
+                        d = poly[..., :k].clamp_min(1e-38)
+                        e1[rows] = (poly[..., k : 2 * k] / d * g).sum(-1)
+                        e2[rows] = (poly[..., 2 * k :] / d * g).sum(-1)
+            # sum_k gamma_tk E[log N(res; gain j, sd^2) | z_t = k], constants dropped
+            iv, gn = (1.0 / sd**2)[:, None], gain[:, None]
+            sq = res**2 * weight - 2 * gn * res * e1 + gn**2 * e2  # E[(res - gain j)^2]
+            q = -0.5 * iv * sq - torch.log(sd)[:, None] * weight
+            (-torch.where(v, q, 0.0).sum() / n_valid).backward()
             opt.step()
 
     def _fit_k(self, X: np.ndarray, k: int) -> dict:
