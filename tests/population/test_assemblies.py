@@ -43,7 +43,7 @@ def planted(
     return traces.astype(np.float32), labels, member, onsets
 
 
-@pytest.mark.parametrize("method", ["ica", "graph"])
+@pytest.mark.parametrize("method", ["ica", "graph", "events"])
 def test_planted_assemblies_are_found(method):
     traces, labels, _, onsets = planted()
     det = AssemblyDetector(method=method).fit(traces)
@@ -58,7 +58,7 @@ def test_planted_assemblies_are_found(method):
         assert det.activity_[a, on].mean() > 5 * np.median(det.activity_[a])
 
 
-@pytest.mark.parametrize("method", ["ica", "graph"])
+@pytest.mark.parametrize("method", ["ica", "graph", "events"])
 def test_noise_gives_no_assembly(method):
     traces, _, _, _ = planted(groups=())
     det = AssemblyDetector(method=method).fit(traces)
@@ -105,6 +105,23 @@ def test_transform_and_unusable_rois():
     assert det.labels_[5] == -1 and not det.usable_[5] and (det.weights_[:, 5] == 0).all()
     np.testing.assert_allclose(det.transform(traces), det.activity_, rtol=1e-4, atol=1e-4)
     assert adjusted_rand_score(np.delete(labels, 5), np.delete(det.labels_, 5)) >= 0.9
+
+
+def test_events_binarise_and_transform_the_same_way():
+    traces, labels, _, _ = planted(sigma=1.0)
+    traces[7] = 42.0
+    traces[7, 100] = 60.0  # one sample above: a usable ROI with a single event
+    traces[8] = np.tile([41.0, 43.0], 2500).astype(np.float32)  # never 2 SDs above its mean
+    with pytest.warns(CalciumAvaeWarning, match="no events"):
+        det = AssemblyDetector(method="events").fit(traces)
+    assert not det.usable_[8] and det.labels_[8] == -1 and np.isnan(det.event_threshold_[8])
+    assert det.usable_[7]
+    keep = np.setdiff1d(np.arange(60), [7, 8])
+    assert adjusted_rand_score(labels[keep], det.labels_[keep]) >= 0.9
+    np.testing.assert_allclose(det.transform(traces), det.activity_, rtol=1e-4, atol=1e-4)
+    # new frames are binarised at the fitted levels, not their own: raised far above
+    # them, every ROI is always active, so nothing is co-active beyond that
+    assert not det.transform(traces + 100.0).any()
 
 
 def test_bad_input_is_one_line():

@@ -12,6 +12,15 @@ Two detectors share one estimator, :class:`AssemblyDetector`:
     give, split into communities by modularity (Louvain, Blondel et al. 2008; for a number
     asked for, the resolution that gives that many communities). One community
     per ROI.
+``"events"``
+    The same graph built on binarised events instead of the activity itself: a ROI is
+    active in the frames where it exceeds its mean by EVENT_SDS (2) SDs, the binarisation
+    of the similarity-graph clustering (SGC) that found the published zebrafish tectum
+    assemblies (Avitan et al. 2017, Curr Biol 27: 2407; Molter, Avitan & Goodhill 2018,
+    BMC Biol 16: 143). Louvain is run CONSENSUS_RUNS times with different seeds and the
+    runs are merged by consensus clustering (Lancichinetti & Fortunato 2012, Sci Rep 2:
+    336), because single Louvain runs on a small noisy graph disagree. One community per
+    ROI; everything downstream (shuffles, p-values, activity) sees the binarised events.
 
 The noise bound is the larger of the Marchenko-Pastur edge (1 + sqrt(N/T))^2, which holds
 for independent frames, and a quantile of the largest eigenvalue of the same data with each
@@ -37,11 +46,18 @@ from ..errors import CalciumAvaeError, CalciumAvaeWarning
 METHODS = {
     "ica": "PCA/ICA assemblies (Lopes-dos-Santos et al. 2013); a ROI may be in several",
     "graph": "correlation graph + community detection (Louvain); one assembly per ROI",
+    "events": "the graph on binarised events (mean + 2 SD), consensus Louvain; one per ROI",
 }
 DEFAULT_METHOD = "ica"
 MIN_FRAMES = 20
 """Fewer frames than this give correlations too noisy to call anything an assembly."""
 MIN_ROIS = 2
+EVENT_SDS = 2.0
+"""method="events": a ROI is active where it exceeds its mean by this many SDs (SGC's rule)."""
+CONSENSUS_RUNS = 20
+"""method="events": Louvain runs merged per consensus round."""
+CONSENSUS_ROUNDS = 5
+"""method="events": at most this many rounds of consensus clustering."""
 AUTO_FLOOR_SDS = 2.0
 """member_threshold="auto": members lie this many SDs above the weights of the rest."""
 NULL_MAX_ROIS = 500
@@ -171,7 +187,7 @@ class AssemblyDetector(BaseEstimator):
     n_assemblies : "auto" or int
         "auto" counts the correlation eigenvalues above the noise bound (see the module
         docstring); an int overrides it.
-    method : "ica" or "graph"
+    method : "ica", "graph" or "events"
         See :data:`METHODS`.
     member_threshold : "auto" or float
         ICA: a float makes a ROI a member when its weight exceeds the median weight by
@@ -206,7 +222,9 @@ class AssemblyDetector(BaseEstimator):
     significant_ : (n_assemblies,) bool
     eigenvalues_ : leading eigenvalues of the correlation matrix (descending)
     noise_bound_ : float, marchenko_pastur_ : float, null_eigenvalues_ : (n_shuffles,)
-    usable_ : (n_rois,) bool
+    usable_ : (n_rois,) bool (method="events": False also for ROIs without events)
+    event_threshold_ : (n_rois,) the level above which a ROI is active (method="events";
+        NaN where unusable), or None
     """
 
     def __init__(
@@ -263,7 +281,30 @@ class AssemblyDetector(BaseEstimator):
             warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)
             usable = usable_rows(X, min_frames=MIN_FRAMES, min_rois=MIN_ROIS)
         dtype = np.float64 if X.shape[0] <= EXACT_MAX_ROIS else np.float32
-        Z = _zscore(np.asarray(X[usable], dtype=dtype))
+        data = np.asarray(X[usable], dtype=dtype)
+        self.event_threshold_ = None
+        if self.method == "events":
+            threshold = data.mean(axis=1) + EVENT_SDS * data.std(axis=1)
+            data = (data > threshold[:, None]).astype(dtype)
+            active = data.any(axis=1) & ~data.all(axis=1)
+            if not active.all():
+                warnings.warn(
+                    f"{int((~active).sum())} ROIs never exceed their mean by {EVENT_SDS:g} SDs "
+                    "(no events): they are in no assembly",
+                    CalciumAvaeWarning,
+                    stacklevel=2,
+                )
+                rows = np.flatnonzero(usable)
+                usable = usable.copy()
+                usable[rows[~active]] = False
+                data, threshold = data[active], threshold[active]
+                if usable.sum() < MIN_ROIS:
+                    raise CalciumAvaeError(
+                        f"fewer than {MIN_ROIS} ROIs have events: no assemblies to find"
+                    )
+            self.event_threshold_ = np.full(X.shape[0], np.nan)
+            self.event_threshold_[usable] = threshold
+        Z = _zscore(data)
         n, t = Z.shape
         if self.n_assemblies != "auto" and self.n_assemblies > n:
             raise CalciumAvaeError(
@@ -344,7 +385,10 @@ class AssemblyDetector(BaseEstimator):
         graph.add_weighted_edges_from(
             zip(rows.tolist(), cols.tolist(), C[rows, cols].tolist(), strict=True)
         )
-        communities = self._communities(graph, k)
+        if self.method == "events" and k is None:
+            communities = self._consensus(graph)
+        else:
+            communities = self._communities(graph, k)
         W = []
         for community in sorted(communities, key=len, reverse=True):
             if len(community) < max(self.min_size, 2):
@@ -382,9 +426,43 @@ class AssemblyDetector(BaseEstimator):
                 high = middle
         return best
 
+    def _consensus(self, graph) -> list:
+        """Consensus clustering of Louvain runs: pairs put together in at least half of
+        the runs form the next round's graph (weighted by how often), until the runs
+        agree or CONSENSUS_ROUNDS pass; then one run on the last graph."""
+        import networkx as nx
+
+        n = graph.number_of_nodes()
+        base = 0 if self.random_state is None else int(self.random_state)
+        current = graph
+        for _ in range(CONSENSUS_ROUNDS):
+            together = np.zeros((n, n))
+            for run in range(CONSENSUS_RUNS):
+                found = nx.community.louvain_communities(
+                    current, weight="weight", resolution=self.resolution, seed=base + run
+                )
+                label = np.empty(n, dtype=np.int64)
+                for i, community in enumerate(found):
+                    label[list(community)] = i
+                together += label[:, None] == label[None, :]
+            together /= CONSENSUS_RUNS
+            np.fill_diagonal(together, 0.0)
+            if np.all((together == 0) | (together == 1)):
+                break
+            rows, cols = np.nonzero(np.triu(together >= 0.5, 1))
+            current = nx.Graph()
+            current.add_nodes_from(range(n))
+            current.add_weighted_edges_from(
+                zip(rows.tolist(), cols.tolist(), together[rows, cols].tolist(), strict=True)
+            )
+        found = nx.community.louvain_communities(
+            current, weight="weight", resolution=self.resolution, seed=base
+        )
+        return [c for c in found if len(c) >= max(self.min_size, 2)]
+
     def _members(self, W: np.ndarray, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Member mask per assembly; assemblies with fewer than min_size members dropped."""
-        if self.method == "graph":
+        if self.method in ("graph", "events"):
             members = W > 0
         else:
             if self.member_threshold == "auto":
@@ -453,5 +531,13 @@ class AssemblyDetector(BaseEstimator):
             raise CalciumAvaeError(
                 f"transform needs {len(self.usable_)} ROIs x frames, got shape {X.shape}"
             )
-        Z = _zscore(np.asarray(X[self.usable_], dtype=np.float64))
+        data = np.asarray(X[self.usable_], dtype=np.float64)
+        if self.event_threshold_ is not None:
+            # binarised with the fitted levels; a ROI without events in the new frames is 0
+            data = (data > self.event_threshold_[self.usable_, None]).astype(np.float64)
+            Z = data - data.mean(axis=1, keepdims=True)
+            spread = data.std(axis=1, keepdims=True)
+            Z = np.divide(Z, spread, out=np.zeros_like(Z), where=spread > 0)
+        else:
+            Z = _zscore(data)
         return _projection_activity(self.weights_[:, self.usable_], Z).astype(np.float32)
