@@ -22,8 +22,10 @@ rate in the current state, and passes them through the neuron's calcium model:
 Seed 002's likelihood feeds all noise through the AR process (sd_w = 0); the fit splits
 the noise it found into that part and white measurement noise (:func:`split_noise`) from
 the innovations' lag-1 covariance, because recordings carry both and the split changes
-how often noise alone makes an event. The noise-free trace is ``b`` plus the AR process
-driven by ``gain * s_t`` alone.
+how often noise alone makes an event. By default (``noise="white"``) only the white part
+is generated (sd_ar = 0): a decay misread by the state model leaves slow signal in the
+innovations, which the split reads as AR-fed noise and which then makes events of noise
+alone. The noise-free trace is ``b`` plus the AR process driven by ``gain * s_t`` alone.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ FORMAT_VERSION = 1
 POPULATION_KINDS = ("states", "none")
 #: Whose per-neuron kinetics go with the states' rates (see PopulationGenerator).
 KINETICS = ("states", "spikes", "mixed")
+#: How generated traces are made noisy (see PopulationGenerator).
+NOISE_MODELS = ("white", "split")
 #: Burn-in before the first generated frame, in decay time constants of the slowest neuron,
 #: so that frame 0 already carries the calcium of earlier spikes.
 _BURN_IN_TAUS = 5.0
@@ -191,6 +195,10 @@ class PopulationGenerator(BaseEstimator):
         HMM's, fitted jointly with them ("states"), or the spike inference's, with each
         neuron's rates per state rescaled to the spike inference's mean rate ("spikes");
         "mixed" takes the HMM's decay with the spike inference's gain, noise and rates.
+    noise : "white" or "split"
+        Noise of the generated traces: the white measurement part of each neuron's noise
+        only ("white", the default), or that plus the part fed through the AR process
+        ("split", seed 002's model; see :func:`split_noise`).
     spike_iter : int or None
         Iterations of the spike inference (its ``max_iter``; None: its default).
     hmm_iter : int or None
@@ -220,6 +228,7 @@ class PopulationGenerator(BaseEstimator):
         jitter: float = 0.1,
         max_copies: int = 20,
         kinetics: str = "states",
+        noise: str = "white",
         spike_iter: int | None = None,
         hmm_iter: int | None = None,
         device: str = "auto",
@@ -232,6 +241,7 @@ class PopulationGenerator(BaseEstimator):
         self.jitter = jitter
         self.max_copies = max_copies
         self.kinetics = kinetics
+        self.noise = noise
         self.spike_iter = spike_iter
         self.hmm_iter = hmm_iter
         self.device = device
@@ -246,6 +256,10 @@ class PopulationGenerator(BaseEstimator):
             )
         if not float(self.jitter) >= 0:
             raise CalciumAvaeError(f"jitter must be >= 0, not {self.jitter!r}")
+        if self.noise not in NOISE_MODELS:
+            raise CalciumAvaeError(
+                f"noise must be one of {', '.join(NOISE_MODELS)}, not {self.noise!r}"
+            )
         if self.kinetics not in KINETICS:
             raise CalciumAvaeError(
                 f"kinetics must be one of {', '.join(KINETICS)}, not {self.kinetics!r}"
@@ -406,6 +420,7 @@ class PopulationGenerator(BaseEstimator):
         is called per block of neurons.
         """
         self._check_fitted()
+        self._check_params()
         if not self.has_population_ and not independent:
             raise CalciumAvaeError(
                 "this generator has no population model (fitted with population='none'), so "
@@ -464,7 +479,8 @@ class PopulationGenerator(BaseEstimator):
         # the AR-fed noise keeps its stationary SD (judged on the decay root)
         r0, r1 = roots[:, 0], new_roots[:, 0]
         stretch = np.sqrt((1 - r1**2) / np.maximum(1 - r0**2, 1e-12))
-        noise = self.ar_noise_sd_[template] * f_noise * stretch
+        fed = self.ar_noise_sd_ if self.noise == "split" else np.zeros(n_fit)
+        noise = fed[template] * f_noise * stretch
         white = self.white_noise_sd_[template] * f_noise
         baseline = self.baseline_[template]
         state_rates = self.state_rates_[:, template] * f_rate[None, :] * (dt_new / dt_old)
