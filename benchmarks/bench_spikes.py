@@ -317,6 +317,31 @@ def throughput(protocol: Protocol, methods: list[Method], indicator: str) -> lis
     return rows
 
 
+def memory(n_neurons: int, n_frames: int) -> str:
+    """Peak resident memory of this process around our default fit + transform of a
+    synthetic float32 block (AR(1) decay 0.98, 0.02 spikes per frame, noise SD 0.3)."""
+    import resource
+
+    from scipy.signal import lfilter
+
+    from napari_calcium_avae.spikes import SpikeInference
+
+    rng = np.random.default_rng(0)
+    x = lfilter([1.0], [1.0, -0.98], rng.poisson(0.02, (n_neurons, n_frames)), axis=1)
+    x = (x + 0.3 * rng.standard_normal(x.shape)).astype(np.float32)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = SpikeInference(device="cpu").fit(x).transform(x)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # kB -> GB on Linux
+    return (
+        f"memory: {n_neurons:,} x {n_frames:,}: peak RSS {peak:.2f} GB (before the fit "
+        f"{before:.2f} GB; input {x.nbytes / 2**30:.2f} GB, output {out.nbytes / 2**30:.2f} "
+        f"GB), {time.perf_counter() - start:.0f} s"
+    )
+
+
 # -- report -----------------------------------------------------------------------------
 
 
@@ -546,7 +571,17 @@ def main() -> None:
         "decay_estimate=autocovariance (the kinetics without refinement: the decisive "
         "experiment of docs/spikes.md)",
     )
+    parser.add_argument(
+        "--memory",
+        nargs=2,
+        type=int,
+        metavar=("NEURONS", "FRAMES"),
+        help="only the peak memory of our fit + transform on a synthetic block",
+    )
     args = parser.parse_args()
+    if args.memory:
+        print(memory(*args.memory))
+        return
     protocol = QUICK if args.quick else FULL
     args.output.mkdir(parents=True, exist_ok=True)
     images = args.images or args.output

@@ -76,3 +76,8 @@ def test_targets_are_decided_from_the_numbers(bench) -> None:
     assert "does not hold" in lines[0] and "+0.040" in lines[0]
     assert "10x OASIS holds" in lines[1]
     assert bench.targets(per_indicator, speed, ["OASIS AR(1)"])[0].startswith("- not decided")
+
+
+def test_memory_reports_the_peak(bench) -> None:
+    line = bench.memory(4, 200)
+    assert line.startswith("memory: 4 x 200: peak RSS ") and " GB" in line

@@ -191,3 +191,34 @@ def test_saturating_indicator_fits():
     r_sat = _binned_r(est.transform(y), s).mean()
     r_lin = _binned_r(plain.transform(y), s).mean()
     assert r_sat > 0.85 and r_sat >= r_lin - 0.01, (r_sat, r_lin)
+
+
+def test_allowed_settings_are_the_module_constants():
+    from napari_calcium_avae.spikes import inference
+
+    assert inference.AR_ORDERS == (1, 2)
+    assert inference.INPUT_KINDS == ("auto", "dff", "raw")
+    assert inference.DECAY_ESTIMATES == ("likelihood", "autocovariance")
+    defaults = SpikeInference().get_params()
+    assert defaults["ar_order"] in inference.AR_ORDERS
+    assert defaults["input_kind"] in inference.INPUT_KINDS
+    assert defaults["decay_estimate"] in inference.DECAY_ESTIMATES
+    for name, bad in (("ar_order", 0), ("input_kind", "F"), ("decay_estimate", "none")):
+        with pytest.raises(CalciumAvaeError, match=name):
+            SpikeInference(**{name: bad}).fit(np.zeros((1, 100)))
+
+
+def test_large_input_is_not_cached_and_gives_nearly_the_same_spikes(monkeypatch):
+    from napari_calcium_avae.spikes import inference
+
+    s, y = _simulate(5, 600, seed=10)
+    cached = SpikeInference(ar_order=1, max_iter=50, device="cpu").fit(y)
+    monkeypatch.setattr(inference, "_CACHE_VALUES", 10)
+    est = SpikeInference(ar_order=1, max_iter=50, device="cpu", chunk_size=2).fit(y)
+    assert est._cache is None
+    out = est.transform(y)
+    np.testing.assert_allclose(est.rate_, out.mean(1), rtol=1e-5)
+    # the fit's own spikes come from a solve warm-started on the kinetics window, the
+    # uncached ones from a cold solve: the same optimum, not the same iterate
+    np.testing.assert_allclose(est.roots_, cached.roots_, rtol=1e-5)
+    assert _binned_r(out, s).mean() > _binned_r(cached.transform(y), s).mean() - 0.05

@@ -329,9 +329,10 @@ class SpikeInference(TransformerMixin, BaseEstimator):
             warnings.warn(
                 no_spikes_message(int(self.noise_only_.sum()), n), NoSpikesWarning, stacklevel=2
             )
-        if cache is None:  # the mean rate needs the spikes: infer them once
-            self._cache = None
-            self.rate_ = np.nanmean(self.transform(X), axis=1)
+        if cache is None:  # the mean rate needs the spikes: infer them, a chunk at a time
+            for s0 in starts:
+                rows = slice(s0, min(n, s0 + chunk))
+                self.rate_[rows] = np.nanmean(self._spikes_rows(X, rows), axis=1)
         return self
 
     # -- inference ------------------------------------------------------------------------
@@ -339,9 +340,6 @@ class SpikeInference(TransformerMixin, BaseEstimator):
         """Spikes per frame (neurons x frames, float32): the deconvolved increments divided
         by one spike's size. NaN frames give NaN. X must hold the
         fitted neurons; with ``n_baseline`` > 1 the baseline is refitted to X."""
-        import torch
-
-        from ..model.device import resolve_device
 
         if not hasattr(self, "n_features_in_"):
             from sklearn.exceptions import NotFittedError
@@ -358,20 +356,29 @@ class SpikeInference(TransformerMixin, BaseEstimator):
             if _fingerprint(X) == self._cache[0]:
                 return self._cache[1].copy()
         n, t = X.shape
-        dev = resolve_device(self.device)
         out = np.empty((n, t), np.float32)
         chunk = self._chunk_rows(t)
         for s0 in range(0, n, chunk):
             rows = slice(s0, min(n, s0 + chunk))
-            xs = (X[rows].astype(np.float64) - self._offset[rows, None]) / self._scale[rows, None]
-            y_t = torch.as_tensor(xs, dtype=torch.float32, device=dev)
-            roots = torch.as_tensor(self.roots_[rows], dtype=torch.float32, device=dev)
-            sat = None if self._sat_scaled is None else self._sat_scaled[rows]
-            s = _spikes_given_kinetics(
-                y_t, roots, int(self.n_baseline), float(self.sparsity), int(self.max_iter), sat
-            )
-            out[rows] = s / self._unit[rows, None]
-        out[~np.isfinite(X)] = np.nan
+            out[rows] = self._spikes_rows(X, rows)
+        return out
+
+    def _spikes_rows(self, X: np.ndarray, rows: slice) -> np.ndarray:
+        """Spikes per frame of X's rows ``rows`` (float32, NaN at NaN frames)."""
+        import torch
+
+        from ..model.device import resolve_device
+
+        dev = resolve_device(self.device)
+        xs = (X[rows].astype(np.float64) - self._offset[rows, None]) / self._scale[rows, None]
+        y_t = torch.as_tensor(xs, dtype=torch.float32, device=dev)
+        roots = torch.as_tensor(self.roots_[rows], dtype=torch.float32, device=dev)
+        sat = None if self._sat_scaled is None else self._sat_scaled[rows]
+        s = _spikes_given_kinetics(
+            y_t, roots, int(self.n_baseline), float(self.sparsity), int(self.max_iter), sat
+        )
+        out = (s / self._unit[rows, None]).astype(np.float32)
+        out[~np.isfinite(xs)] = np.nan
         return out
 
     def credible_band(
@@ -666,7 +673,7 @@ def _fit_chunk(
         yw, ww = y0[:, :win], w[:, :win]
         base_w = _Baseline(ww, n_baseline)
         roots, s, _ = _refine(yw, ww, sigma, roots, base_w, sparsity, n_iter)
-        if win < t:
+        if win < t:  # the final solve starts from the window's spikes when they cover it
             s = None
     baseline = _Baseline(w, n_baseline)
     h = _kernel(roots, _kernel_length(roots, t))
