@@ -399,7 +399,9 @@ class SpikeInference(TransformerMixin, BaseEstimator):
         mean = self.transform(X)
         lo_q, hi_q = (1 - level) / 2, 1 - (1 - level) / 2
         g = self.decay_
-        sd = self.noise_sd_ * np.sqrt(1 + (g**2).sum(1)) / np.maximum(self.gain_, 1e-12)
+        # the white noise through the AR inverse, over one spike's increment
+        step = np.maximum(self._unit * self._scale, 1e-12)
+        sd = self.noise_sd_ * np.sqrt(1 + (g**2).sum(1)) / step
         sd = torch.as_tensor(np.maximum(sd, 1e-3), dtype=torch.float64)
         rate = np.maximum(np.nan_to_num(self.rate_, nan=0.0), 1e-6)
         top = float(np.nanmax(mean)) if np.isfinite(mean).any() else 0.0
