@@ -51,7 +51,7 @@ RATE_FLOOR = 1e-3
 #: Pseudo-count added to every expected transition (keeps log(transmat) finite).
 _TRANSITION_PRIOR = 1e-3
 #: Elements of the per-chunk (neurons x frames x states) tensors.
-_CHUNK_ELEMENTS = 2**24
+_CHUNK_ELEMENTS = 2**22
 #: Most frames whose terms refine the kinetics in each M-step.
 _OBS_FRAMES = 2000
 #: Elements (neurons x frames x states x counts) of one block when refining kinetics.
@@ -413,14 +413,16 @@ def _one_hot_chain(labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 # -- the calcium HMM ---------------------------------------------------------------------
-def _count_mixture(res, gain, sd, r: int):
+def _count_mixture(res, gain, sd, r: int, log_rate=None):
     """The count mixture at rate 1, factored: (w (N, T, R+1), m (N, T)) with
     log N(res; gain j, sd^2) - log j! = m + log w_j and max_j w_j = 1.
 
     With u = res gain / sd^2, the j-th term is the j = 0 term plus j u - j^2 gain^2 / (2 sd^2)
     - log j!, so the (N, T, R+1) tensor takes one product, one sum and one exp (what
     ``calcium.mixture_log_terms`` at rate 1 gives, in fewer passes over memory). A state
-    with rate lambda then has log p = m - lambda + log sum_j w_j lambda^j."""
+    with rate lambda then has log p = m - lambda + log sum_j w_j lambda^j. With
+    ``log_rate`` (N, T) the weights include lambda_nt^j (w_j is then proportional to the
+    counts' posterior at that rate, and log p = m - lambda + log sum_j w_j)."""
     import torch
 
     from ..model.calcium import _LOG_2PI
@@ -428,10 +430,14 @@ def _count_mixture(res, gain, sd, r: int):
     j = torch.arange(r + 1, dtype=res.dtype, device=res.device)
     inv_var = 1.0 / sd**2
     u = res * (gain * inv_var)[:, None]
+    if log_rate is not None:
+        u = u + log_rate
     c = -0.5 * j[None] ** 2 * (gain**2 * inv_var)[:, None] - torch.lgamma(j + 1)[None]  # (N, R+1)
-    q = u[..., None] * j + c[:, None, :]
-    top = q.max(-1).values
-    w = torch.exp(q - top[..., None])
+    w = u[..., None] * j
+    w += c[:, None, :]
+    top = w.max(-1).values
+    w -= top[..., None]
+    w.exp_()
     m = top - 0.5 * res**2 * inv_var[:, None] - torch.log(sd)[:, None] - 0.5 * _LOG_2PI
     return w, m
 
@@ -553,20 +559,27 @@ class CalciumHMM(_StateModel):
             num = torch.zeros(k, n, dtype=acc, device=y.device)
             den = torch.zeros(k, n, dtype=acc, device=y.device)
             gain, sd = obs.gain, obs.noise_sd
+            rates_t = rates.T.contiguous()  # (N, K)
             for sl in self._chunks(n, t - p, k, r):
                 w, m = _count_mixture(resid[:, sl], gain, sd, r)
-                poly = torch.bmm(w, powers)
-                d = poly[..., :k].clamp_min(1e-38)
                 v = valid[:, sl]
+                vf = v.to(y.dtype)
+                masked = not bool(v.all())
                 if gamma is None:
-                    terms = m[..., None] + torch.log(d) - rates.T[:, None, :]
-                    terms = torch.where(v[..., None], terms, 0.0)
-                    out[p + sl.start : p + sl.stop] = terms.sum(0)
+                    if masked:  # a missing term: weights (1, 0, ...), so log d = 0 there
+                        w[~v] = 0.0
+                        w[..., 0][~v] = 1.0
+                    d = torch.bmm(w, powers).clamp_min_(1e-38)  # (N, Tc, K)
+                    frame = torch.log_(d).sum(0) + ((vf * m).sum(0)[:, None] - vf.T @ rates_t)
+                    out[p + sl.start : p + sl.stop] = frame
                 else:
+                    if masked:  # a missing term: no weight, so no expected count
+                        w *= vf[..., None]
+                    poly = torch.bmm(w, powers)
+                    d = poly[..., :k].clamp_min(1e-38)
                     g = gamma[p + sl.start : p + sl.stop].to(y.dtype)  # (Tc, K)
-                    expected = poly[..., k:] / d  # E[s_nt | z_t = k]
-                    vf = v.to(y.dtype)
-                    num += torch.einsum("ntk,tk->kn", expected * vf[..., None], g).to(acc)
+                    expected = poly[..., k:].div_(d)  # E[s_nt | z_t = k]
+                    num += (expected * g[None]).sum(1).T.to(acc)
                     den += (g.T @ vf.T).to(acc)
         if gamma is None:
             return out
@@ -645,14 +658,14 @@ class CalciumHMM(_StateModel):
                 e2 = torch.empty_like(res)
                 for b0 in range(0, n, block):
                     rows = slice(b0, min(n, b0 + block))
-                    w, _ = _count_mixture(res[rows], gain[rows], sd[rows], r)
                     if top is not None:
-                        wp = w * torch.exp(j * log_lam[rows][..., None])  # (nb, S, R+1)
+                        wp, _ = _count_mixture(res[rows], gain[rows], sd[rows], r, log_lam[rows])
                         mom = wp @ moments.T  # (nb, S, 3)
                         d = mom[..., 0].clamp_min(1e-38)
                         e1[rows] = mom[..., 1] / d
                         e2[rows] = mom[..., 2] / d
                     else:
+                        w, _ = _count_mixture(res[rows], gain[rows], sd[rows], r)
                         poly = torch.bmm(w, powers[rows])  # (nb, S, 3K)
                         d = poly[..., :k].clamp_min(1e-38)
                         e1[rows] = (poly[..., k : 2 * k] / d * g).sum(-1)
