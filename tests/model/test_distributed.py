@@ -115,3 +115,74 @@ def test_torchrun_fit_writes_one_model_from_rank_0(tmp_path, tiny_sessions):
     assert len(loaded.history_) == 3
     names = sorted(p.name for p in model.parent.iterdir())
     assert names == ["m.pt", "m.pt.resume"]
+
+
+def _dying_worker(rank: int, port: int, data: str, folder: str) -> None:
+    """Both ranks run the fit command; rank 1 dies (os._exit) after its second epoch."""
+    import contextlib
+    import io
+    import json
+
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE="2",
+        LOCAL_RANK=str(rank),
+        OMP_NUM_THREADS="1",
+    )
+    torch.set_num_threads(1)
+    from napari_calcium_avae.cli import main
+
+    if rank == 1:
+        original = AVAE.fit_iter
+
+        def dies(self, X, stop=None):
+            for i, report in enumerate(original(self, X, stop)):
+                yield report
+                if i == 1:
+                    os._exit(3)  # as a killed process: no clean-up, no goodbye
+
+        AVAE.fit_iter = dies
+    err = io.StringIO()
+    args = ["fit", data, "-o", os.path.join(folder, "m.pt"), "--epochs", "500"]
+    small = ["--hidden-size", "8", "--latent-size", "2", "--batch-size", "8", "--device", "cpu"]
+    with contextlib.redirect_stderr(err):
+        code = main([*args, "--patience", "500", *small])
+    with open(os.path.join(folder, "rank0.json"), "w") as f:
+        json.dump({"code": code, "stderr": err.getvalue()}, f)
+
+
+def test_a_rank_that_dies_is_one_line_and_the_checkpoint_resumes(tmp_path, tiny_sessions):
+    import json
+
+    from napari_calcium_avae.model.checkpoint import read_resume_checkpoint
+
+    args = (_free_port(), str(tiny_sessions[0]), str(tmp_path))
+    with pytest.raises(torch.multiprocessing.ProcessExitedException):
+        torch.multiprocessing.spawn(_dying_worker, args=args, nprocs=2, join=True)
+    done = json.loads((tmp_path / "rank0.json").read_text())
+    assert done["code"] == 2
+    last = done["stderr"].strip().splitlines()[-1]
+    # spawn, like torchrun, stops the survivors with SIGTERM; if rank 0 notices the lost
+    # peer first, it says that instead: one line either way, naming the checkpoint
+    assert last.startswith(
+        (
+            "calcium-avae: error: rank 0: another rank of the run stopped (",
+            "calcium-avae: error: rank 0 was stopped by the launcher (SIGTERM)",
+        )
+    )
+    assert last.endswith("m.pt.resume resumes the run (--resume)")
+    assert not (tmp_path / "m.pt").exists()  # no model from a broken run
+    state = read_resume_checkpoint(tmp_path / "m.pt.resume").state
+    assert state["epoch"] >= 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt.resume", "rank0.json"]
+    resumed = AVAE(hidden_size=8, latent_size=2, batch_size=8, device="cpu", patience=500)
+    resumed.set_checkpoint(tmp_path / "m.pt.resume", resume=True)
+    resumed.set_params(max_epochs=state["epoch"] + 1)
+    from napari_calcium_avae.nwb.read import read_traces
+    from napari_calcium_avae.pipeline import fit_iter
+
+    assert [r.epoch for r in fit_iter(resumed, [read_traces(tiny_sessions[0])])] == [
+        state["epoch"] + 1
+    ]
