@@ -223,3 +223,115 @@ def test_gaussian_comparisons_share_the_interface(cls):
     assert model.rates_.shape == (3, 9) and model.transmat_.shape == (3, 3)
     assert accuracy(states, model.states_) >= 0.8
     assert np.isfinite(model.score(y))
+
+
+def _tiny_model(seed=0, n=4, t=40, k=3):
+    """A CalciumHMM's observation model, standardised traces (one NaN) and rates."""
+    _, y = planted(t, k=2, group=n // 2, seed=seed)
+    y[1, 7] = np.nan
+    model = CalciumHMM(n_states=k, device="cpu")
+    prm = {
+        "offset": np.nanmedian(y, 1),
+        "scale": np.nanstd(y, 1),
+        "roots": np.full((n, 1), 0.8),
+        "gain": np.linspace(0.8, 1.6, n),
+        "noise": np.linspace(0.1, 0.3, n),
+        "baseline": np.zeros((n, 1)),
+    }
+    obs = model._observation(prm)
+    z = model._standardise(y, prm, obs)
+    gen = torch.Generator().manual_seed(seed)
+    log_rates = torch.log(torch.rand(k, n, generator=gen) * 0.8 + 0.01)
+    return model, obs, z, log_rates
+
+
+def _direct_terms(obs, z, log_rates):
+    """Each state's per-(neuron, frame) log-likelihood, straight from the mixture."""
+    from napari_calcium_avae.model.calcium import choose_max_count, mixture_log_terms
+
+    resid, _, valid = obs._residuals(z)
+    r = choose_max_count(torch.exp(log_rates))
+    terms = []
+    for lr in log_rates:
+        lam = torch.exp(lr)[:, None].expand_as(resid)
+        mix = mixture_log_terms(resid, lam, obs.gain, obs.noise_sd, r)
+        terms.append(torch.where(valid, torch.logsumexp(mix, -1), 0.0))
+    return torch.stack(terms, -1), valid  # (N, T - p, K)
+
+
+def test_emission_and_count_sums_match_the_direct_mixture():
+    """The factored mixture (one product per state) equals logsumexp over the counts of
+    mixture_log_terms, and the M-step's sums equal the counts' posterior means."""
+    from napari_calcium_avae.model.calcium import choose_max_count, mixture_log_terms
+
+    model, obs, z, log_rates = _tiny_model()
+    terms, valid = _direct_terms(obs, z, log_rates)
+    with torch.no_grad():
+        log_b = model._pass(obs, z, log_rates)
+    np.testing.assert_allclose(log_b[1:].numpy(), terms.sum(0).detach().numpy(), rtol=1e-5)
+    assert (log_b[0] == 0).all()
+    gamma = torch.softmax(torch.randn(z.shape[1], 3, dtype=torch.float64), 1)
+    num, den = model._pass(obs, z, log_rates, gamma)
+    resid, _, _ = obs._residuals(z)
+    r = choose_max_count(torch.exp(log_rates))
+    j = torch.arange(r + 1, dtype=z.dtype)
+    g = gamma[1:].to(z.dtype)
+    for k, lr in enumerate(log_rates):
+        lam = torch.exp(lr)[:, None].expand_as(resid)
+        post = torch.softmax(mixture_log_terms(resid, lam, obs.gain, obs.noise_sd, r), -1)
+        mean = torch.where(valid, (post * j).sum(-1), 0.0)
+        want = (mean * g[:, k]).sum(1).detach().numpy()
+        np.testing.assert_allclose(num[k].numpy(), want, rtol=1e-4)
+        np.testing.assert_allclose(den[k].numpy(), (valid * g[:, k]).sum(1).numpy(), rtol=1e-5)
+
+
+@pytest.mark.parametrize("classify", [False, True])
+def test_kinetics_gradient_equals_the_mixture_gradient(classify, monkeypatch):
+    """The kinetics' step takes the gradient from the counts' posterior moments (Fisher's
+    identity); it must equal back-propagation through the mixture's logsumexp."""
+    import napari_calcium_avae.population.hmm as hmm
+
+    model, obs, z, log_rates = _tiny_model(seed=1)
+    t = z.shape[1]
+    gamma = torch.softmax(torch.randn(t, 3, dtype=torch.float64) * 3, 1)
+    frames = torch.arange(1, t)
+    if classify:  # every frame takes only its most probable state
+        monkeypatch.setattr(hmm, "_REFINE_ELEMENTS", 1)
+    model.observation_steps = 1
+    opt = torch.optim.SGD(obs.parameters(), lr=0.0)
+    model._refine_observation(obs, opt, z, log_rates, gamma, frames)
+    fast = [p.grad.clone() for p in obs.parameters()]
+    opt.zero_grad()
+    terms, valid = _direct_terms(obs, z, log_rates)
+    g = gamma[1:].to(z.dtype)
+    if classify:
+        g = torch.nn.functional.one_hot(g.argmax(1), 3).to(z.dtype)
+    (-(terms * g[None]).sum() / valid.sum()).backward()
+    for a, p in zip(fast, obs.parameters(), strict=True):
+        np.testing.assert_allclose(a.numpy(), p.grad.numpy(), rtol=1e-4, atol=1e-7)
+
+
+def test_scaled_recursion_matches_log_space_and_falls_back():
+    """The scaled recursion equals the log-space one on emissions thousands of nats apart,
+    and a chain that cannot reach the state a frame demands falls back to log space."""
+    from napari_calcium_avae.population.hmm import _forward_backward_log
+
+    gen = torch.Generator().manual_seed(2)
+    log_b = torch.randn(300, 4, generator=gen, dtype=torch.float64) * 500
+    start = torch.softmax(torch.randn(4, generator=gen, dtype=torch.float64), 0).log()
+    trans = torch.softmax(torch.randn(4, 4, generator=gen, dtype=torch.float64) * 4, 1).log()
+    for a, b in zip(
+        forward_backward(log_b, start, trans),
+        _forward_backward_log(log_b, start, trans),
+        strict=True,
+    ):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-9, atol=1e-9)
+    # state 1 -> 0 is impossible, and frame 2 needs state 0 after frame 1 needed state 1
+    log_b = torch.tensor([[0.0, -800.0], [-800.0, 0.0], [0.0, -800.0]], dtype=torch.float64)
+    trans = torch.tensor([[0.5, 0.5], [0.0, 1.0]], dtype=torch.float64).log()
+    start = torch.tensor([0.5, 0.5], dtype=torch.float64).log()
+    gamma, _, ll = forward_backward(log_b, start, trans)
+    want = _forward_backward_log(log_b, start, trans)
+    assert np.isfinite(float(ll)) and float(ll) == pytest.approx(float(want[2]))
+    np.testing.assert_allclose(gamma.numpy(), want[0].numpy())
+    assert forward_log_likelihood(log_b, start, trans) == pytest.approx(float(want[2]))
