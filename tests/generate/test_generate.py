@@ -195,3 +195,8 @@ def test_cli_round_trip(fitted, tmp_path, capsys) -> None:
     y = tmp_path / "y.nwb"
     assert main(["generate", str(alone), "-o", str(y), "--independent", "--duration", "3"]) == 0
     assert read_traces(y).data.shape == (7, 30)
+    # fitted from a file: its subject and plane carried over, and still valid for DANDI
+    from napari_calcium_avae.nwb.validate import validation_problems
+
+    assert PopulationGenerator.load(alone).source_["file"] == "like.nwb"
+    assert validation_problems(y) == []
