@@ -17,8 +17,7 @@ import numpy as np
 
 from .. import __version__
 from ..citation import PAPER
-from ..files import atomic_output
-from ..nwb.session import EMISSION_NM, EXCITATION_NM, NOISE_FREE_SERIES
+from ..nwb.session import add_imaged_plane, add_units, write_nwb_file
 
 if TYPE_CHECKING:
     from ..traces import Traces
@@ -109,18 +108,8 @@ def write_generated(
 ) -> Path:
     """Write a generated recording to ``path`` as an NWB session, atomically."""
     from hdmf.common import DynamicTable, VectorData
-    from pynwb import NWBHDF5IO, NWBFile, TimeSeries
-    from pynwb.base import Images
+    from pynwb import NWBFile, TimeSeries
     from pynwb.file import Subject
-    from pynwb.image import GrayscaleImage
-    from pynwb.misc import Units
-    from pynwb.ophys import (
-        Fluorescence,
-        ImageSegmentation,
-        OpticalChannel,
-        PlaneSegmentation,
-        RoiResponseSeries,
-    )
 
     path = Path(path)
     facts = recording.facts
@@ -168,28 +157,7 @@ def write_generated(
         + ("" if facts.get("source_age") else " Its age is not stated (written as P0D/)."),
         age=age,
     )
-    device = nwb.create_device(name="Microscope", description="generated data (no hardware)")
-    channel = OpticalChannel(
-        name="OpticalChannel", description=f"{indicator} emission", emission_lambda=EMISSION_NM
-    )
     masks, shape = roi_masks(n)
-    plane = nwb.create_imaging_plane(
-        name="ImagingPlane",
-        optical_channel=channel,
-        description="generated neurons laid out on a grid (no real field of view)",
-        device=device,
-        excitation_lambda=EXCITATION_NM,
-        indicator=indicator,
-        location=str(facts.get("source_location", "")) or FALLBACK_LOCATION,
-        imaging_rate=rate,
-    )
-    ophys = nwb.create_processing_module("ophys", "generated optical physiology")
-    seg = ImageSegmentation(name="ImageSegmentation")
-    ps = PlaneSegmentation(
-        name="PlaneSegmentation",
-        description=f"disc ROIs of radius {ROI_RADIUS_PX:g} px on a grid, one per generated neuron",
-        imaging_plane=plane,
-    )
     columns = {
         "template_neuron": "row of the fitted recording's usable neurons this neuron copies",
         "copy_index": "0 for the exact fitted neuron, k > 0 for its k-th jittered copy",
@@ -199,67 +167,54 @@ def write_generated(
         "baseline": "baseline fluorescence (recording units)",
         "firing_rate_hz": "expected firing rate (Hz)",
     }
-    for name, doc in columns.items():
-        ps.add_column(name=name, description=doc)
-    for i in range(n):
-        ps.add_roi(
-            pixel_mask=masks[i],
-            **{k: _cell(recording.neurons[k][i]) for k in columns},
-        )
-    seg.add_plane_segmentation(ps)
-    ophys.add(seg)
     image = np.zeros(shape, np.float32)
     level = recording.noise_free.mean(1)
     for i, mask in enumerate(masks):
         for x, y, _ in mask:
             image[x, y] = level[i]
-    ophys.add(
-        Images(
-            name="SegmentationImages",
-            images=[
-                GrayscaleImage(
-                    name="mean",
-                    data=image,
-                    description="each ROI painted at its mean noise-free fluorescence; "
-                    "stored (x, y) as NWB images are, like the pixel masks",
-                )
-            ],
-            description="reference image of the generated plane",
-        )
+    add_imaged_plane(
+        nwb,
+        indicator=indicator,
+        frame_rate=rate,
+        device_description="generated data (no hardware)",
+        plane={
+            "description": "generated neurons laid out on a grid (no real field of view)",
+            "location": str(facts.get("source_location", "")) or FALLBACK_LOCATION,
+        },
+        module_description="generated optical physiology",
+        roi_description=f"disc ROIs of radius {ROI_RADIUS_PX:g} px on a grid, one per "
+        "generated neuron",
+        columns=columns,
+        rois=[
+            {"pixel_mask": masks[i], **{k: _cell(recording.neurons[k][i]) for k in columns}}
+            for i in range(n)
+        ],
+        image=image,
+        image_description="each ROI painted at its mean noise-free fluorescence; stored "
+        "(x, y) as NWB images are, like the pixel masks",
+        images_description="reference image of the generated plane",
+        series=[
+            (
+                "RoiResponseSeries",
+                recording.traces,
+                "generated fluorescence (noise fed through each neuron's AR calcium "
+                f"process; units of the fitted recording, {facts.get('input_kind', 'unknown')})",
+            )
+        ],
+        noise_free=(recording.noise_free, "noise-free generated fluorescence (ground truth)"),
+        region_description="all generated neurons",
     )
-    rois = ps.create_roi_table_region(description="all generated neurons", region=list(range(n)))
-    unit = "a.u."
-    fl = Fluorescence(name="Fluorescence")
-    ophys.add(fl)
-    fl.create_roi_response_series(
-        name="RoiResponseSeries",
-        data=np.ascontiguousarray(recording.traces.T),
-        rois=rois,
-        unit=unit,
-        rate=rate,
-        description="generated fluorescence (noise fed through each neuron's AR calcium "
-        f"process; units of the fitted recording, {facts.get('input_kind', 'unknown')})",
-    )
-    fl.add_roi_response_series(
-        RoiResponseSeries(
-            name=NOISE_FREE_SERIES,
-            data=np.ascontiguousarray(recording.noise_free.T),
-            rois=rois,
-            unit=unit,
-            rate=rate,
-            description="noise-free generated fluorescence (ground truth)",
-        )
-    )
-    units = Units(
-        name="units",
+    add_units(
+        nwb,
         description="ground-truth spikes of the generated neurons; a frame's spikes at "
         "uniform random times within that frame (1 ms steps from its start)",
         resolution=SPIKE_RESOLUTION_S,
+        columns={},
+        rows=[
+            {"spike_times": times, "roi_index": row}
+            for row, times in enumerate(recording.spike_times(spike_seed, SPIKE_RESOLUTION_S))
+        ],
     )
-    units.add_column(name="roi_index", description="row of this neuron's ROI in PlaneSegmentation")
-    for row, times in enumerate(recording.spike_times(spike_seed, SPIKE_RESOLUTION_S)):
-        units.add_unit(spike_times=times, roi_index=row)
-    nwb.units = units
     gen = nwb.create_processing_module(
         "generation", "ground truth of how the recording was generated"
     )
@@ -288,10 +243,7 @@ def write_generated(
             ],
         )
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_output(path, overwrite=overwrite) as tmp, NWBHDF5IO(tmp, "w") as io:
-        io.write(nwb)
-    return path
+    return write_nwb_file(path, nwb, overwrite)
 
 
 def _cell(value: Any) -> Any:
