@@ -17,6 +17,15 @@ neuron-graph : event vectors' cosine similarity thresholded against circularly s
 ica-events : the ICA detector on the binarised (or smoothed) events.
 
 Run: OMP_NUM_THREADS=1 .venv/bin/python benchmarks/experiment_assemblies_events.py
+     [VARIANT ...]     the variants above, zebrafish ARI and planted ARI (seed 0,
+                       sigma 0.5 / 1 / 2.5)
+     --seeds           zebrafish ARI over Louvain seeds 0-5: cosine event graph, the
+                       graph method on binarised events, and method="events" (consensus)
+     --split-half      method="events" over binarisation 1.5-3 SD x resolution 0.5-1.5:
+                       ARI and the split-half agreement (first vs second half of the
+                       frames), a label-free criterion, on the zebrafish and planted data
+
+Results (2026-12-03, 2 shared CPUs) are in docs/population.md, "Which method".
 """
 
 from __future__ import annotations
@@ -188,6 +197,60 @@ def ica_events(X, smooth=0, **kw):
     return det.labels_, det.memberships_
 
 
+def seeds(zf: np.ndarray, ref: np.ndarray) -> None:
+    cosine = [adjusted_rand_score(ref, neuron_graph(zf, seed=s)[0]) for s in range(6)]
+    B = binarise(zf)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pearson = [
+            adjusted_rand_score(
+                ref, AssemblyDetector(method="graph", random_state=s).fit(B).labels_
+            )
+            for s in range(6)
+        ]
+        consensus = [
+            adjusted_rand_score(
+                ref, AssemblyDetector(method="events", random_state=s).fit(zf).labels_
+            )
+            for s in range(6)
+        ]
+    for name, values in (
+        ("cosine event graph", cosine),
+        ("graph on binarised events", pearson),
+        ("events (consensus)", consensus),
+    ):
+        print(f"{name:28s} zebrafish ARI over seeds 0-5: " + " ".join(f"{v:.3f}" for v in values))
+
+
+def split_half(zf: np.ndarray, ref: np.ndarray) -> None:
+    import napari_calcium_avae.population.assemblies as assemblies
+
+    sim, truth, _ = planted(sigma=2.5, seed=0)
+    default = assemblies.EVENT_SDS
+
+    def labels(X: np.ndarray, resolution: float) -> np.ndarray:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return AssemblyDetector(method="events", resolution=resolution).fit(X).labels_
+
+    try:
+        for name, X, y in (("zebrafish", zf, ref), ("planted sigma 2.5", sim, truth)):
+            half = X.shape[1] // 2
+            for sds in (1.5, 2.0, 2.5, 3.0):
+                assemblies.EVENT_SDS = sds
+                for resolution in (0.5, 1.0, 1.5):
+                    full = labels(X, resolution)
+                    a, b = labels(X[:, :half], resolution), labels(X[:, half:], resolution)
+                    print(
+                        f"{name}: {sds:g} SD, resolution {resolution:g}: ARI "
+                        f"{adjusted_rand_score(y, full):.3f} ({full.max() + 1} found), "
+                        f"split-half {adjusted_rand_score(a, b):.3f}",
+                        flush=True,
+                    )
+    finally:
+        assemblies.EVENT_SDS = default
+
+
 def main() -> None:
     from napari_calcium_avae.analysis.label_table import read_label_table
     from napari_calcium_avae.nwb import read_traces
@@ -195,6 +258,10 @@ def main() -> None:
     traces = read_traces(ZEBRAFISH)
     zf = np.asarray(traces.data, dtype=np.float64)
     ref = read_label_table(ZEBRAFISH_CSV, traces.n_rois).labels
+    if "--seeds" in sys.argv:
+        return seeds(zf, ref)
+    if "--split-half" in sys.argv:
+        return split_half(zf, ref)
     variants = {
         "pattern-graph": lambda X: pattern_graph(X),
         "pattern-graph peaks": lambda X: pattern_graph(X, peaks=True),
