@@ -435,8 +435,11 @@ def _count_mixture(res, gain, sd, r: int, log_rate=None):
     c = -0.5 * j[None] ** 2 * (gain**2 * inv_var)[:, None] - torch.lgamma(j + 1)[None]  # (N, R+1)
     w = u[..., None] * j
     w += c[:, None, :]
-    top = w.max(-1).values
+    top = w.amax(-1)
     w -= top[..., None]
+    # terms that would be subnormal (below the smallest normal float, relative to the
+    # largest) are set to 0: they change no sum, and x86 computes subnormals ~10x slower
+    w.masked_fill_(w < math.log(torch.finfo(w.dtype).tiny), -math.inf)
     w.exp_()
     m = top - 0.5 * res**2 * inv_var[:, None] - torch.log(sd)[:, None] - 0.5 * _LOG_2PI
     return w, m
