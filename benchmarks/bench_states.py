@@ -189,13 +189,17 @@ def run_speed(n_rois: int, n_frames: int, k: int = 10, n_iter: int = 3) -> dict:
     by ROIs x frames (the emissions; an upper bound) and by ROIs alone (the kinetics'
     refinement, which uses at most 2,000 frames; a lower bound)."""
     _time_fit(2 * k, 200, k, 2)  # warm-up: imports and first calls are not timed
+    load_before = os.getloadavg()
     setup, per_iter = _time_fit(n_rois, n_frames, k, n_iter)
+    # CPU time of one thread, but a shared machine's load still slows it (caches, memory)
+    load = [round(x, 1) for x in (*load_before, *os.getloadavg())]
     by_cells = (10_000 * 30_000) / (n_rois * n_frames)
     by_rois = 10_000 / n_rois
     return {
         "rois": n_rois,
         "frames": n_frames,
         "K": k,
+        "load average (1, 5, 15 min) before, after": load,
         "setup s": round(setup, 1),
         "s per EM iteration": round(per_iter, 1),
         "10,000 x 30,000, setup + 20 iterations, min (scaled by ROIs x frames)": round(
