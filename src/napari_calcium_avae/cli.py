@@ -906,7 +906,12 @@ def cmd_population(args: argparse.Namespace) -> None:
                 rates = None if stored is None else stored.spike_rates
                 _step(f"{traces.n_rois} ROIs x {traces.n_frames} frames: population analysis")
                 detector, model, facts = analyse(
-                    traces, assemblies=assemblies, states=states, rates=rates, device=args.device
+                    traces,
+                    assemblies=assemblies,
+                    states=states,
+                    rates=rates,
+                    device=args.device,
+                    assembly_method=args.assembly_method,
                 )
                 if not args.in_place:
                     out.parent.mkdir(parents=True, exist_ok=True)
@@ -1105,6 +1110,8 @@ def build_parser() -> argparse.ArgumentParser:
     from .analysis.embedding import EMBEDDINGS, TSNE_MAX_POINTS
     from .analysis.realism import DEFAULT_SPLITS as realism_splits
     from .generate import PopulationGenerator
+    from .population.assemblies import DEFAULT_METHOD as DEFAULT_ASSEMBLY_METHOD
+    from .population.assemblies import METHODS as ASSEMBLY_METHODS
     from .spikes import SpikeInference
 
     parser = argparse.ArgumentParser(
@@ -1277,6 +1284,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="number of assemblies: 'auto' (from the data, the default), N, or 'none'; found "
         "in the inferred spikes of a deconvolve result file, else in the traces",
+    )
+    p.add_argument(
+        "--assembly-method",
+        choices=ASSEMBLY_METHODS,
+        default=DEFAULT_ASSEMBLY_METHOD,
+        help="; ".join(f"{k}: {v}" for k, v in ASSEMBLY_METHODS.items()) + " (docs/population.md)",
     )
     p.add_argument(
         "--states",

@@ -140,3 +140,21 @@ def test_batch_goes_on_past_a_failed_input_and_resumes(tmp_path, capsys):
     assert not (out / "bad_avae.nwb").exists()
     assert main(["population", str(good), "-o", str(out), "--resume"]) == 0
     assert "already holds population results" in capsys.readouterr().err
+
+
+def test_population_assembly_method_is_recorded(tiny_sessions, tmp_path):
+    out = tmp_path / "events.nwb"
+    code = main(
+        [
+            "population",
+            str(tiny_sessions[0]),
+            "-o",
+            str(out),
+            "--assemblies",
+            "2",
+            "--assembly-method",
+            "events",
+        ]
+    )
+    assert code == 0
+    assert read_population(out).provenance["assemblies_method"] == "events"

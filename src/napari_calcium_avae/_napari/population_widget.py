@@ -38,6 +38,8 @@ from qtpy.QtWidgets import (
 )
 
 from ..errors import CalciumAvaeError
+from ..population.assemblies import DEFAULT_METHOD as DEFAULT_ASSEMBLY_METHOD
+from ..population.assemblies import METHODS as ASSEMBLY_METHODS
 from ..population.views import DEFAULT_SORT, SORTS
 from ..results import Results
 from ..traces import Traces
@@ -75,7 +77,12 @@ order (exact values for a subset; all of them would be N^2 and a minute of work)
 
 
 def population_steps(
-    traces: Traces, rates: Any, assemblies: Any, states: Any, device: str
+    traces: Traces,
+    rates: Any,
+    assemblies: Any,
+    states: Any,
+    device: str,
+    assembly_method: str | None = None,
 ) -> Iterator[tuple[int, int, str]]:
     """The worker's job: ``analyse`` one step at a time, yielding (done, total, what next)
     so that progress shows and Stop takes effect between steps; returns the
@@ -90,7 +97,13 @@ def population_steps(
     facts: dict[str, Any] = {}
     if assemblies is not None:
         yield 0, total, "finding assemblies…"
-        detector, _, found = analyse(traces, assemblies=assemblies, states=None, rates=rates)
+        detector, _, found = analyse(
+            traces,
+            assemblies=assemblies,
+            states=None,
+            rates=rates,
+            assembly_method=assembly_method,
+        )
         facts.update(found)
     if states is not None:
         yield total - 1, total, "fitting the calcium HMM…"
@@ -190,6 +203,13 @@ class PopulationWidget(StoppableRun, QWidget):
         self.layer_box.currentIndexChanged.connect(lambda *_: self.show_layer())
         self.input = wrapped_label()
         self.assemblies = _editable(["auto", "none"], "auto or a number of assemblies; none")
+        self.assembly_method = QComboBox()
+        for name, tip in ASSEMBLY_METHODS.items():
+            self.assembly_method.addItem(name, name)
+            self.assembly_method.setItemData(
+                self.assembly_method.count() - 1, tip, Qt.ItemDataRole.ToolTipRole
+            )
+        self.assembly_method.setCurrentIndex(self.assembly_method.findData(DEFAULT_ASSEMBLY_METHOD))
         self.states = _editable(
             ["none", "auto", *map(str, range(2, 11))],
             "network states with the calcium HMM: none, auto (held-out likelihood) or K",
@@ -212,6 +232,7 @@ class PopulationWidget(StoppableRun, QWidget):
         form.addRow("ROI layer", self.layer_box)
         form.addRow("input", self.input)
         form.addRow("assemblies", self.assemblies)
+        form.addRow("assembly method", self.assembly_method)
         form.addRow("states", self.states)
         form.addRow("device", self.device)
         self.make_run_button()
@@ -337,6 +358,7 @@ class PopulationWidget(StoppableRun, QWidget):
             assemblies,
             states,
             self.device.currentData(),
+            self.assembly_method.currentData(),
             _start_thread=True,
             _connect={
                 "yielded": self._on_step,

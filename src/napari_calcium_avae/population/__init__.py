@@ -51,13 +51,15 @@ def analyse(
     states: int | str | None = None,
     rates: Any = None,
     device: str = "auto",
+    assembly_method: str | None = None,
 ) -> tuple[Any, Any, dict[str, str | int]]:
     """Assemblies and/or network states of one recording, as the CLI and GUI run them.
 
     Assemblies come from the inferred ``rates`` (ROIs x frames) when given, else from the
     traces; states from the calcium HMM on the traces (its emissions model fluorescence).
     Returns the fitted AssemblyDetector (or None), the fitted CalciumHMM (or None) and the
-    provenance facts.
+    provenance facts. ``assembly_method`` is one of ``assemblies.METHODS`` (None: its
+    default).
     """
     import numpy as np
 
@@ -68,12 +70,14 @@ def analyse(
     facts: dict[str, str | int] = {}
     detector = model = None
     if assemblies is not None:
-        from .assemblies import AssemblyDetector
+        from .assemblies import DEFAULT_METHOD, AssemblyDetector
 
         use_rates = rates is not None and np.isfinite(np.asarray(rates)).any()
         data = np.asarray(rates if use_rates else traces.data)
         facts["assemblies_input"] = "inferred_spikes" if use_rates else "fluorescence"
-        detector = AssemblyDetector(n_assemblies=assemblies).fit(data)
+        detector = AssemblyDetector(
+            n_assemblies=assemblies, method=assembly_method or DEFAULT_METHOD
+        ).fit(data)
         facts["assemblies_requested"] = str(assemblies)
         facts["assemblies_method"] = detector.method
         facts["assemblies_noise_bound"] = f"{detector.noise_bound_:.4g}"
