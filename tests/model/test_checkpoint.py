@@ -36,13 +36,13 @@ def test_malicious_pickle_is_refused_and_not_run(tmp_path):
     target = tmp_path / "pwned"
     path = tmp_path / "evil.pt"
     torch.save({"format": "napari-calcium-avae/AVAE", "x": _Payload(target)}, path)
-    with pytest.raises(CalciumAvaeError, match="not a napari-calcium-avae checkpoint"):
+    with pytest.raises(CalciumAvaeError, match="not a napari-calcium-avae model checkpoint"):
         AVAE.load(path, device="cpu")
     assert not target.exists()
     raw = tmp_path / "evil.pkl"
     raw.write_bytes(pickle.dumps(_Payload(target)))
     with pytest.raises(
-        CalciumAvaeError, match=r"is not a napari-calcium-avae checkpoint \(or is unsafe"
+        CalciumAvaeError, match=r"is not a napari-calcium-avae model checkpoint \(or is unsafe"
     ):
         AVAE.load(raw, device="cpu")
     assert not target.exists()
@@ -51,11 +51,11 @@ def test_malicious_pickle_is_refused_and_not_run(tmp_path):
 def test_foreign_files_are_refused(tmp_path):
     text = tmp_path / "notes.pt"
     text.write_text("hello")
-    with pytest.raises(CalciumAvaeError, match="not a napari-calcium-avae checkpoint"):
+    with pytest.raises(CalciumAvaeError, match="not a napari-calcium-avae model checkpoint"):
         AVAE.load(text)
     weights = tmp_path / "weights.pt"
     torch.save({"w": torch.zeros(3)}, weights)
-    with pytest.raises(CalciumAvaeError, match="not a napari-calcium-avae checkpoint"):
+    with pytest.raises(CalciumAvaeError, match="not a napari-calcium-avae model checkpoint"):
         AVAE.load(weights)
     with pytest.raises(CalciumAvaeError, match="no model checkpoint"):
         AVAE.load(tmp_path / "missing.pt")

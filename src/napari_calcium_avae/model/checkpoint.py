@@ -70,22 +70,7 @@ def save_checkpoint(checkpoint: Checkpoint, path: str | Path, *, overwrite: bool
 def read_checkpoint(path: str | Path) -> Checkpoint:
     """The contents of a file written by :func:`save_checkpoint`, tensors on the CPU."""
     path = Path(path)
-    if not path.is_file():
-        raise CalciumAvaeError(f"no model checkpoint at {path}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for foreign or unsafe files
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CalciumAvaeError(
-            f"{path} is not a napari-calcium-avae checkpoint (or is unsafe to load): {first[:200]}"
-        ) from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CalciumAvaeError(f"{path} is not a napari-calcium-avae checkpoint")
-    if payload.get("format_version") != FORMAT_VERSION:
-        raise CalciumAvaeError(
-            f"{path} has checkpoint format {payload.get('format_version')!r}; this version of "
-            f"napari-calcium-avae reads format {FORMAT_VERSION}"
-        )
+    payload = _load_payload(path, "model checkpoint", FORMAT, FORMAT_VERSION)
     try:
         config = json.loads(payload["config"])
         state = payload["state_dict"]
@@ -167,23 +152,7 @@ def read_resume_checkpoint(path: str | Path) -> ResumeCheckpoint:
     """A file written by :func:`save_resume_checkpoint`, tensors on the CPU; loaded with
     ``weights_only=True`` like the model files, so it cannot run code."""
     path = Path(path)
-    if not path.is_file():
-        raise CalciumAvaeError(f"no training checkpoint at {path}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for foreign or unsafe files
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CalciumAvaeError(
-            f"{path} is not a napari-calcium-avae training checkpoint (or is unsafe to load): "
-            f"{first[:200]}"
-        ) from None
-    if not isinstance(payload, dict) or payload.get("format") != RESUME_FORMAT:
-        raise CalciumAvaeError(f"{path} is not a napari-calcium-avae training checkpoint")
-    if payload.get("format_version") != RESUME_FORMAT_VERSION:
-        raise CalciumAvaeError(
-            f"{path} has training-checkpoint format {payload.get('format_version')!r}; this "
-            f"version of napari-calcium-avae resumes format {RESUME_FORMAT_VERSION}"
-        )
+    payload = _load_payload(path, "training checkpoint", RESUME_FORMAT, RESUME_FORMAT_VERSION)
     try:
         config = json.loads(payload["config"])
         state = payload["state"]
@@ -192,3 +161,25 @@ def read_resume_checkpoint(path: str | Path) -> ResumeCheckpoint:
     except (KeyError, TypeError, ValueError):
         raise CalciumAvaeError(f"{path} is a damaged training checkpoint") from None
     return ResumeCheckpoint(config=config, state=state)
+
+
+def _load_payload(path: Path, kind: str, form: str, version: int) -> dict:
+    """The dict in ``path`` if it is our ``kind`` of file in format ``form``/``version``;
+    loaded with ``weights_only=True``, so a file cannot run code."""
+    if not path.is_file():
+        raise CalciumAvaeError(f"no {kind} at {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for foreign or unsafe files
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CalciumAvaeError(
+            f"{path} is not a napari-calcium-avae {kind} (or is unsafe to load): {first[:200]}"
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != form:
+        raise CalciumAvaeError(f"{path} is not a napari-calcium-avae {kind}")
+    if payload.get("format_version") != version:
+        raise CalciumAvaeError(
+            f"{path} has {kind} format {payload.get('format_version')!r}; this version of "
+            f"napari-calcium-avae reads format {version}"
+        )
+    return payload
