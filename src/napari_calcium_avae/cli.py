@@ -11,7 +11,6 @@ import contextlib
 import os
 import signal
 import sys
-import threading
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -21,7 +20,7 @@ import numpy as np
 from . import __version__
 from .citation import PAPER
 from .errors import CalciumAvaeError, CalciumAvaeWarning
-from .files import check_free_space, check_modifiable
+from .files import check_free_space, check_modifiable, interrupts_held
 from .progress import progress_callback, show_epochs
 
 EXIT_USAGE = 2
@@ -138,21 +137,6 @@ def _clean_folders(folders: Iterable[Path]) -> None:
     removed = [p for folder in set(folders) for p in remove_stale_temporaries(folder)]
     if removed:
         print(f"removed {len(removed)} temporary file(s) of interrupted runs", file=sys.stderr)
-
-
-@contextlib.contextmanager
-def _finish_before_interrupt() -> Iterator[list[int]]:
-    """Hold Ctrl-C while a file is written: the write completes, then the caller sees the
-    signal in the yielded list and says what was written."""
-    received: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield received
-        return
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
-    try:
-        yield received
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 # --- sub-commands ---------------------------------------------------------------------
@@ -296,7 +280,7 @@ def cmd_fit(args: argparse.Namespace) -> None:
         if not getattr(model, "history_", None):
             raise KeyboardInterrupt  # stopped before one epoch was done: nothing to keep
         _clean_folders([args.output.parent] if args.output.parent.is_dir() else [])
-        with _finish_before_interrupt() as received:
+        with interrupts_held() as received:
             model.save(args.output, overwrite=args.overwrite or args.resume)
         how = "interrupted; " if interrupted or received else ""
         print(f"saved model to {args.output} ({how}best epoch {model.best_epoch_})")
@@ -447,7 +431,7 @@ def _write_one(args: argparse.Namespace, traces, result, out: Path, batch: _Batc
 
     if not args.in_place:
         out.parent.mkdir(parents=True, exist_ok=True)
-    with _finish_before_interrupt() as received:
+    with interrupts_held() as received:
         written = write_results(
             traces, result, out, in_place=args.in_place, overwrite=args.overwrite or args.resume
         )
@@ -676,7 +660,7 @@ def _deconvolve_worker(args: argparse.Namespace, source: Path | str, out: Path) 
         (result,) = pipeline.deconvolve(estimator, [traces], report=_step)
         if not args.in_place:
             out.parent.mkdir(parents=True, exist_ok=True)
-        with _finish_before_interrupt():
+        with interrupts_held():
             written = write_results(
                 traces,
                 result,
@@ -777,7 +761,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
     names = {"real_name": args.real.name, "generated_name": args.generated.name}
     args.output.mkdir(parents=True, exist_ok=True)
     md, png, js = targets
-    with _finish_before_interrupt() as interrupted:
+    with interrupts_held() as interrupted:
         with atomic_output(js, overwrite=args.overwrite) as tmp:
             tmp.write_text(report.to_json() + "\n")
         with atomic_output(md, overwrite=args.overwrite) as tmp:
@@ -915,7 +899,7 @@ def cmd_population(args: argparse.Namespace) -> None:
                 )
                 if not args.in_place:
                     out.parent.mkdir(parents=True, exist_ok=True)
-                with _finish_before_interrupt() as received:
+                with interrupts_held() as received:
                     written = write_population(
                         traces,
                         None if args.in_place else out,

@@ -15,6 +15,8 @@ import errno
 import fcntl
 import os
 import shutil
+import signal
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -209,3 +211,19 @@ def remove_stale_temporaries(folder: str | Path) -> list[Path]:
             path.unlink()
             removed.append(path)
     return removed
+
+
+@contextlib.contextmanager
+def interrupts_held() -> Iterator[list[int]]:
+    """Hold Ctrl-C while a file is written: the write completes, then the caller sees the
+    signal in the yielded list and says what was written. Outside the main thread (a GUI
+    worker) signals cannot be held and the list stays empty."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -21,6 +21,7 @@ from napari_calcium_avae.cli import main
 from napari_calcium_avae.files import is_own_temporary
 from napari_calcium_avae.model import AVAE
 from napari_calcium_avae.nwb import read_results, read_traces
+from napari_calcium_avae.spikes import SpikeInference
 
 
 def _digest(path: Path) -> str:
@@ -133,9 +134,12 @@ def test_resume_skips_only_results_of_this_run(data, tmp_path, capsys):
     assert main(["deconvolve", str(session), "-o", str(out)]) == 0
     written = _digest(out)
     # other settings: refused, and the file stays
-    assert main(["deconvolve", str(session), "-o", str(out), "--resume", "--ar-order", "2"]) == 2
+    default = SpikeInference().ar_order
+    other_order = 3 - default  # the AR order that is not the default (1 or 2)
+    args = ["deconvolve", str(session), "-o", str(out), "--resume", "--ar-order", str(other_order)]
+    assert main(args) == 2
     message = one_line_error(capsys)
-    assert "holds other results (ar_order=1 where this run has 2)" in message
+    assert f"holds other results (ar_order={default} where this run has {other_order})" in message
     assert "overwrite (--overwrite)" in message and _digest(out) == written
     # another recording: refused too
     other = sorted(data.iterdir())[1]

@@ -12,9 +12,7 @@ once (DDP) when given a :class:`~.distributed.Group` (docs/scaling.md).
 
 from __future__ import annotations
 
-import contextlib
 import math
-import signal
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -25,6 +23,7 @@ import torch
 from torch import nn
 
 from ..errors import CalciumAvaeWarning
+from ..files import interrupts_held
 from .architectures import TraceNet
 from .distributed import Group
 
@@ -409,7 +408,7 @@ def train_iter(
                         noise_rng=noise_generator.get_state(),
                         finished=report.stop_reason,
                     )
-                    with _interrupts_held() as held:
+                    with interrupts_held() as held:
                         on_state(state, report)
                 if group is not None:
                     group.barrier()  # the file is whole before any rank goes on
@@ -421,21 +420,6 @@ def train_iter(
     finally:
         net.load_state_dict(best_state)
         net.eval()
-
-
-@contextlib.contextmanager
-def _interrupts_held() -> Iterator[list[int]]:
-    """Let a Ctrl-C wait until the block is done (a checkpoint being written), so that
-    the epoch it saved is also reported; the yielded list tells whether one came."""
-    received: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield received
-        return
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
-    try:
-        yield received
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def _step(net: TraceNet, optimiser: torch.optim.Optimizer, loss: torch.Tensor) -> None:
