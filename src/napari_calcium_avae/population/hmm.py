@@ -8,7 +8,7 @@ whose kinetics, gain, noise and baseline are per neuron and shared by every stat
     log p(y_t | z_t = k) = sum_n log sum_j Poisson(j; rate_kn) N(innovation_nt; gain_n j, sd_n^2)
 
 The counts are summed out in the E-step, so EM treats (state, count) as the latent pair:
-forward-backward in log space gives p(z_t = k | y), the count posterior given the state
+forward-backward (scaled, Rabiner 1989) gives p(z_t = k | y), the count posterior given the state
 gives E[s_nt | z_t = k, y], and the M-step sets rate_kn to the posterior-weighted mean
 count (exact EM for both), the transition matrix to the expected transitions, and takes a
 few Adam steps on the kinetics, gain and noise (a generalised M-step). K is chosen by the
