@@ -46,12 +46,17 @@ from ._common import (
 from ._layers import put_results, traces_of
 from ._session import session_for
 
-AR_ORDERS = {"AR(1): instant rise, exponential decay": 1, "AR(2): a rise time as well": 2}
-INPUT_KINDS = {"auto (from the baseline)": "auto", "dF/F": "dff", "raw fluorescence": "raw"}
-DECAY_ESTIMATES = {
-    "likelihood (the seed's model)": "likelihood",
-    "autocovariance (white measurement noise)": "autocovariance",
+LABELS = {
+    1: "AR(1): instant rise, exponential decay",
+    2: "AR(2): a rise time as well",
+    "auto": "auto (from the baseline)",
+    "dff": "dF/F",
+    "raw": "raw fluorescence",
+    "likelihood": "refined on the trace (the default)",
+    "autocovariance": "autocovariance alone",
 }
+"""How the dock names SpikeInference's choices; the choices themselves are
+``spikes.inference.AR_ORDERS``, ``INPUT_KINDS`` and ``DECAY_ESTIMATES``."""
 
 
 def rate_text(traces: Traces) -> str:
@@ -100,6 +105,7 @@ class DeconvolveWidget(StoppableRun, QWidget):
     def __init__(self, napari_viewer: Any) -> None:
         from ..model.device import available_devices
         from ..spikes import SpikeInference
+        from ..spikes.inference import AR_ORDERS, DECAY_ESTIMATES, INPUT_KINDS
 
         super().__init__()
         self.viewer = napari_viewer
@@ -116,13 +122,18 @@ class DeconvolveWidget(StoppableRun, QWidget):
         self.input_kind = _combo(INPUT_KINDS, defaults["input_kind"])
         self.decay_estimate = _combo(DECAY_ESTIMATES, defaults["decay_estimate"])
         self.sparsity = SignificantSpinBox(0.0, 1e6, float(defaults["sparsity"]))
-        self.sparsity.setToolTip("weight of the prior on the rate: larger, fewer spikes")
+        self.sparsity.setToolTip(
+            "a spike is kept where its match to the kernel exceeds this many noise SDs: "
+            "larger, fewer spikes"
+        )
         self.n_baseline = spin_box(
             1, 64, defaults["n_baseline"], "baseline terms: 1 = constant; more follow drift"
         )
         self.saturation = QCheckBox("indicator saturates in bursts")
         self.saturation.setChecked(bool(defaults["saturation"]))
-        self.max_iter = spin_box(1, 100000, defaults["max_iter"], "Adam steps per block of ROIs")
+        self.max_iter = spin_box(
+            1, 100000, defaults["max_iter"], "FISTA iterations per block of ROIs"
+        )
         self.device = QComboBox()
         for device, label in available_devices().items():
             self.device.addItem(label, device)
@@ -266,9 +277,9 @@ class DeconvolveWidget(StoppableRun, QWidget):
         self.run_finished()
 
 
-def _combo(choices: dict[str, Any], default: Any) -> QComboBox:
+def _combo(values: Sequence[Any], default: Any) -> QComboBox:
     box = QComboBox()
-    for label, value in choices.items():
-        box.addItem(label, value)
+    for value in values:
+        box.addItem(LABELS.get(value, str(value)), value)
     box.setCurrentIndex(max(0, box.findData(default)))
     return box
