@@ -85,9 +85,26 @@ def test_halves_of_one_recording_are_close():
         real, other, estimator=SpikeInference(device="cpu", max_iter=100)
     )
     assert [r.statistic for r in report.rows] == [s.name for s in realism.STATISTICS]
-    for name in ("firing_rate", "pairwise_correlation", "event_amplitude", "van_rossum"):
-        row = report.row(name)
-        assert 0.4 < row.ratio < 1.6, (name, row)
+    # 40 neurons a side: the ratio of two samples of one population scatters around 1
+    # (the true spikes of this toy give 2.4 for firing rate), so the bound is loose and
+    # the test that matters is the contrast below
+    halves = {}
+    for name in ("firing_rate", "pairwise_correlation", "event_amplitude"):
+        halves[name] = report.row(name).ratio
+        assert 0.3 < halves[name] < 2.5, (name, report.row(name))
+    # a population three times as busy, with no shared up-states, is far from the real one
+    spikes, _ = toy_population(40, 600, seed=5)
+    rng = np.random.default_rng(3)
+    busy = rng.poisson(3 * spikes.mean(), spikes.shape).astype(float)
+    calcium = np.zeros_like(busy)
+    for k in range(1, busy.shape[1]):
+        calcium[:, k] = 0.9 * calcium[:, k - 1] + busy[:, k]
+    busy_traces = Traces(data=0.75 * calcium + rng.normal(0, 0.15, busy.shape), rate=RATE)
+    far = realism.compare_recordings(
+        real, busy_traces, estimator=SpikeInference(device="cpu", max_iter=100)
+    )
+    for name in ("firing_rate", "pairwise_correlation"):
+        assert far.row(name).ratio > 2 * halves[name], (name, far.row(name))
     assert report.facts["real_input_kind"] == "dff"
     text = report.to_json()
     assert json.loads(text)["rows"][0]["statistic"] == "firing_rate"
