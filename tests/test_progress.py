@@ -25,3 +25,15 @@ def test_callback_reports_the_last_step(capsys):
     err = capsys.readouterr().err.splitlines()
     assert err[-1].startswith("simulating: 3/3 step (100 %)")
     assert err[-1].endswith("culture 3")
+
+
+def test_a_resumed_training_counts_from_its_epoch(capsys):
+    from types import SimpleNamespace
+
+    from napari_calcium_avae.progress import show_epochs
+
+    reports = [
+        SimpleNamespace(epoch=e, n_epochs=10, train_loss=1.0, val_loss=1.0) for e in range(7, 11)
+    ]
+    show_epochs(reports, total=10)
+    assert capsys.readouterr().err.splitlines()[-1].startswith("training: 10/10 epoch (100 %)")

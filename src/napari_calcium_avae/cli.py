@@ -258,7 +258,7 @@ def cmd_fit(args: argparse.Namespace) -> None:
         interrupted = False
         try:
             if main:
-                show_epochs(epochs, max(args.epochs - done, 0))
+                show_epochs(epochs, args.epochs)
             else:
                 for _ in epochs:
                     pass

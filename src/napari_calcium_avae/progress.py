@@ -104,4 +104,4 @@ def show_epochs(epochs: Iterable[Any], total: int, desc: str = "training") -> No
         for report in epochs:
             bar.total = report.n_epochs
             bar.set_postfix(train=f"{report.train_loss:.4g}", val=f"{report.val_loss:.4g}")
-            bar.update(1)
+            bar.update(report.epoch - bar.n)  # a resumed run starts past epoch 1
