@@ -54,17 +54,7 @@ def save_checkpoint(checkpoint: Checkpoint, path: str | Path, *, overwrite: bool
         "versions": {"napari-calcium-avae": __version__, "torch": torch.__version__},
     }
     state = {k: v.detach().cpu().contiguous() for k, v in checkpoint.state_dict.items()}
-    payload = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "config": json.dumps(config),
-        "state_dict": state,
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    check_free_space(path.parent, sum(t.numel() * t.element_size() for t in state.values()))
-    with atomic_output(path, overwrite=overwrite) as tmp:
-        torch.save(payload, tmp)
-    return path
+    return _save_payload(path, FORMAT, FORMAT_VERSION, config, {"state_dict": state}, overwrite)
 
 
 def read_checkpoint(path: str | Path) -> Checkpoint:
@@ -135,17 +125,9 @@ def save_resume_checkpoint(checkpoint: ResumeCheckpoint, path: str | Path) -> Pa
         "versions": {"napari-calcium-avae": __version__, "torch": torch.__version__},
     }
     state = _to_cpu(checkpoint.state)
-    payload = {
-        "format": RESUME_FORMAT,
-        "format_version": RESUME_FORMAT_VERSION,
-        "config": json.dumps(config),
-        "state": state,
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    check_free_space(path.parent, _tensor_bytes(state))
-    with atomic_output(path, overwrite=True) as tmp:
-        torch.save(payload, tmp)
-    return path
+    return _save_payload(
+        path, RESUME_FORMAT, RESUME_FORMAT_VERSION, config, {"state": state}, overwrite=True
+    )
 
 
 def read_resume_checkpoint(path: str | Path) -> ResumeCheckpoint:
@@ -183,3 +165,16 @@ def _load_payload(path: Path, kind: str, form: str, version: int) -> dict:
             f"napari-calcium-avae reads format {version}"
         )
     return payload
+
+
+def _save_payload(
+    path: Path, form: str, version: int, config: dict, tensors: dict, overwrite: bool
+) -> Path:
+    """Write ``config`` (as JSON) and ``tensors`` in format ``form``/``version``
+    atomically, after checking the free space: the twin of :func:`_load_payload`."""
+    payload = {"format": form, "format_version": version, "config": json.dumps(config), **tensors}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    check_free_space(path.parent, _tensor_bytes(tensors))
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        torch.save(payload, tmp)
+    return path
