@@ -36,14 +36,19 @@ def contiguous(positions: np.ndarray) -> bool:
     return bool(positions[-1] - positions[0] == positions.size - 1)
 
 
-def test_similarity_sort_puts_planted_groups_together() -> None:
-    X, truth = planted()
+def assert_groups_together(X: np.ndarray, truth: np.ndarray) -> None:
+    """The similarity order is a permutation that keeps each planted group contiguous."""
     order = similarity_order(X)
     assert sorted(order) == list(range(len(X)))
     where = np.empty(len(X), dtype=int)
     where[order] = np.arange(len(X))
     for g in range(3):
         assert contiguous(where[truth == g]), g
+
+
+def test_similarity_sort_puts_planted_groups_together() -> None:
+    X, truth = planted()
+    assert_groups_together(X, truth)
     # the unsorted rows are not (the test can fail)
     assert not all(contiguous(np.flatnonzero(truth == g)) for g in range(3))
 
@@ -54,12 +59,7 @@ def test_many_rois_are_grouped_first_and_groups_stay_together(monkeypatch) -> No
     monkeypatch.setattr(views, "MAX_TREE_ROIS", 20)  # as if 30 ROIs were many thousands
     monkeypatch.setattr(views, "ROIS_PER_GROUP", 5)
     X, truth = planted(seed=4)
-    order = similarity_order(X)
-    assert sorted(order) == list(range(len(X)))
-    where = np.empty(len(X), dtype=int)
-    where[order] = np.arange(len(X))
-    for g in range(3):
-        assert contiguous(where[truth == g]), g
+    assert_groups_together(X, truth)
 
 
 def test_group_sort_is_by_label_with_none_last_and_unusable_rows_last() -> None:
