@@ -241,8 +241,17 @@ class AVAE(_Normalised, TransformerMixin, BaseEstimator):
         this with the same traces; each trains on its share of every batch, and all end
         with the same weights. Training checkpoints (:meth:`set_checkpoint`) are written
         by rank 0.
+
+        ``X`` may be a :class:`~.streaming.NWBTraceDataset` (many NWB files, read as
+        training goes, memory bounded): out-of-core training, each rank streaming its
+        share of the files (docs/scaling.md).
         """
         self._check_params()
+        from .streaming import NWBTraceDataset
+
+        if isinstance(X, NWBTraceDataset):
+            yield from self._fit_stream_iter(X, stop)
+            return
         X = _check_traces(X, per_trace=self.normalisation == "per_trace")
         n_rois, n_frames = X.shape
         if n_rois < MIN_FIT_ROIS:
@@ -267,6 +276,70 @@ class AVAE(_Normalised, TransformerMixin, BaseEstimator):
                 f"{n_rois - n_val} training traces cannot be shared by {group.world_size} "
                 "ranks; train on more traces or with fewer ranks"
             )
+
+        def data() -> tuple[torch.Tensor, torch.Tensor]:
+            on_device = torch.from_numpy(Xn).to(device)
+            return on_device[order[n_val:]], on_device[order[:n_val]]
+
+        yield from self._train(n_frames, _fingerprint(X), data, group, device, split, stop)
+
+    def _fit_stream_iter(self, dataset: Any, stop: threading.Event | None) -> Iterator[EpochReport]:
+        """:meth:`fit_iter` on a stream: the split by ROI hash, batches read per epoch."""
+        from .streaming import StreamBatches
+
+        n_frames = dataset.n_frames
+        fraction, seed = float(self.validation_fraction), int(self.random_state)
+        n_val = dataset.count("validation", fraction, seed)
+        n_train = dataset.n_rois - n_val
+        if n_val < 1 or n_train < MIN_FIT_ROIS - 1:
+            raise CalciumAvaeError(
+                f"{n_train} training and {n_val} validation ROI(s) in the streamed files; at "
+                f"least {MIN_FIT_ROIS - 1} and 1 are needed (stream more ROIs)"
+            )
+        if self.timing_channels and n_frames < 2 * TimingPath.STRIDE:
+            raise CalciumAvaeError(
+                f"traces of {n_frames} frames are too short for the timing path (at least "
+                f"{2 * TimingPath.STRIDE}); use timing_channels=0"
+            )
+        group = distributed.current()
+        world = group.world_size if group is not None else 1
+        if len(dataset.sessions) < world:
+            raise CalciumAvaeError(
+                f"{len(dataset.sessions)} streamed file(s) cannot be shared by {world} ranks; "
+                "stream more files or train with fewer ranks"
+            )
+        device = distributed.rank_device(resolve_device(self.device), group)
+        if self.normalisation == "global":
+            self._fit_norm(np.array(dataset.value_range(fraction, seed)))
+        else:
+            self._fit_norm(np.zeros(1))
+        batches = StreamBatches(
+            dataset,
+            batch_size=-(-int(self.batch_size) // world),
+            device=device,
+            validation_fraction=fraction,
+            seed=seed,
+            norm=self.norm_,
+            rank=group.rank if group is not None else 0,
+            world_size=world,
+        )
+        split = torch.Generator().manual_seed(self.random_state)  # unused: kept in the state
+        yield from self._train(
+            n_frames, dataset.fingerprint(), lambda: (batches, None), group, device, split, stop
+        )
+
+    def _train(
+        self,
+        n_frames: int,
+        fingerprint: str,
+        data: Any,
+        group: distributed.Group | None,
+        device: torch.device,
+        split: torch.Generator,
+        stop: threading.Event | None,
+    ) -> Iterator[EpochReport]:
+        """The network, checkpoints and loop shared by the in-memory and streamed fits;
+        ``data()`` gives (training, validation) tensors or (a stream, None)."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.random_state)
             net = build(
@@ -297,7 +370,7 @@ class AVAE(_Normalised, TransformerMixin, BaseEstimator):
                     k: v for k, v in self.get_params().items() if k not in RESUMABLE_CHANGES
                 },
                 "n_frames": n_frames,
-                "data": _fingerprint(X),
+                "data": fingerprint,
                 "device_type": device.type,
             }
             found = checkpoint.resume and checkpoint.path.exists()
@@ -315,7 +388,7 @@ class AVAE(_Normalised, TransformerMixin, BaseEstimator):
         self.device_ = device
         try:
             self.module_ = net.to(device).eval()
-            data = torch.from_numpy(Xn).to(device)
+            train_data, val_data = data()
             # the same noise stream on every rank: each keeps its rows of it (RankNoise)
             noise = torch.Generator(device=device).manual_seed(self.random_state)
             on_state = None
@@ -336,8 +409,8 @@ class AVAE(_Normalised, TransformerMixin, BaseEstimator):
 
             reports = train_iter(
                 net,
-                data[order[n_val:]],
-                data[order[:n_val]],
+                train_data,
+                val_data,
                 config,
                 split,
                 noise,

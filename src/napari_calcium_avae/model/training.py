@@ -17,7 +17,7 @@ import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -144,6 +144,18 @@ class RankNoise:
     """Rows of the whole batch (all ranks)."""
     rank: int
     world_size: int
+    rows: slice | None = None
+    """This rank's rows of the draw; None: every world_size-th row from ``rank`` on."""
+
+
+class BatchStream(Protocol):
+    """Batches read while training runs instead of tensors in memory (out-of-core
+    training: ``streaming.StreamBatches``); ``batch_size`` is each rank's."""
+
+    batch_size: int
+
+    def train_batches(self, epoch: int) -> Iterator[torch.Tensor]: ...
+    def validation_batches(self) -> Iterator[torch.Tensor]: ...
 
 
 def _sample(
@@ -152,7 +164,7 @@ def _sample(
     if isinstance(gen, RankNoise):
         shape = (gen.batch_rows, *mu.shape[1:])
         whole = torch.randn(shape, generator=gen.generator, device=mu.device, dtype=mu.dtype)
-        noise = whole[gen.rank :: gen.world_size]
+        noise = whole[gen.rows] if gen.rows is not None else whole[gen.rank :: gen.world_size]
     else:
         noise = torch.randn(mu.shape, generator=gen, device=mu.device, dtype=mu.dtype)
     return mu + noise * torch.exp(0.5 * logvar)
@@ -224,24 +236,34 @@ class _BatchLoss(nn.Module):
 
 
 def _evaluate(
-    net: TraceNet, X: torch.Tensor, beta: float, batch_size: int, group: Group | None = None
+    net: TraceNet,
+    X: torch.Tensor | BatchStream,
+    beta: float,
+    batch_size: int,
+    group: Group | None = None,
 ) -> tuple[float, float, float]:
     """Validation loss with latents at their means: no sampling noise in early stopping.
 
-    With a group each rank scores its share of ``X`` and the sums are added up, so every
-    rank gets the same numbers and makes the same early-stopping decision.
+    With a group each rank scores its share of ``X`` (of a stream: its files'
+    validation ROIs) and the sums are added up, so every rank gets the same numbers and
+    makes the same early-stopping decision.
     """
-    if group is not None:
-        X = X[group.rank :: group.world_size]
-    loss = sse = kl = 0.0
+    if isinstance(X, torch.Tensor):
+        if group is not None:
+            X = X[group.rank :: group.world_size]
+        batches: Iterable[torch.Tensor] = (
+            X[start : start + batch_size] for start in range(0, len(X), batch_size)
+        )
+    else:
+        batches = X.validation_batches()
+    loss = sse = kl = count = 0.0
     net.eval()
     with torch.inference_mode():
-        for start in range(0, len(X), batch_size):
-            xb = X[start : start + batch_size]
+        for xb in batches:
             total, s, k = batch_loss(net, xb, beta, None)
             n = len(xb)
             loss, sse, kl = loss + total.item() * n, sse + s.item() * n, kl + k.item() * n
-    count = float(len(X))
+            count += n
     if group is not None:
         loss, sse, kl, count = group.sum([loss, sse, kl, count])
     n = max(count, 1.0)
@@ -263,10 +285,56 @@ def _batches(n_train: int, batch_size: int, group: Group | None) -> Iterator[tup
         yield start, stop, stop - start >= world
 
 
+Batch = tuple[torch.Tensor | None, int, "torch.Generator | RankNoise"]
+"""(this rank's traces, or None for a batch left out; rows of the whole batch; noise)."""
+
+
+def _memory_batches(
+    X: torch.Tensor,
+    order: torch.Tensor,
+    batch_size: int,
+    group: Group | None,
+    noise: torch.Generator,
+) -> Iterator[Batch]:
+    for start, end, used in _batches(len(X), batch_size, group):
+        if not used:
+            yield None, 0, noise
+            continue
+        rows = order[start:end]
+        if group is None:
+            yield X[rows], end - start, noise
+        else:
+            rows = rows[group.rank :: group.world_size]
+            yield X[rows], end - start, RankNoise(noise, end - start, group.rank, group.world_size)
+
+
+def _stream_batches(
+    stream: BatchStream, epoch: int, group: Group | None, noise: torch.Generator
+) -> Iterator[Batch]:
+    """A stream's batches. With a group each rank reads its own files; the epoch ends for
+    all ranks when the first one has no batch left (the others' last traces wait for
+    another epoch's order), and each rank keeps its block of one shared noise draw."""
+    batches = stream.train_batches(epoch)
+    if group is None:
+        for xb in batches:
+            yield xb, len(xb), noise
+        return
+    local = stream.batch_size
+    while True:
+        xb = next(batches, None)
+        n = 0 if xb is None else len(xb)
+        have, whole = group.sum([float(n > 0), float(n)])
+        if have < group.world_size:
+            return
+        rows = slice(group.rank * local, group.rank * local + n)
+        shared = RankNoise(noise, local * group.world_size, group.rank, group.world_size, rows)
+        yield xb, int(whole), shared
+
+
 def train_iter(
     net: TraceNet,
-    X_train: torch.Tensor,
-    X_val: torch.Tensor,
+    X_train: torch.Tensor | BatchStream,
+    X_val: torch.Tensor | None,
     config: TrainingConfig,
     generator: torch.Generator,
     noise_generator: torch.Generator,
@@ -292,8 +360,15 @@ def train_iter(
     calls this with the same data and generators in the same state), each rank takes its
     rows of every batch and of their noise, DDP averages the gradients, the stop and
     divergence decisions are taken together, and ``on_state`` is called on rank 0 only.
+
+    ``X_train`` may be a :class:`BatchStream` instead (``X_val`` None): batches are then
+    read as they are needed, in an order fixed by the epoch (out-of-core training).
     """
-    optimiser = adam(net.parameters(), config.learning_rate, X_train.device)
+    in_memory = isinstance(X_train, torch.Tensor)
+    validation = X_val if in_memory else X_train
+    assert validation is not None
+    device = next(net.parameters()).device
+    optimiser = adam(net.parameters(), config.learning_rate, device)
     schedule = torch.optim.lr_scheduler.ExponentialLR(optimiser, gamma=config.lr_decay)
     best_state = _snapshot(net)
     best_loss = math.inf
@@ -302,7 +377,7 @@ def train_iter(
     first = 1
     if resume is not None:
         net.load_state_dict(resume.weights)
-        best_state = {k: v.to(X_train.device) for k, v in resume.best_weights.items()}
+        best_state = {k: v.to(device) for k, v in resume.best_weights.items()}
         best_loss, best_epoch, since_best = resume.best_loss, resume.best_epoch, resume.since_best
         optimiser.load_state_dict(resume.optimiser)
         schedule.load_state_dict(resume.scheduler)
@@ -318,23 +393,21 @@ def train_iter(
         for epoch in range(first, config.max_epochs + 1):
             lr = optimiser.param_groups[0]["lr"]
             net.train()
-            order = torch.randperm(len(X_train), generator=generator).to(X_train.device)
+            if isinstance(X_train, torch.Tensor):
+                order = torch.randperm(len(X_train), generator=generator).to(device)
+                batches = _memory_batches(X_train, order, config.batch_size, group, noise_generator)
+            else:
+                batches = _stream_batches(X_train, epoch, group, noise_generator)
             seen = 0
             train_sum = 0.0
             reason = None
-            for start, end, used in _batches(len(X_train), config.batch_size, group):
+            for xb, whole, noise in batches:
                 stopping = stop is not None and stop.is_set()
                 if group is None and stopping:
                     reason = "stopped"
                     break
-                if not used:
+                if xb is None:
                     continue
-                rows = order[start:end]
-                noise: torch.Generator | RankNoise = noise_generator
-                if group is not None:
-                    rows = rows[group.rank :: group.world_size]
-                    noise = RankNoise(noise_generator, end - start, group.rank, group.world_size)
-                xb = X_train[rows]
                 loss = loss_of(xb, config.beta, noise)[0]
                 n = float(len(xb))
                 batch_sum = loss.item() * n
@@ -349,12 +422,14 @@ def train_iter(
                 if group is not None:
                     # DDP averages the ranks' gradients; weighing each by its share of the
                     # batch makes that the whole batch's mean, as in one process
-                    loss = loss * (len(xb) * group.world_size / (end - start))
+                    loss = loss * (len(xb) * group.world_size / whole)
                 _step(net, optimiser, loss)
                 train_sum += batch_sum
                 seen += n
             if reason is None:
-                val_loss, sse, kl = _evaluate(net, X_val, config.beta, config.batch_size, group)
+                val_loss, sse, kl = _evaluate(
+                    net, validation, config.beta, config.batch_size, group
+                )
                 if not math.isfinite(val_loss):
                     reason = "diverged"
             if reason is not None:

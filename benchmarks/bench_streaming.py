@@ -1,0 +1,248 @@
+"""Out-of-core training: peak memory and time per epoch against the number of sessions.
+
+Issue 18's target is a fit on 200 sessions x 500 ROIs x 15,000 frames within 4 GB of
+peak memory, whatever the number of sessions, at a cost growing linearly with the data.
+This script writes synthetic sessions as NWB files (calcium-like traces, chunked as
+neuroconv writes them: 2,000 frames x 64 ROIs), then fits the default AVAE on the first
+N of them for each N, each fit in a fresh Python process that reports its own peak RSS
+(``resource.getrusage``: itself and, with DataLoader workers, its children) and the wall
+time of each epoch. ``--mode stream`` reads through ``NWBTraceDataset``;
+``--mode memory`` reads every session into memory first, as ``calcium-avae fit`` does
+without ``--stream``; ``--mode both`` runs the two side by side.
+
+    python benchmarks/bench_streaming.py --sessions 5 10 20 40 --rois 100 --frames 3000
+    python benchmarks/bench_streaming.py --sessions 4 --rois 500 --frames 15000 --mode stream
+
+Results go to a JSON file (``--json``) and, with ``--plot``, a PNG of peak RSS and
+seconds per epoch against the number of sessions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+import warnings
+from datetime import UTC, datetime
+from pathlib import Path
+
+CHUNK_FRAMES, CHUNK_ROIS = 2000, 64
+
+
+def synthetic(n_rois: int, n_frames: int, seed: int = 0):
+    """Calcium-like traces (ROIs x frames, float32): Poisson spikes at 0.05-1 Hz (30 Hz
+    frames) through an exponential decay of 0.2-1.5 s, plus Gaussian noise."""
+    import numpy as np
+    from scipy.signal import lfilter
+
+    rng = np.random.default_rng(seed)
+    rate = rng.uniform(0.05, 1.0, (n_rois, 1)) / 30
+    spikes = rng.poisson(rate, (n_rois, n_frames)).astype(np.float64)
+    decay = np.exp(-1 / (30 * rng.uniform(0.2, 1.5, n_rois)))
+    calcium = np.stack([lfilter([1.0], [1.0, -d], s) for d, s in zip(decay, spikes, strict=True)])
+    noisy = calcium + rng.normal(0, 1, calcium.shape) * rng.uniform(0.1, 0.4, (n_rois, 1))
+    return noisy.astype(np.float32)
+
+
+def write_session(path: Path, traces, rate: float = 30.0) -> Path:
+    """One NWB session holding ``traces`` (ROIs x frames) as its RoiResponseSeries, with a
+    one-pixel mask per ROI, chunked in CHUNK_FRAMES x CHUNK_ROIS blocks."""
+    import numpy as np
+    from pynwb import NWBHDF5IO, H5DataIO, NWBFile
+    from pynwb.file import Subject
+    from pynwb.ophys import Fluorescence, ImageSegmentation, OpticalChannel, RoiResponseSeries
+
+    warnings.filterwarnings("ignore", message="The linked table for DynamicTableRegion")
+    n_rois, n_frames = traces.shape
+    nwbfile = NWBFile(
+        session_description="streaming benchmark session",
+        identifier=str(uuid.uuid4()),
+        session_start_time=datetime(2024, 1, 1, tzinfo=UTC),
+        subject=Subject(subject_id="s", species="Mus musculus", sex="U", age="P90D"),
+    )
+    device = nwbfile.create_device(name="Microscope", description="two-photon")
+    plane = nwbfile.create_imaging_plane(
+        name="ImagingPlane",
+        optical_channel=OpticalChannel(name="G", description="green", emission_lambda=510.0),
+        imaging_rate=rate,
+        description="plane",
+        device=device,
+        excitation_lambda=920.0,
+        indicator="GCaMP6s",
+        location="VISp",
+    )
+    ophys = nwbfile.create_processing_module(name="ophys", description="ophys")
+    segmentation = ImageSegmentation(name="ImageSegmentation")
+    ophys.add(segmentation)
+    ps = segmentation.create_plane_segmentation(
+        name="PlaneSegmentation", description="ROIs", imaging_plane=plane
+    )
+    side = int(np.ceil(np.sqrt(n_rois)))
+    for i in range(n_rois):
+        ps.add_roi(pixel_mask=[(i % side, i // side, 1.0)])
+    region = ps.create_roi_table_region(region=list(range(n_rois)), description="all")
+    chunks = (min(n_frames, CHUNK_FRAMES), min(n_rois, CHUNK_ROIS))
+    series = RoiResponseSeries(
+        name="RoiResponseSeries",
+        data=H5DataIO(np.ascontiguousarray(traces.T), chunks=chunks),
+        rois=region,
+        unit="a.u.",
+        rate=rate,
+    )
+    ophys.add(Fluorescence(name="Fluorescence", roi_response_series=series))
+    with NWBHDF5IO(str(path), "w") as io:
+        io.write(nwbfile)
+    return path
+
+
+def write_sessions(folder: Path, n: int, n_rois: int, n_frames: int) -> list[Path]:
+    """``n`` sessions in ``folder`` (kept when they exist: reruns reuse them)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        path = folder / f"session_{i:03d}.nwb"
+        if not path.exists():
+            tmp = path.with_name(f".{path.name}")  # hidden until whole
+            write_session(tmp, synthetic(n_rois, n_frames, seed=i))
+            tmp.replace(path)
+        paths.append(path)
+    return paths
+
+
+def _child(args: argparse.Namespace) -> None:
+    """One fit in this process; prints a JSON line with peak RSS and epoch times."""
+    import torch
+
+    from napari_calcium_avae.model import AVAE
+
+    torch.set_num_threads(1)
+    files = [Path(p) for p in args.files]
+    model = AVAE(max_epochs=args.epochs, patience=args.epochs, device="cpu", random_state=0)
+    start = time.perf_counter()
+    if args.mode == "stream":
+        from napari_calcium_avae.model.streaming import NWBTraceDataset
+
+        data = NWBTraceDataset(files, num_workers=args.workers)
+    else:
+        from napari_calcium_avae import pipeline
+        from napari_calcium_avae.nwb import read_traces
+
+        data = pipeline.training_matrix([read_traces(f) for f in files])
+    loaded = time.perf_counter() - start
+    epochs = []
+    tick = time.perf_counter()
+    for report in model.fit_iter(data):
+        now = time.perf_counter()
+        epochs.append({"seconds": now - tick, "val_loss": report.val_loss})
+        tick = now
+    me = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(json.dumps({"load_s": loaded, "epochs": epochs, "peak_mib": me, "workers_mib": kids}))
+
+
+def run_fit(mode: str, files: list[Path], epochs: int, workers: int) -> dict:
+    """One fit in a fresh interpreter (one OpenMP thread); its own report."""
+    command = [sys.executable, __file__, "--child", "--mode", mode, "--epochs", str(epochs)]
+    command += ["--workers", str(workers), "--files", *map(str, files)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        raise SystemExit(f"{mode} fit of {len(files)} sessions failed:\n{done.stderr[-3000:]}")
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    report["wall_s"] = time.perf_counter() - start
+    return report
+
+
+def plot(results: list[dict], path: Path, title: str) -> None:
+    """Peak RSS and seconds per epoch against the number of sessions, per mode."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, 3.6), layout="constrained")
+    ax_mem, ax_time = fig.subplots(1, 2)
+    for mode, style in (("stream", "o-"), ("memory", "s--")):
+        rows = sorted((r for r in results if r["mode"] == mode), key=lambda r: r["sessions"])
+        if not rows:
+            continue
+        n = [r["sessions"] for r in rows]
+        label = "streamed (NWBTraceDataset)" if mode == "stream" else "in memory"
+        ax_mem.plot(n, [r["peak_mib"] for r in rows], style, label=label)
+        ax_time.plot(n, [r["epoch_s"] for r in rows], style, label=label)
+    ax_mem.set(xlabel="sessions", ylabel="peak RSS (MiB)", title="peak memory")
+    ax_mem.set_ylim(bottom=0)
+    ax_time.set(xlabel="sessions", ylabel="s per epoch (median)", title="time per epoch")
+    ax_time.set_ylim(bottom=0)
+    for ax in (ax_mem, ax_time):
+        ax.grid(alpha=0.3)
+        ax.legend(frameon=False)
+    fig.suptitle(title)
+    fig.savefig(path, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sessions", type=int, nargs="+", default=[5, 10, 20, 40])
+    parser.add_argument("--rois", type=int, default=100, help="ROIs per session")
+    parser.add_argument("--frames", type=int, default=3000, help="frames per session")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader workers (stream)")
+    parser.add_argument("--mode", choices=("stream", "memory", "both"), default="both")
+    parser.add_argument("--data", type=Path, help="folder for the sessions (default: temp)")
+    parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--plot", type=Path, help="write the figure here (PNG)")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--files", nargs="*", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        _child(args)
+        return 0
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = args.data or Path(tmp) / f"sessions_{args.rois}x{args.frames}"
+        files = write_sessions(folder, max(args.sessions), args.rois, args.frames)
+        modes = ("stream", "memory") if args.mode == "both" else (args.mode,)
+        results = []
+        print("mode    sessions  ROIs   peak MiB  load s  s/epoch  val loss")
+        for n in args.sessions:
+            for mode in modes:
+                report = run_fit(mode, files[:n], args.epochs, args.workers)
+                seconds = sorted(e["seconds"] for e in report["epochs"])
+                row = {
+                    "mode": mode,
+                    "sessions": n,
+                    "rois": n * args.rois,
+                    "frames": args.frames,
+                    "peak_mib": round(report["peak_mib"] + report["workers_mib"], 1),
+                    "workers_mib": round(report["workers_mib"], 1),
+                    "load_s": round(report["load_s"], 2),
+                    "epoch_s": round(seconds[len(seconds) // 2], 2),
+                    "val_loss": round(report["epochs"][-1]["val_loss"], 3),
+                    "load_average": round(os.getloadavg()[0], 1),
+                }
+                results.append(row)
+                print(
+                    f"{mode:7s} {n:8d} {row['rois']:5d} {row['peak_mib']:10.0f} "
+                    f"{row['load_s']:7.2f} {row['epoch_s']:8.2f}  {row['val_loss']:.3f}",
+                    flush=True,
+                )
+    machine = f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.python_version()}"
+    out = {"command": " ".join(sys.argv), "machine": machine, "results": results}
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=1))
+    if args.plot:
+        title = f"{args.rois} ROIs x {args.frames:,} frames per session, {args.epochs} epochs"
+        plot(results, args.plot, title)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
