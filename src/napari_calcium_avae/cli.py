@@ -226,6 +226,10 @@ def cmd_fit(args: argparse.Namespace) -> None:
     from .model.device import resolve_device
 
     files = _nwb_inputs(args.inputs, include_results=args.include_results)
+    if not args.stream and (args.workers is not None or args.shuffle_buffer is not None):
+        raise CalciumAvaeError("--workers and --shuffle-buffer are options of --stream")
+    if not args.stream and args.mismatched == "skip":
+        raise CalciumAvaeError("--mismatched skip needs --stream (in memory they are an error)")
     state = resume_path(args.output)
     if args.resume and args.checkpoint_every == 0:
         raise CalciumAvaeError("--resume needs training checkpoints; drop --checkpoint-every 0")
@@ -243,11 +247,24 @@ def cmd_fit(args: argparse.Namespace) -> None:
         model.set_checkpoint(state, every=args.checkpoint_every, resume=args.resume)
     with distributed.process_group(resolve_device(args.device)) as group:
         main = group is None or group.rank == 0
-        recordings = _read_all(files, args.series)
-        n_rois = sum(t.n_rois for t in recordings)
+        if args.stream:
+            from .model.streaming import NWBTraceDataset
+
+            recordings = NWBTraceDataset(
+                files,
+                args.series,
+                shuffle_buffer=args.shuffle_buffer or 2048,
+                num_workers=args.workers or 0,
+                mismatched=args.mismatched,
+            )
+            n_rois, n_files = recordings.n_rois, len(recordings.sessions)
+        else:
+            recordings = _read_all(files, args.series)
+            n_rois, n_files = sum(t.n_rois for t in recordings), len(files)
         if main:
             ranks = f" on {group.world_size} ranks" if group is not None else ""
-            print(f"training on {n_rois} ROIs from {len(files)} file(s){ranks}", file=sys.stderr)
+            how = ", streamed" if args.stream else ""
+            print(f"training on {n_rois} ROIs from {n_files} file(s){ranks}{how}", file=sys.stderr)
         done = 0
         if main and args.resume and state.exists():
             from .model.checkpoint import read_resume_checkpoint
@@ -1135,6 +1152,28 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="write the training checkpoint OUTPUT.resume every N epochs and after the "
         "last; 0: none (default %(default)s)",
+    )
+    p.add_argument(
+        "--stream",
+        action="store_true",
+        help="read the traces from the files while training, a block of ROIs at a time "
+        "(memory bounded whatever the number of files; slower for data that fits)",
+    )
+    p.add_argument(
+        "--workers", type=int, metavar="N", help="with --stream: DataLoader worker processes"
+    )
+    p.add_argument(
+        "--shuffle-buffer",
+        type=int,
+        metavar="N",
+        help="with --stream: traces shuffled at once, per worker (default 2048)",
+    )
+    p.add_argument(
+        "--mismatched",
+        choices=("error", "skip"),
+        default="error",
+        help="sessions whose number of frames differs from the others': stop with an "
+        "error naming them, or (with --stream) skip them with a warning (default %(default)s)",
     )
     _add_model_options(p)
     p.set_defaults(func=cmd_fit)

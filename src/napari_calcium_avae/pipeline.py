@@ -76,9 +76,17 @@ def training_matrix(traces_list: Sequence[Traces]) -> np.ndarray:
 
 
 def fit_iter(
-    model: Any, traces_list: Sequence[Traces], stop: threading.Event | None = None
+    model: Any, traces_list: Sequence[Traces] | Any, stop: threading.Event | None = None
 ) -> Iterator[Any]:
-    """Train on all recordings together, yielding the model's per-epoch reports."""
+    """Train on all recordings together, yielding the model's per-epoch reports.
+
+    ``traces_list`` may instead be a ``model.streaming.NWBTraceDataset``: the files are
+    then streamed (out-of-core training, memory bounded whatever their number)."""
+    from .model.streaming import NWBTraceDataset
+
+    if isinstance(traces_list, NWBTraceDataset):
+        yield from model.fit_iter(traces_list, stop=stop)
+        return
     X = training_matrix(traces_list)
     yield from model.fit_iter(X, stop=stop)
 

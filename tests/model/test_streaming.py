@@ -168,3 +168,24 @@ def test_too_few_rois_to_split_is_one_line(bench, tmp_path):
     path = bench.write_session(tmp_path / "two.nwb", _tagged(0, n_rois=2))
     with pytest.raises(CalciumAvaeError, match=r"training and \d+ validation ROI"):
         AVAE(**SMALL).fit(NWBTraceDataset([path]))
+
+
+def test_cli_fit_stream_and_resume(files, tmp_path, capsys):
+    from napari_calcium_avae.cli import main
+
+    out = tmp_path / "m.pt"
+    small = ["--hidden-size", "16", "--latent-size", "2", "--batch-size", "8", "--device", "cpu"]
+    folder = str(files[0].parent)
+    assert main(["fit", folder, "-o", str(out), "--stream", "--epochs", "2", *small]) == 0
+    assert "from 4 file(s), streamed" in capsys.readouterr().err
+    first = AVAE.load(out)
+    assert len(first.history_) == 2 and first.n_features_in_ == N_FRAMES
+    # two more epochs after the finished run, from its checkpoint
+    args = ["fit", folder, "-o", str(out), "--stream", "--epochs", "4", "--resume", *small]
+    assert main(args) == 0
+    assert "after epoch 2" in capsys.readouterr().err
+    assert [h["epoch"] for h in AVAE.load(out).history_] == [1, 2, 3, 4]
+    # streaming options without --stream are one line
+    args = ["fit", folder, "-o", str(tmp_path / "x.pt"), "--workers", "2", *small]
+    assert main(args) == 2
+    assert "options of --stream" in capsys.readouterr().err
