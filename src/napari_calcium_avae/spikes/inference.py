@@ -41,6 +41,11 @@ INPUT_KINDS = ("auto", "dff", "raw")
 #: How the decay is estimated: "likelihood" (autocovariance, then refined by least
 #: squares of the trace given the spikes) or "autocovariance" (that estimate alone).
 DECAY_ESTIMATES = ("likelihood", "autocovariance")
+#: The L1 weight (as ``sparsity``) of the solve behind ``denoise``: lighter than the
+#: spike default, because shrinking every event costs more squared error than a few
+#: small false events (0.5 had the least error of 0.5, 1 and 2 on simulated cultures and
+#: on AR traces; docs/benchmarks.md).
+DENOISE_SPARSITY = 0.5
 #: Fewest finite frames a trace needs for its kinetics to be fitted.
 MIN_FRAMES = 50
 #: Memory the per-chunk tensors may take (bytes); keeps 10,000 x 30,000 < 4 GB.
@@ -332,7 +337,7 @@ class SpikeInference(TransformerMixin, BaseEstimator):
         if cache is None:  # the mean rate needs the spikes: infer them, a chunk at a time
             for s0 in starts:
                 rows = slice(s0, min(n, s0 + chunk))
-                self.rate_[rows] = np.nanmean(self._spikes_rows(X, rows), axis=1)
+                self.rate_[rows] = np.nanmean(self._rows(X, rows, float(self.sparsity))[0], axis=1)
         return self
 
     # -- inference ------------------------------------------------------------------------
@@ -340,7 +345,23 @@ class SpikeInference(TransformerMixin, BaseEstimator):
         """Spikes per frame (neurons x frames, float32): the deconvolved increments divided
         by one spike's size. NaN frames give NaN. X must hold the
         fitted neurons; with ``n_baseline`` > 1 the baseline is refitted to X."""
+        X = self._check_fitted_X(X)
+        if self._cache is not None and X.shape == self._cache[1].shape:
+            if _fingerprint(X) == self._cache[0]:
+                return self._cache[1].copy()
+        return self._solve(X, denoised=False)
 
+    def denoise(self, X: Any) -> np.ndarray:
+        """The noise-free trace the model explains X with (neurons x frames, float32, in
+        X's units): baseline plus the spikes through each neuron's calcium kernel (and
+        saturation). NaN frames get the model's value, so gaps are filled, not copied.
+
+        The spikes are solved again with the lighter penalty ``DENOISE_SPARSITY``: the
+        penalty that keeps false spikes out also shrinks every event, which costs more
+        squared error than a few small false events do."""
+        return self._solve(self._check_fitted_X(X), denoised=True)
+
+    def _check_fitted_X(self, X: Any) -> np.ndarray:
         if not hasattr(self, "n_features_in_"):
             from sklearn.exceptions import NotFittedError
 
@@ -352,19 +373,23 @@ class SpikeInference(TransformerMixin, BaseEstimator):
             raise CalciumAvaeError(
                 f"X must have the {self.n_neurons_} neurons it was fitted on, not shape {X.shape}"
             )
-        if self._cache is not None and X.shape == self._cache[1].shape:
-            if _fingerprint(X) == self._cache[0]:
-                return self._cache[1].copy()
+        return X
+
+    def _solve(self, X: np.ndarray, denoised: bool) -> np.ndarray:
         n, t = X.shape
         out = np.empty((n, t), np.float32)
         chunk = self._chunk_rows(t)
         for s0 in range(0, n, chunk):
             rows = slice(s0, min(n, s0 + chunk))
-            out[rows] = self._spikes_rows(X, rows)
+            if denoised:
+                out[rows] = self._rows(X, rows, DENOISE_SPARSITY)[1]
+            else:
+                out[rows] = self._rows(X, rows, float(self.sparsity))[0]
         return out
 
-    def _spikes_rows(self, X: np.ndarray, rows: slice) -> np.ndarray:
-        """Spikes per frame of X's rows ``rows`` (float32, NaN at NaN frames)."""
+    def _rows(self, X: np.ndarray, rows: slice, sparsity: float) -> tuple[np.ndarray, np.ndarray]:
+        """Spikes per frame (NaN at NaN frames) and the denoised trace of X's rows
+        ``rows``, both float32."""
         import torch
 
         from ..model.device import resolve_device
@@ -374,12 +399,13 @@ class SpikeInference(TransformerMixin, BaseEstimator):
         y_t = torch.as_tensor(xs, dtype=torch.float32, device=dev)
         roots = torch.as_tensor(self.roots_[rows], dtype=torch.float32, device=dev)
         sat = None if self._sat_scaled is None else self._sat_scaled[rows]
-        s = _spikes_given_kinetics(
-            y_t, roots, int(self.n_baseline), float(self.sparsity), int(self.max_iter), sat
+        s, fitted = _spikes_given_kinetics(
+            y_t, roots, int(self.n_baseline), sparsity, int(self.max_iter), sat
         )
-        out = (s / self._unit[rows, None]).astype(np.float32)
-        out[~np.isfinite(xs)] = np.nan
-        return out
+        spikes = (s / self._unit[rows, None]).astype(np.float32)
+        spikes[~np.isfinite(xs)] = np.nan
+        trace = fitted * self._scale[rows, None] + self._offset[rows, None]
+        return spikes, trace.astype(np.float32)
 
     def credible_band(
         self, X: Any, level: float = 0.9
@@ -727,23 +753,31 @@ def _fit_chunk(
     }
 
 
-def _spikes_given_kinetics(y, roots, n_baseline, sparsity, n_iter, saturation) -> np.ndarray:
-    """Spikes (increments, not yet in spike units) of standardised rows, kinetics fixed."""
+def _spikes_given_kinetics(
+    y, roots, n_baseline, sparsity, n_iter, saturation
+) -> tuple[np.ndarray, np.ndarray]:
+    """Spikes (increments, not yet in spike units) of standardised rows, kinetics fixed,
+    and the trace they explain (baseline + kernel * spikes, through the saturation)."""
     import torch
 
     y0, w = _prepare(y)
     sigma = _noise_sd(y0, w)
     baseline = _Baseline(w, n_baseline)
     h = _kernel(roots, _kernel_length(roots, y0.shape[1]))
-    s, coef, _ = _fista(y0, w, h, _penalty(sigma, h, sparsity), baseline, n_iter)
+    s, coef, c = _fista(y0, w, h, _penalty(sigma, h, sparsity), baseline, n_iter)
+    b = baseline(coef)
+    fitted = b + c
     if saturation is not None and np.any(saturation > 0):
         a = torch.as_tensor(saturation, dtype=y0.dtype, device=y0.device)
-        z = (y0 - baseline(coef)) * w
+        z = (y0 - b) * w
         cal = _saturated(z, a[:, None]) * w
         sig_a = _noise_sd(cal, w)
-        s_a, _, _ = _fista(cal, w, h, _penalty(sig_a, h, sparsity), baseline, n_iter)
+        s_a, coef_a, c_a = _fista(cal, w, h, _penalty(sig_a, h, sparsity), baseline, n_iter)
+        safe = torch.where(a > 0, a, torch.ones_like(a))[:, None]
+        z_hat = torch.log1p((safe * (c_a + baseline(coef_a))).clamp_min(-1 + 1e-6)) / safe
         s = torch.where((a > 0)[:, None], s_a, s)
-    return s.cpu().numpy()
+        fitted = torch.where((a > 0)[:, None], b + z_hat, fitted)
+    return s.cpu().numpy(), fitted.cpu().numpy()
 
 
 def _row_stats(X: np.ndarray, block: int = 256) -> dict[str, np.ndarray]:
