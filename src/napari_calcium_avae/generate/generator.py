@@ -13,11 +13,22 @@ A :class:`PopulationGenerator` is fitted to one recording and keeps three things
   have their rate, gain, noise and decay time multiplied by log-normal jitter.
 
 ``generate`` samples one state sequence (shared by every neuron, which is what keeps the
-pairwise correlations and co-activation), Poisson counts per frame from each neuron's
-rate in the current state, and passes them through the neuron's calcium model:
+pairwise correlations and co-activation), the spikes of each neuron per frame given the
+state, and passes them through the neuron's calcium model:
 
     c_t = sum_i gamma_i c_{t-i} + gain * s_t + eps_t,  eps_t ~ N(0, sd_ar^2)
     y_t = b + c_t + w_t,                                w_t ~ N(0, sd_w^2)
+
+The spikes given the state come from ``spike_model``. "segments" (the default) is a
+state-conditioned block bootstrap: each time the generated chain enters state k, the
+population's spikes for that dwell are a segment of the recording's inferred spikes (the
+spike inference's, in every neuron's gain units) that starts where the fitted state
+sequence entered k. It keeps what a Poisson rate per state cannot: each neuron's own
+event sizes (a few large events among many small ones) and which neurons fire together
+within a state. "poisson" draws Poisson counts from each neuron's rate in the state.
+Segments carry expected spikes per frame, which need not be whole: the drive is
+``gain * s`` with the segment's value, and the ground-truth count is that value rounded
+at random (equal to it on average).
 
 Seed 002's likelihood feeds all noise through the AR process (sd_w = 0); the fit splits
 the noise it found into that part and white measurement noise (:func:`split_noise`) from
@@ -43,13 +54,15 @@ from sklearn.base import BaseEstimator
 from ..errors import CalciumAvaeError, CalciumAvaeWarning
 
 #: Version of the saved generator format (a .npz of arrays plus a JSON ``config``).
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 #: Kinds of population model ``population`` accepts.
 POPULATION_KINDS = ("states", "none")
 #: Whose per-neuron kinetics go with the states' rates (see PopulationGenerator).
 KINETICS = ("states", "spikes", "mixed")
 #: How generated traces are made noisy (see PopulationGenerator).
 NOISE_MODELS = ("white", "split")
+#: Where the spikes given the state come from (see PopulationGenerator).
+SPIKE_MODELS = ("segments", "poisson")
 #: Burn-in before the first generated frame, in decay time constants of the slowest neuron,
 #: so that frame 0 already carries the calcium of earlier spikes.
 _BURN_IN_TAUS = 5.0
@@ -199,6 +212,11 @@ class PopulationGenerator(BaseEstimator):
         Noise of the generated traces: the white measurement part of each neuron's noise
         only ("white", the default), or that plus the part fed through the AR process
         ("split", seed 002's model; see :func:`split_noise`).
+    spike_model : "segments" or "poisson"
+        Spikes given the state: segments of the recording's inferred spikes that start where
+        the fitted states entered the same state ("segments", the default: each neuron's own
+        event sizes and the co-firing within a state are kept), or Poisson counts from each
+        neuron's rate in the state ("poisson"). The fitted generator holds both.
     spike_iter : int or None
         Iterations of the spike inference (its ``max_iter``; None: its default).
     hmm_iter : int or None
@@ -213,7 +231,10 @@ class PopulationGenerator(BaseEstimator):
     Fitted attributes: ``frame_rate_``, ``n_neurons_``, ``input_kind_``, ``roots_``
     (neurons, p) AR roots, ``gain_``, ``noise_sd_`` (the innovation SD), ``ar_noise_sd_``
     and ``white_noise_sd_`` (its split), ``baseline_`` (neurons,: the level that gives
-    each neuron its recorded mean fluorescence), ``rate_``
+    each neuron its recorded mean fluorescence under the spike model fitted with;
+    ``mean_level_`` that mean), ``recorded_spikes_`` (neurons, frames)
+    float32, the spike inference's expected spikes per frame, ``recorded_states_``
+    (frames,) the fitted state of each frame (most probable; 0 without states), ``rate_``
     (spikes per frame, the spike inference's), ``state_rates_`` (K, neurons) spikes per
     frame, ``transmat_`` (K, K), ``occupancy_`` (K,) stationary share of each state,
     ``has_population_``, ``rows_used_`` (bool, the recording's rows fitted), ``source_``
@@ -229,6 +250,7 @@ class PopulationGenerator(BaseEstimator):
         max_copies: int = 20,
         kinetics: str = "states",
         noise: str = "white",
+        spike_model: str = "segments",
         spike_iter: int | None = None,
         hmm_iter: int | None = None,
         device: str = "auto",
@@ -242,6 +264,7 @@ class PopulationGenerator(BaseEstimator):
         self.max_copies = max_copies
         self.kinetics = kinetics
         self.noise = noise
+        self.spike_model = spike_model
         self.spike_iter = spike_iter
         self.hmm_iter = hmm_iter
         self.device = device
@@ -259,6 +282,10 @@ class PopulationGenerator(BaseEstimator):
         if self.noise not in NOISE_MODELS:
             raise CalciumAvaeError(
                 f"noise must be one of {', '.join(NOISE_MODELS)}, not {self.noise!r}"
+            )
+        if self.spike_model not in SPIKE_MODELS:
+            raise CalciumAvaeError(
+                f"spike_model must be one of {', '.join(SPIKE_MODELS)}, not {self.spike_model!r}"
             )
         if self.kinetics not in KINETICS:
             raise CalciumAvaeError(
@@ -331,6 +358,11 @@ class PopulationGenerator(BaseEstimator):
         self.spike_gain_ = np.asarray(spikes.gain_, dtype=np.float64)
         self.spike_noise_sd_ = np.asarray(spikes.noise_sd_, dtype=np.float64)
         self.spike_rate_ = np.maximum(np.asarray(spikes.rate_, dtype=np.float64), 1e-6)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*show no spikes above the noise.*")
+            recorded = np.asarray(spikes.transform(data), dtype=np.float32)
+        self.recorded_spikes_ = np.where(recorded > 0, recorded, np.float32(0))
+        self.recorded_states_ = np.zeros(data.shape[1], dtype=np.int32)
         self.has_population_ = self.population == "states"
         if self.has_population_:
             if self.verbose:
@@ -349,6 +381,7 @@ class PopulationGenerator(BaseEstimator):
             occupancy = hmm.state_probabilities_.mean(0)
             self.occupancy_ = occupancy / occupancy.sum()
             self.transmat_ = np.asarray(hmm.transmat_, dtype=np.float64)
+            self.recorded_states_ = hmm.state_probabilities_.argmax(1).astype(np.int32)
         else:
             self.hmm_rates_ = self.spike_rate_[None, :].copy()
             self.hmm_roots_ = self.spike_roots_
@@ -379,11 +412,9 @@ class PopulationGenerator(BaseEstimator):
             self.rate_ = self.spike_rate_
         self.state_rates_ = rates
         self.roots_, self.gain_, self.noise_sd_ = roots, gain, noise
-        # the baseline that gives each neuron its recorded mean: a fitted baseline is
-        # traded off against slow calcium (a decay near 1) and may sit far off
+        self.mean_level_ = data.astype(np.float64).mean(1)
+        self.baseline_ = self._baseline()
         decay = _ar_from_roots(roots)
-        mean_calcium = gain * self.rate_ / np.maximum(1.0 - decay.sum(1), 1e-6)
-        self.baseline_ = data.astype(np.float64).mean(1) - mean_calcium
         self.ar_noise_sd_, self.white_noise_sd_ = split_noise(data, decay, self.baseline_, noise)
 
     # -- generating -----------------------------------------------------------------------
@@ -482,7 +513,7 @@ class PopulationGenerator(BaseEstimator):
         fed = self.ar_noise_sd_ if self.noise == "split" else np.zeros(n_fit)
         noise = fed[template] * f_noise * stretch
         white = self.white_noise_sd_[template] * f_noise
-        baseline = self.baseline_[template]
+        baseline = self._baseline()[template]
         state_rates = self.state_rates_[:, template] * f_rate[None, :] * (dt_new / dt_old)
         transmat = resample_transitions(self.transmat_, dt_new / dt_old)
         start = _stationary(transmat)
@@ -495,6 +526,13 @@ class PopulationGenerator(BaseEstimator):
             states = _sample_chain(cum, start, total, rng, n)
         else:
             states = _sample_chain(cum, start, total, rng, 1)[0]
+        segments = self.spike_model == "segments"
+        if segments:
+            source = _SegmentSource(self._segment_spikes(), self.recorded_states_, dt_new / dt_old)
+            # neurons that share a state sequence share their segments, except copies: each
+            # pass over the fitted neurons draws its own, so a copy is not its template again
+            plans = {} if independent else {c: source.plan(states, rng) for c in range(passes)}
+            seg_scale = f_rate
 
         import torch
 
@@ -508,12 +546,21 @@ class PopulationGenerator(BaseEstimator):
         for i, b0 in enumerate(blocks):
             rows = slice(b0, min(n, b0 + _CHUNK_NEURONS))
             st = states[rows] if independent else states[None, :]
-            lam = np.take_along_axis(
-                state_rates[:, rows].T, np.broadcast_to(st, (rows.stop - b0, total)), 1
-            )
-            s = rng.poisson(lam)
+            if segments:
+                amount = np.empty((rows.stop - b0, total))
+                for j, i in enumerate(range(b0, rows.stop)):
+                    plan = source.plan(states[i], rng) if independent else plans[copy[i]]
+                    amount[j] = source.drive(template[i], plan, total) * seg_scale[i]
+                whole = np.floor(amount)
+                s = (whole + (rng.random(amount.shape) < amount - whole)).astype(np.int32)
+                drive = amount * gain[rows, None]
+            else:
+                lam = np.take_along_axis(
+                    state_rates[:, rows].T, np.broadcast_to(st, (rows.stop - b0, total)), 1
+                )
+                s = rng.poisson(lam)
+                drive = s * gain[rows, None]
             eps = rng.standard_normal(s.shape) * noise[rows, None]
-            drive = s * gain[rows, None]
             c_clean = _ar_filter(drive, gamma[rows])
             c_noisy = _ar_filter(drive + eps, gamma[rows])
             measured = (
@@ -525,7 +572,10 @@ class PopulationGenerator(BaseEstimator):
             if progress is not None:
                 progress(i + 1, len(blocks), f"{rows.stop} of {n} neurons")
         out_states = states[:, burn:] if independent else states[burn:]
-        mean_rate = (self.occupancy_ @ self.state_rates_)[template] * f_rate * self.frame_rate_
+        if segments:
+            mean_rate = self._segment_spikes().mean(1)[template] * f_rate * self.frame_rate_
+        else:
+            mean_rate = (self.occupancy_ @ self.state_rates_)[template] * f_rate * self.frame_rate_
         neurons = {
             "template_neuron": template.astype(np.int64),
             "copy_index": copy.astype(np.int64),
@@ -544,6 +594,7 @@ class PopulationGenerator(BaseEstimator):
             "fitted_neurons": n_fit,
             "fitted_frame_rate": self.frame_rate_,
             "jitter": jit,
+            "spike_model": self.spike_model,
             "input_kind": self.input_kind_,
         }
         facts.update({f"source_{k}": v for k, v in self.source_.items()})
@@ -556,6 +607,24 @@ class PopulationGenerator(BaseEstimator):
             neurons=neurons,
             facts=facts,
         )
+
+    def _baseline(self) -> np.ndarray:
+        """The baseline that gives each neuron its recorded mean under ``spike_model`` (a
+        fitted baseline is traded off against slow calcium, a decay near 1, and may sit
+        far off)."""
+        if self.spike_model == "segments":
+            rate = self._segment_spikes().mean(1, dtype=np.float64)
+        else:
+            rate = self.rate_
+        decay = _ar_from_roots(self.roots_)
+        mean_calcium = self.gain_ * rate / np.maximum(1.0 - decay.sum(1), 1e-6)
+        return self.mean_level_ - mean_calcium
+
+    def _segment_spikes(self) -> np.ndarray:
+        """The recorded spikes in the generating gains' units (neurons, frames): the drive
+        ``gain_ * s`` equals the spike inference's ``spike_gain_ * spikes``."""
+        scale = self.spike_gain_ / np.maximum(self.gain_, 1e-12)
+        return self.recorded_spikes_ * scale[:, None].astype(np.float32)
 
     # -- files ----------------------------------------------------------------------------
     _ARRAYS = (
@@ -574,7 +643,10 @@ class PopulationGenerator(BaseEstimator):
         "ar_noise_sd_",
         "white_noise_sd_",
         "baseline_",
+        "mean_level_",
         "rate_",
+        "recorded_spikes_",
+        "recorded_states_",
         "state_rates_",
         "transmat_",
         "occupancy_",
@@ -609,7 +681,8 @@ class PopulationGenerator(BaseEstimator):
         arrays = {k.rstrip("_"): np.asarray(getattr(self, k)) for k in self._ARRAYS}
         with atomic_output(path, overwrite=overwrite) as tmp:
             with open(tmp, "wb") as fh:
-                np.savez(fh, config=np.array(json.dumps(config)), **arrays)
+                # the recorded spikes are mostly zeros: compressed they take little room
+                np.savez_compressed(fh, config=np.array(json.dumps(config)), **arrays)
         return path
 
     @classmethod
@@ -621,19 +694,27 @@ class PopulationGenerator(BaseEstimator):
         try:
             with np.load(path, allow_pickle=False) as z:
                 config = json.loads(str(z["config"]))
+                if config.get("format") != "napari-calcium-avae population generator":
+                    raise CalciumAvaeError(f"{path} is not a population generator file")
+                version = int(config.get("format_version", 0))
+                if version > FORMAT_VERSION:
+                    raise CalciumAvaeError(
+                        f"{path} was written by a newer napari-calcium-avae "
+                        f"({config.get('package_version')}); upgrade to read it"
+                    )
+                if version < 2:
+                    raise CalciumAvaeError(
+                        f"{path} was written before generators kept the recording's spikes; "
+                        "fit it again: calcium-avae generate --fit RECORDING"
+                    )
                 arrays = {k: z[k.rstrip("_")] for k in cls._ARRAYS}
         except (OSError, ValueError, KeyError) as err:
+            if isinstance(err, CalciumAvaeError):
+                raise
             raise CalciumAvaeError(
                 f"{path} is not a generator file (write one with calcium-avae generate "
                 f"--fit RECORDING): {err}"
             ) from err
-        if config.get("format") != "napari-calcium-avae population generator":
-            raise CalciumAvaeError(f"{path} is not a population generator file")
-        if int(config.get("format_version", 0)) > FORMAT_VERSION:
-            raise CalciumAvaeError(
-                f"{path} was written by a newer napari-calcium-avae "
-                f"({config.get('package_version')}); upgrade to read it"
-            )
         params = dict(config["params"])
         if isinstance(params.get("n_states"), list):
             params["n_states"] = tuple(params["n_states"])
@@ -644,6 +725,60 @@ class PopulationGenerator(BaseEstimator):
             setattr(model, k, v)
         model.rows_used_ = model.rows_used_.astype(bool)
         return model
+
+
+class _SegmentSource:
+    """The recorded spikes cut into state-conditioned segments (``spike_model="segments"``).
+
+    ``plan`` maps a generated state sequence onto source frames: each dwell in state k
+    starts at a random frame where the fitted state sequence entered k (any frame of k if
+    it never entered it; any frame if k was never the most probable state) and runs on for
+    as long as the dwell lasts, in seconds. ``ratio`` is the generated frame interval over
+    the recorded one: with ratio < 1 each source frame's spikes land in one random
+    generated frame within its span, with ratio > 1 source frames are summed."""
+
+    def __init__(self, spikes: np.ndarray, states: np.ndarray, ratio: float) -> None:
+        self.spikes = spikes
+        self.ratio = float(ratio)
+        states = np.asarray(states, dtype=np.int64)
+        self.n_frames = states.size
+        entries = np.flatnonzero(np.r_[True, states[1:] != states[:-1]])
+        k = int(states.max()) + 1
+        self.pools = []
+        for state in range(k):
+            pool = entries[states[entries] == state]
+            if not len(pool):
+                pool = np.flatnonzero(states == state)
+            self.pools.append(pool if len(pool) else np.arange(self.n_frames))
+        self.anywhere = np.arange(self.n_frames)
+
+    def plan(self, states: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+        """(source frames, generated frames, first index of each generated frame's run)."""
+        states = np.asarray(states)
+        total = states.size
+        starts = np.flatnonzero(np.r_[True, states[1:] != states[:-1]])
+        lengths = np.diff(np.r_[starts, total])
+        first = np.empty(len(starts), dtype=np.int64)
+        for state in np.unique(states[starts]):
+            where = np.flatnonzero(states[starts] == state)
+            pool = self.pools[state] if state < len(self.pools) else self.anywhere
+            first[where] = rng.choice(pool, len(where))
+        n_src = np.maximum(1, np.ceil(lengths * self.ratio - 1e-9).astype(np.int64))
+        dwell = np.repeat(np.arange(len(starts)), n_src)
+        offset = np.arange(dwell.size) - np.repeat(np.cumsum(n_src) - n_src, n_src)
+        src = (first[dwell] + offset) % self.n_frames
+        jitter = rng.random(dwell.size) if self.ratio < 1 else 0.0
+        tgt = starts[dwell] + np.floor((offset + jitter) / self.ratio).astype(np.int64)
+        tgt = np.minimum(tgt, starts[dwell] + lengths[dwell] - 1)
+        runs = np.flatnonzero(np.r_[True, tgt[1:] != tgt[:-1]])
+        return src, tgt[runs], runs
+
+    def drive(self, neuron: int, plan: tuple[np.ndarray, ...], total: int) -> np.ndarray:
+        """One neuron's spikes per generated frame under ``plan``."""
+        src, frames, runs = plan
+        out = np.zeros(total)
+        out[frames] = np.add.reduceat(self.spikes[neuron, src].astype(np.float64), runs)
+        return out
 
 
 def split_noise(
