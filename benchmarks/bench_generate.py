@@ -2,6 +2,7 @@
 
 Run: OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_generate.py [--quick]
      [-o bench-output/generate] [--states 4] [--device cpu] [--load-zebrafish GEN.npz]
+     [--noise white|split] [--seed 1]
 
 For each real recording a PopulationGenerator (calcium-HMM states) is fitted and generates
 as many neurons, for as long, at the same frame rate. ``analysis.realism`` then infers
@@ -9,6 +10,9 @@ spikes from both and gives each statistic's distance to the real recording over 
 split-half yardstick (ratio; issue 17's target: <= 1.5 for firing rate, pairwise
 correlation and event amplitude). Beside it, in the same table:
 
+- Poisson spikes: the same generator with ``spike_model="poisson"`` (Poisson counts from
+  each neuron's rate per state instead of the recording's spike segments; the model
+  before segments);
 - independent neurons: the same generator with ``independent=True`` (the same per-neuron
   fits and rates per state, each neuron with its own state sequence: no coupling), which
   must lose on correlations;
@@ -67,9 +71,11 @@ def score(real, other, estimator, n_splits: int) -> dict[str, dict[str, float]]:
 
 def fit_generator(traces, args, load: str | None) -> tuple[PopulationGenerator, float]:
     if load:
-        return PopulationGenerator.load(load), float("nan")
+        return PopulationGenerator.load(load).set_params(noise=args.noise), float("nan")
     start = time.perf_counter()
-    gen = PopulationGenerator(n_states=args.states, device=args.device, verbose=True)
+    gen = PopulationGenerator(
+        n_states=args.states, noise=args.noise, device=args.device, verbose=True
+    )
     if args.quick:
         gen.set_params(spike_iter=100, hmm_iter=20)
     gen.fit(traces)
@@ -86,8 +92,10 @@ def run_recording(
         gen.save(Path(args.output) / f"generator_{name}.npz", overwrite=True)
     print(f"{name}: fitted in {fit_s:.0f} s; K = {gen.transmat_.shape[0]}", flush=True)
     out = {"fit_s": fit_s, "n_states": int(gen.transmat_.shape[0]), "scores": {}}
+    poisson = clone_generator(gen, spike_model="poisson")
     sides = {
         "generated": gen.generate(seed=args.seed).to_traces(),
+        "poisson": poisson.generate(seed=args.seed).to_traces(),
         "independent": gen.generate(seed=args.seed, independent=True).to_traces(),
         "simulator": baseline,
     }
@@ -96,6 +104,15 @@ def run_recording(
         out["scores"][side] = score(real, traces, estimator, args.splits)
         print(f"{name} vs {side}: scored in {time.perf_counter() - start:.0f} s", flush=True)
     return out, gen
+
+
+def clone_generator(gen: PopulationGenerator, **params) -> PopulationGenerator:
+    """The fitted generator with other generation parameters (no refit)."""
+    other = PopulationGenerator(**{**gen.get_params(), **params})
+    for key, value in vars(gen).items():
+        if key.endswith("_"):
+            setattr(other, key, value)
+    return other
 
 
 def speed(gen: PopulationGenerator, folder: Path) -> dict[str, float]:
@@ -122,13 +139,14 @@ def table(name: str, result: dict) -> str:
     rows = [
         f"**{name}** (K = {result['n_states']} states)",
         "",
-        "| statistic | split-half yardstick | generated | independent neurons | simulator |",
-        "|---|---|---|---|---|",
+        "| statistic | split-half yardstick | generated | Poisson spikes | independent neurons "
+        "| simulator |",
+        "|---|---|---|---|---|---|",
     ]
     scores = result["scores"]
     for stat in scores["generated"]:
         cells = []
-        for side in ("generated", "independent", "simulator"):
+        for side in ("generated", "poisson", "independent", "simulator"):
             ratio = scores[side][stat]["ratio"]
             ok = ""
             if stat in TARGET_STATISTICS and side == "generated":
@@ -153,6 +171,9 @@ def main() -> None:
     parser.add_argument("--states", type=int, default=PopulationGenerator().n_states)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=1, help="seed of the generated recordings")
+    parser.add_argument(
+        "--noise", default=PopulationGenerator().noise, help="the generators' noise model"
+    )
     parser.add_argument("--splits", type=int, default=realism.DEFAULT_SPLITS)
     parser.add_argument("--load-zebrafish", help="a fitted zebrafish generator (.npz)")
     parser.add_argument("--load-culture", help="a fitted culture generator (.npz)")
