@@ -145,6 +145,17 @@ def read_resume_checkpoint(path: str | Path) -> ResumeCheckpoint:
     return ResumeCheckpoint(config=config, state=state)
 
 
+def file_format(path: str | Path) -> str | None:
+    """The format name a checkpoint file declares (None if it declares none), so that
+    ``load_model`` can pick the estimator; unreadable files are left to that loader."""
+    path = Path(path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # the estimator's loader gives the one-line message
+        return None
+    return payload.get("format") if isinstance(payload, dict) else None
+
+
 def _load_payload(path: Path, kind: str, form: str, version: int) -> dict:
     """The dict in ``path`` if it is our ``kind`` of file in format ``form``/``version``;
     loaded with ``weights_only=True``, so a file cannot run code."""
