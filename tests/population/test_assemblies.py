@@ -97,6 +97,25 @@ def test_a_neuron_in_two_assemblies_is_in_both():
     assert det.memberships_[np.flatnonzero(has), det.labels_[has]].all()
 
 
+def test_events_extend_members_to_a_second_assembly():
+    # method="events": the graph gives each ROI one community; ROIs that follow a second
+    # community's activity beyond chance join it too (3 shared ROIs per recording)
+    found = 0
+    for seed in range(3):
+        traces, _, member, _ = planted(n=60, groups=(12, 12, 12), both=3, sigma=1.0, seed=seed)
+        det = AssemblyDetector(method="events").fit(traces)
+        assert det.n_assemblies_ == 3
+        shared = np.flatnonzero(member.sum(axis=1) == 2)
+        counts = det.memberships_.sum(axis=1)
+        found += int((counts[shared] == 2).sum())
+        assert (counts[np.setdiff1d(np.arange(60), shared)] <= 1).all()
+        # numbered by strength; the main assembly is the strongest one a ROI is in
+        assert (np.diff(det.strength_) <= 0).all()
+        has = det.memberships_.any(axis=1)
+        np.testing.assert_array_equal(det.labels_[has], det.memberships_[has].argmax(axis=1))
+    assert found >= 3  # of 9 (4 when written; 0 before the extension)
+
+
 def test_transform_and_unusable_rois():
     traces, labels, _, _ = planted()
     traces[5] = np.nan

@@ -19,8 +19,14 @@ Two detectors share one estimator, :class:`AssemblyDetector`:
     assemblies (Avitan et al. 2017, Curr Biol 27: 2407; Molter, Avitan & Goodhill 2018,
     BMC Biol 16: 143). Louvain is run CONSENSUS_RUNS times with different seeds and the
     runs are merged by consensus clustering (Lancichinetti & Fortunato 2012, Sci Rep 2:
-    336), because single Louvain runs on a small noisy graph disagree. One community per
-    ROI; everything downstream (shuffles, p-values, activity) sees the binarised events.
+    336), because single Louvain runs on a small noisy graph disagree. Each community is
+    a core; a ROI also joins every other core whose activity it follows beyond chance
+    (against every circular lag), so a ROI may be in several, as in the published
+    assemblies. Its main assembly is the strongest one it is in. Everything downstream
+    (shuffles, p-values, activity) sees the binarised events.
+
+Assemblies are numbered by strength (the variance of the data along their weights),
+strongest first.
 
 The noise bound is the larger of the Marchenko-Pastur edge (1 + sqrt(N/T))^2, which holds
 for independent frames, and a quantile of the largest eigenvalue of the same data with each
@@ -46,7 +52,8 @@ from ..errors import CalciumAvaeError, CalciumAvaeWarning
 METHODS = {
     "ica": "PCA/ICA assemblies (Lopes-dos-Santos et al. 2013); a ROI may be in several",
     "graph": "correlation graph + community detection (Louvain); one assembly per ROI",
-    "events": "the graph on binarised events (mean + 2 SD), consensus Louvain; one per ROI",
+    "events": "the graph on binarised events (mean + 2 SD), consensus Louvain cores, "
+    "extended to every core a ROI follows; a ROI may be in several",
 }
 DEFAULT_METHOD = "ica"
 MIN_FRAMES = 20
@@ -334,6 +341,8 @@ class AssemblyDetector(BaseEstimator):
             W = self._ica(Z, values, vectors, n_auto if k is None else k, seed)
         else:
             W = self._graph(Z, rng, k=k)
+            if self.method == "events":
+                W = self._extend(W, Z)
         W, members = self._members(W, Z)
         self._finish(W, members, Z, usable, X.shape[0])
         return self
@@ -460,6 +469,38 @@ class AssemblyDetector(BaseEstimator):
         )
         return [c for c in found if len(c) >= max(self.min_size, 2)]
 
+    def _extend(self, W: np.ndarray, Z: np.ndarray) -> np.ndarray:
+        """method="events": each community is a core; a ROI is also a member of every
+        core whose activity it follows beyond chance, so a ROI can be in several.
+
+        A core's activity is the mean of its members' z-scored events (without the ROI
+        itself when it is a member). A ROI joins when its correlation with that activity
+        exceeds the (1 - alpha/N) quantile of the correlations of every ROI with the
+        activity at every circular lag: the limit of infinitely many circular shifts,
+        computed exactly by FFT, so the level does not depend on a random draw (the far
+        tail of a few dozen shuffles of sparse events moved it by 30 %).
+        """
+        n, t = Z.shape
+        if not len(W):
+            return W
+        cores = W > 0
+        total = cores.astype(Z.dtype) @ Z  # assemblies x frames: the members' summed events
+        var_total = total.var(axis=1)
+        dot = (Z @ total.T) / t  # ROIs x assemblies: cov(z_i, total), z_i has SD 1
+        # corr(z_i, total) for ROIs outside a core; corr(z_i, total - z_i) for its members
+        outside = dot / np.sqrt(var_total)
+        inside = (dot - 1.0) / np.sqrt(np.maximum(var_total - 2.0 * dot + 1.0, 1e-12))
+        corr = np.where(cores.T, inside, outside)
+        activity = (total - total.mean(axis=1, keepdims=True)) / np.sqrt(var_total)[:, None]
+        spectra = np.fft.rfft(Z, axis=1)
+        members = cores.copy()
+        for a in range(len(W)):
+            # every ROI's correlation with the activity at every lag (circular)
+            lagged = np.fft.irfft(spectra * np.conj(np.fft.rfft(activity[a])), n=t, axis=1) / t
+            level = np.quantile(lagged, 1 - self.alpha / max(n, 2))
+            members[a] |= corr[:, a] > level
+        return members / np.linalg.norm(members, axis=1, keepdims=True)
+
     def _members(self, W: np.ndarray, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Member mask per assembly; assemblies with fewer than min_size members dropped."""
         if self.method in ("graph", "events"):
@@ -507,6 +548,10 @@ class AssemblyDetector(BaseEstimator):
                 CalciumAvaeWarning,
                 stacklevel=3,
             )
+        # numbered by strength, strongest first (as principal components are)
+        order = np.argsort(-strength, kind="stable")
+        W, members, strength = W[order], members[order], strength[order]
+        p_values, significant = p_values[order], significant[order]
         k = len(W)
         self.usable_ = usable
         self.n_assemblies_ = k
@@ -518,7 +563,11 @@ class AssemblyDetector(BaseEstimator):
         self.strength_ = strength
         self.p_values_ = p_values
         self.significant_ = significant
-        scored = np.where(self.memberships_, self.weights_.T, -np.inf)
+        if self.method == "events":
+            # equal weights: the main assembly is the strongest one the ROI is in
+            scored = np.where(self.memberships_, -np.arange(k)[None, :], -np.inf)
+        else:
+            scored = np.where(self.memberships_, self.weights_.T, -np.inf)
         main = np.argmax(scored, axis=1) if k else np.zeros(n_rois, dtype=np.int64)
         self.labels_ = np.where(self.memberships_.any(axis=1), main, -1).astype(np.int64)
 
