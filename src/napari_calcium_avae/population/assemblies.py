@@ -218,11 +218,12 @@ class AssemblyDetector(BaseEstimator):
 
     Fitted attributes (ROIs left out as unusable get weight 0, label -1, no membership)
     ----------------------------------------------------------------------------------
-    n_assemblies_ : int
+    n_assemblies_ : int (assemblies are numbered by strength_, strongest first)
     weights_ : (n_assemblies, n_rois) unit-norm weight vectors, largest weight positive
     memberships_ : (n_rois, n_assemblies) bool
-    labels_ : (n_rois,) each ROI's main assembly (its largest weight among its
-        memberships), -1 when it is in none
+    labels_ : (n_rois,) each ROI's main assembly, -1 when it is in none: of its
+        memberships, the one where its weight is largest (ICA; graph: its only one) or
+        the strongest one (events, whose members have equal weights)
     activity_ : (n_assemblies, n_frames) assembly activity over time
     strength_ : (n_assemblies,) variance of the z-scored data along each weight vector
     p_values_ : (n_assemblies,) against the shuffles' largest eigenvalue
