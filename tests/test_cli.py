@@ -135,6 +135,8 @@ def test_simulate_inspect_fit_apply_end_to_end(tmp_path, capsys):
                 "4",
                 "--timing-channels",
                 "2",
+                "--model",
+                "avae",
             ]
         )
         == 0
@@ -194,6 +196,8 @@ def test_model_of_another_length_is_a_one_line_error(tmp_path, capsys):
                 "8",
                 "--latent-size",
                 "2",
+                "--model",
+                "avae",
             ]
         )
         == 0
@@ -227,7 +231,7 @@ def test_ctrl_c_during_fit_saves_the_best_model_so_far(
 
     monkeypatch.setattr(AVAE, "fit_iter", interrupted_after_two_epochs)
     model = tmp_path / "m.pt"
-    args = ["--epochs", "50", "--hidden-size", "8", "--latent-size", "2"]
+    args = ["--model", "avae", "--epochs", "50", "--hidden-size", "8", "--latent-size", "2"]
     assert main(["fit", str(tiny_sessions[0]), "-o", str(model), *args]) == 0
     assert "interrupted" in capsys.readouterr().out
     from napari_calcium_avae.model import load_model
@@ -237,10 +241,41 @@ def test_ctrl_c_during_fit_saves_the_best_model_so_far(
 
 def test_fit_defaults_are_the_estimators():
     from napari_calcium_avae.cli import _model_from_args
-    from napari_calcium_avae.model import AVAE
+    from napari_calcium_avae.model import AVAE, CropFeatureVAE
 
     args = build_parser().parse_args(["fit", "in.nwb", "-o", "m.pt"])
+    assert _model_from_args(args).get_params() == CropFeatureVAE().get_params()
+    args = build_parser().parse_args(["fit", "in.nwb", "-o", "m.pt", "--model", "avae"])
     assert _model_from_args(args).get_params() == AVAE().get_params()
+    args = build_parser().parse_args(["fit", "in.nwb", "-o", "m.pt", "--latent-size", "3"])
+    assert _model_from_args(args).latent_size == 3
+
+
+def test_fit_default_model_end_to_end(tmp_path, capsys):
+    """The crop-feature VAE through the command line: fit, apply, results read back, and
+    the options of the other model refused in one line."""
+    from napari_calcium_avae.model import CropFeatureVAE, load_model
+    from napari_calcium_avae.nwb import read_results
+
+    data = tmp_path / "data"
+    common = ["--types", "RS", "IB", "--cultures-per-type", "1", "--neurons", "8"]
+    common += ["--frame-rate", "20", "--dish-size", "1"]
+    assert main(["simulate", "-o", str(data), "--duration", "20", *common]) == 0
+    model = tmp_path / "m.pt"
+    assert main(["fit", str(data), "-o", str(model), "--epochs", "5", "--crop-s", "5"]) == 0
+    fitted = load_model(model)
+    assert isinstance(fitted, CropFeatureVAE) and fitted.frame_rate == 20.0
+    out = tmp_path / "results"
+    assert main(["apply", str(model), str(data), "-o", str(out), "--embedding", "pca"]) == 0
+    result = read_results(sorted(out.glob("*.nwb"))[0])
+    assert result.latents.shape[1] == fitted.latent_size
+    assert result.reconstruction is not None and result.provenance["model"] == "CropFeatureVAE"
+    capsys.readouterr()
+    bad = ["fit", str(data), "-o", str(tmp_path / "x.pt"), "--timing-channels", "2"]
+    assert main(bad) == 2
+    assert "--timing-channels is an option of --model avae" in capsys.readouterr().err
+    assert main(["fit", str(data), "-o", str(tmp_path / "y.pt"), "--resume"]) == 2
+    assert "--resume is for --model avae" in capsys.readouterr().err
 
 
 def test_apply_of_a_collapsed_model_says_so_one_line_each(tmp_path, capsys, tiny_sessions):

@@ -101,12 +101,19 @@ def test_too_few_rois_or_frames_to_train():
         pipeline.training_matrix([Traces(np.random.default_rng(0).random((10, 5)))])
 
 
-@pytest.mark.parametrize("kind", ["pca", "avae"])
+@pytest.mark.parametrize("kind", ["pca", "avae", "crop-vae"])
 def test_read_results_gives_back_everything_apply_wrote(tiny_sessions, tmp_path, kind):
+    from napari_calcium_avae.model import CropFeatureVAE
+
     recordings = [read_traces(p) for p in tiny_sessions]
     X = pipeline.training_matrix(recordings)
     if kind == "pca":
         model = PCABaseline(n_components=3).fit(X)
+    elif kind == "crop-vae":
+        model = CropFeatureVAE(crop_s=3.0, n_crops=4, max_epochs=3, device="cpu")
+        for _ in pipeline.fit_iter(model, recordings):
+            pass
+        assert model.frame_rate == 20.0  # from the recordings
     else:
         model = AVAE(hidden_size=16, latent_size=2, max_epochs=3, batch_size=8, device="cpu")
         model.fit(X)

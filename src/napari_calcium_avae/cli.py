@@ -197,22 +197,25 @@ def _duration(seconds: float) -> str:
 
 
 def _model_from_args(args: argparse.Namespace):
-    from .model import AVAE
+    """The chosen model with the options given; an option of the other model is an error."""
+    from .model import MODELS
 
-    return AVAE(
-        hidden_size=args.hidden_size,
-        latent_size=args.latent_size,
-        beta=args.beta,
-        architecture=args.architecture,
-        timing_channels=args.timing_channels,
-        learning_rate=args.learning_rate,
-        batch_size=args.batch_size,
-        max_epochs=args.epochs,
-        patience=args.patience,
-        normalisation=args.normalisation,
-        device=args.device,
-        random_state=args.seed,
-    )
+    cls = MODELS[args.model]
+    known = cls().get_params()
+    params = {}
+    for dest, param in MODEL_OPTIONS.items():
+        value = getattr(args, dest, None)
+        if value is None:
+            continue
+        if param not in known:
+            flag = "--no-session-conditioning" if dest == "session_conditioning" else dest
+            other = next(name for name, c in MODELS.items() if param in c().get_params())
+            raise CalciumAvaeError(
+                f"--{flag.lstrip('-').replace('_', '-')} is an option of --model {other}, "
+                f"not of --model {args.model}"
+            )
+        params[param] = value
+    return cls(**params)
 
 
 def resume_path(output: Path) -> Path:
@@ -243,9 +246,19 @@ def cmd_fit(args: argparse.Namespace) -> None:
         )
     _check_new_file(args.output, files, overwrite=args.overwrite or args.resume, what="model")
     model = _model_from_args(args)
-    if args.checkpoint_every:
+    resumable = hasattr(model, "set_checkpoint")  # the AVAE's training loop
+    if not resumable:
+        for flag, given in (("--resume", args.resume), ("--stream", args.stream)):
+            if given:
+                raise CalciumAvaeError(
+                    f"{flag} is for --model avae; the crop-feature VAE reads each trace "
+                    "once for its features and trains in seconds to minutes"
+                )
+    elif args.checkpoint_every:
         model.set_checkpoint(state, every=args.checkpoint_every, resume=args.resume)
-    with distributed.process_group(resolve_device(args.device)) as group:
+    with distributed.process_group(resolve_device(model.device)) as group:
+        if group is not None and not resumable:
+            raise CalciumAvaeError("distributed training (torchrun) is for --model avae")
         main = group is None or group.rank == 0
         if args.stream:
             from .model.streaming import NWBTraceDataset
@@ -275,7 +288,7 @@ def cmd_fit(args: argparse.Namespace) -> None:
         interrupted = False
         try:
             if main:
-                show_epochs(epochs, args.epochs)
+                show_epochs(epochs, model.max_epochs)
             else:
                 for _ in epochs:
                     pass
@@ -1005,45 +1018,83 @@ def _positive_float(text: str, name: str) -> float:
 INCLUDE_RESULTS_HELP = "also take *_avae.nwb result files found in folders as recordings"
 
 
+MODEL_OPTIONS = {
+    "hidden_size": "hidden_size",
+    "latent_size": "latent_size",
+    "beta": "beta",
+    "learning_rate": "learning_rate",
+    "batch_size": "batch_size",
+    "epochs": "max_epochs",
+    "patience": "patience",
+    "seed": "random_state",
+    "device": "device",
+    "architecture": "architecture",
+    "timing_channels": "timing_channels",
+    "normalisation": "normalisation",
+    "crop_s": "crop_s",
+    "n_crops": "n_crops",
+    "ar_order": "ar_order",
+    "session_conditioning": "condition_on_session",
+}
+"""fit's model options (argparse dest) and the estimator parameter each sets."""
+
+
 def _add_model_options(p: argparse.ArgumentParser) -> None:
-    """The AVAE's options; defaults and choices come from the estimator itself."""
-    from .model import AVAE
+    """The models' options. Each defaults to the chosen model's own default (shown for
+    both), so the estimators stay the one place where defaults live."""
+    from .model import DEFAULT_MODEL, MODELS
     from .model.architectures import ARCHITECTURES, TimingPath
     from .model.estimator import NORMALISATIONS
+    from .spikes.inference import AR_ORDERS
 
-    defaults = AVAE().get_params()
+    defaults = {name: cls().get_params() for name, cls in MODELS.items()}
+
+    def default(param: str) -> str:
+        shown = [f"{name} {d[param]}" for name, d in defaults.items() if param in d]
+        return f"(default: {', '.join(shown)})"
+
     g = p.add_argument_group("model")
-    g.add_argument("--device", default=defaults["device"], help="auto, cpu, cuda, cuda:N or mps")
-    g.add_argument("--architecture", choices=ARCHITECTURES, default=defaults["architecture"])
     g.add_argument(
-        "--hidden-size", type=int, default=defaults["hidden_size"], help="D1 (default %(default)s)"
+        "--model",
+        choices=list(MODELS),
+        default=DEFAULT_MODEL,
+        help="crop-vae: neuron latents from timing-invariant features of random crops, "
+        "traces denoised by the calcium model; avae: the paper's AVAE (default %(default)s)",
     )
-    g.add_argument(
-        "--latent-size", type=int, default=defaults["latent_size"], help="D2 (default %(default)s)"
-    )
-    g.add_argument(
-        "--beta", type=float, default=defaults["beta"], help="KL weight (default %(default)s)"
-    )
-    g.add_argument(
+    g.add_argument("--device", help=f"auto, cpu, cuda, cuda:N or mps {default('device')}")
+    g.add_argument("--hidden-size", type=int, help=f"hidden units {default('hidden_size')}")
+    g.add_argument("--latent-size", type=int, help=f"latent dimensions {default('latent_size')}")
+    g.add_argument("--beta", type=float, help=f"KL weight {default('beta')}")
+    g.add_argument("--learning-rate", type=float, help=default("learning_rate"))
+    g.add_argument("--batch-size", type=int, help=default("batch_size"))
+    g.add_argument("--epochs", type=int, help=f"maximum epochs {default('max_epochs')}")
+    g.add_argument("--patience", type=int, help=f"early-stopping patience {default('patience')}")
+    g.add_argument("--seed", type=int, help=default("random_state"))
+    a = p.add_argument_group("the paper's AVAE only (--model avae)")
+    a.add_argument("--architecture", choices=ARCHITECTURES, help=default("architecture"))
+    a.add_argument(
         "--timing-channels",
         type=int,
-        default=defaults["timing_channels"],
         help=f"timing latents per {TimingPath.STRIDE} frames, which let reconstructions "
-        "denoise; 0 is the paper's model (default %(default)s)",
+        f"denoise; 0 is the paper's model {default('timing_channels')}",
     )
-    g.add_argument("--learning-rate", type=float, default=defaults["learning_rate"])
-    g.add_argument("--batch-size", type=int, default=defaults["batch_size"])
-    g.add_argument(
-        "--epochs",
+    a.add_argument("--normalisation", choices=NORMALISATIONS, help=default("normalisation"))
+    c = p.add_argument_group("the crop-feature VAE only (--model crop-vae)")
+    c.add_argument("--crop-s", type=float, help=f"crop length in seconds {default('crop_s')}")
+    c.add_argument("--n-crops", type=int, help=f"crops per neuron {default('n_crops')}")
+    c.add_argument(
+        "--ar-order",
         type=int,
-        default=defaults["max_epochs"],
-        help="maximum epochs (default %(default)s)",
+        choices=AR_ORDERS,
+        help=f"the calcium model's AR order for denoising {default('ar_order')}",
     )
-    g.add_argument(
-        "--patience", type=int, default=defaults["patience"], help="early-stopping patience"
+    c.add_argument(
+        "--no-session-conditioning",
+        dest="session_conditioning",
+        action="store_false",
+        default=None,
+        help="do not tell the decoder which recording a neuron came from",
     )
-    g.add_argument("--normalisation", choices=NORMALISATIONS, default=defaults["normalisation"])
-    g.add_argument("--seed", type=int, default=defaults["random_state"])
 
 
 def _add_simulation_options(p: argparse.ArgumentParser) -> None:

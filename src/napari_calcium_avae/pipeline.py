@@ -58,6 +58,11 @@ def training_matrix(traces_list: Sequence[Traces]) -> np.ndarray:
     Recordings must share their length: the released architecture has a fixed input
     size, and silently cropping a recording would change what the model learns.
     """
+    return _training_rows(traces_list)[0]
+
+
+def _training_rows(traces_list: Sequence[Traces]) -> tuple[np.ndarray, np.ndarray]:
+    """The training matrix and, per row, the index of the recording it came from."""
     if not traces_list:
         raise CalciumAvaeError("no recordings given to train on")
     lengths = sorted({t.n_frames for t in traces_list})
@@ -72,7 +77,7 @@ def training_matrix(traces_list: Sequence[Traces]) -> np.ndarray:
         raise CalciumAvaeError(
             f"only {len(X)} usable ROI(s) to train on; at least {MIN_TRAINING_ROIS} are needed"
         )
-    return X
+    return X, np.repeat(np.arange(len(blocks)), [len(b) for b in blocks])
 
 
 def fit_iter(
@@ -82,13 +87,41 @@ def fit_iter(
 
     ``traces_list`` may instead be a ``model.streaming.NWBTraceDataset``: the files are
     then streamed (out-of-core training, memory bounded whatever their number)."""
+    from .model import CropFeatureVAE
     from .model.streaming import NWBTraceDataset
 
     if isinstance(traces_list, NWBTraceDataset):
+        if isinstance(model, CropFeatureVAE):
+            raise CalciumAvaeError(
+                "streaming is for the paper's AVAE (--model avae); the crop-feature VAE "
+                "reads each trace once for its features"
+            )
         yield from model.fit_iter(traces_list, stop=stop)
         return
-    X = training_matrix(traces_list)
+    X, sessions = _training_rows(traces_list)
+    if isinstance(model, CropFeatureVAE):
+        # its features are in seconds: it learns at the recordings' one frame rate, and
+        # its decoder may be told which recording each trace came from
+        if model.frame_rate is None:
+            model.set_params(frame_rate=shared_frame_rate(traces_list))
+        yield from model.fit_iter(X, stop=stop, sessions=sessions)
+        return
     yield from model.fit_iter(X, stop=stop)
+
+
+def shared_frame_rate(traces_list: Sequence[Traces]) -> float:
+    """The frame rate all recordings share (within the crop-feature VAE's tolerance); an
+    error naming two that differ."""
+    from .model.crop_vae import FRAME_RATE_TOLERANCE
+
+    rates = [frame_rate(t) for t in traces_list]
+    low, high = min(rates), max(rates)
+    if high > low * (1 + FRAME_RATE_TOLERANCE):
+        raise CalciumAvaeError(
+            f"recordings have different frame rates ({low:g} and {high:g} Hz); train on "
+            "recordings of one frame rate"
+        )
+    return float(np.median(rates))
 
 
 def provenance(model: TraceModel, traces: Traces) -> dict[str, str | int | float]:
@@ -140,6 +173,9 @@ def encode(model: TraceModel, traces_list: Sequence[Traces]) -> list[Results]:
         raise CalciumAvaeError("no recordings given to apply the model to")
     out = []
     for i, traces in enumerate(traces_list):
+        check_rate = getattr(model, "check_rate", None)
+        if check_rate is not None:  # a model whose features are in seconds
+            check_rate(frame_rate(traces))
         ok = _usable(traces)
         data = traces.data if ok.all() else traces.data[ok]
         z, recon = model.transform_reconstruct(data)

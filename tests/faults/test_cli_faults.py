@@ -24,7 +24,7 @@ from napari_calcium_avae.files import TEMP_MARKER
 from napari_calcium_avae.model import AVAE, load_model
 from napari_calcium_avae.nwb import read_traces
 
-SMALL = ["--hidden-size", "8", "--latent-size", "2", "--epochs", "2"]
+SMALL = ["--model", "avae", "--hidden-size", "8", "--latent-size", "2", "--epochs", "2"]
 
 
 def _digest(path: Path) -> str:

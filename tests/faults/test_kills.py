@@ -141,7 +141,7 @@ def test_kills_while_saving_a_checkpoint_keep_the_old_one(shim, model_and_sessio
     shutil.copy(model, target)
     before = _digest(target)
     args = [
-        "fit", str(session), "-o", "model.pt", "--overwrite",
+        "fit", str(session), "-o", "model.pt", "--overwrite", "--model", "avae",
         "--epochs", "1", "--hidden-size", "8", "--latent-size", "2",
     ]  # fmt: skip
     points = _kill_points(shim, args, tmp_path, n_writes=3)

@@ -104,8 +104,8 @@ def test_torchrun_fit_writes_one_model_from_rank_0(tmp_path, tiny_sessions):
     command = [
         torchrun, "--nproc-per-node", "2", "--master-port", str(_free_port()),
         "-m", "napari_calcium_avae", "fit", str(tiny_sessions[0]), "-o", str(model),
-        "--epochs", "3", "--hidden-size", "8", "--latent-size", "2", "--batch-size", "8",
-        "--device", "cpu",
+        "--model", "avae", "--epochs", "3", "--hidden-size", "8", "--latent-size", "2",
+        "--batch-size", "8", "--device", "cpu",
     ]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -146,7 +146,8 @@ def _dying_worker(rank: int, port: int, data: str, folder: str) -> None:
         AVAE.fit_iter = dies
     err = io.StringIO()
     args = ["fit", data, "-o", os.path.join(folder, "m.pt"), "--epochs", "500"]
-    small = ["--hidden-size", "8", "--latent-size", "2", "--batch-size", "8", "--device", "cpu"]
+    small = ["--model", "avae", "--hidden-size", "8", "--latent-size", "2", "--batch-size", "8"]
+    small += ["--device", "cpu"]
     with contextlib.redirect_stderr(err):
         code = main([*args, "--patience", "500", *small])
     with open(os.path.join(folder, "rank0.json"), "w") as f:

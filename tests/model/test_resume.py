@@ -144,7 +144,8 @@ def test_cli_fit_resume_equals_a_straight_fit(tmp_path, tiny_sessions, capsys):
     from napari_calcium_avae.cli import main
 
     data = str(tiny_sessions[0])
-    small = ["--hidden-size", "8", "--latent-size", "2", "--batch-size", "8", "--device", "cpu"]
+    small = ["--model", "avae", "--hidden-size", "8", "--latent-size", "2", "--batch-size", "8"]
+    small += ["--device", "cpu"]
     straight, resumed = tmp_path / "straight.pt", tmp_path / "resumed.pt"
     assert main(["fit", data, "-o", str(straight), "--epochs", "4", *small]) == 0
     assert main(["fit", data, "-o", str(resumed), "--epochs", "2", *small]) == 0

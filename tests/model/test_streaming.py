@@ -174,7 +174,8 @@ def test_cli_fit_stream_and_resume(files, tmp_path, capsys):
     from napari_calcium_avae.cli import main
 
     out = tmp_path / "m.pt"
-    small = ["--hidden-size", "16", "--latent-size", "2", "--batch-size", "8", "--device", "cpu"]
+    small = ["--model", "avae", "--hidden-size", "16", "--latent-size", "2", "--batch-size", "8"]
+    small += ["--device", "cpu"]
     folder = str(files[0].parent)
     assert main(["fit", folder, "-o", str(out), "--stream", "--epochs", "2", *small]) == 0
     assert "from 4 file(s), streamed" in capsys.readouterr().err

@@ -118,7 +118,8 @@ def test_cli_fit_and_apply_take_urls(served, tmp_path, capsys):
     base, folder = served
     urls = [f"{base}/{p.name}" for p in sorted(folder.glob("sub-*.nwb"))]
     model = tmp_path / "model.pt"
-    small = ["--hidden-size", "8", "--latent-size", "2", "--epochs", "1", "--device", "cpu"]
+    small = ["--model", "avae", "--hidden-size", "8", "--latent-size", "2", "--epochs", "1"]
+    small += ["--device", "cpu"]
     assert main(["fit", *urls, "-o", str(model), *small]) == 0
     out = tmp_path / "results"
     assert main(["apply", str(model), *urls, "-o", str(out), "--embedding", "pca"]) == 0
