@@ -1208,7 +1208,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--stream",
         action="store_true",
         help="read the traces from the files while training, a block of ROIs at a time "
-        "(memory bounded whatever the number of files; slower for data that fits)",
+        "(memory bounded whatever the number of files; docs/scaling.md)",
     )
     p.add_argument(
         "--workers", type=int, metavar="N", help="with --stream: DataLoader worker processes"

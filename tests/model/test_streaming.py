@@ -190,3 +190,51 @@ def test_cli_fit_stream_and_resume(files, tmp_path, capsys):
     args = ["fit", folder, "-o", str(tmp_path / "x.pt"), "--workers", "2", *small]
     assert main(args) == 2
     assert "options of --stream" in capsys.readouterr().err
+
+
+def test_ranks_stream_disjoint_shares_of_the_files(files):
+    data = NWBTraceDataset(files, chunk_rois=4)
+    shares = []
+    for rank in (0, 1):
+        view = data.configure(split="all", shuffle=True, seed=0, rank=rank, world_size=2)
+        view.set_epoch(1)
+        shares.append(_ids(view))
+    assert {i // 1000 for i in shares[0]}.isdisjoint({i // 1000 for i in shares[1]})
+    assert sorted(shares[0] + shares[1]) == sorted(_everything())
+
+
+def _ddp_worker(rank: int, port: int, paths: list[str], folder: str) -> None:
+    import os
+
+    from napari_calcium_avae.model import distributed
+
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE="2",
+        LOCAL_RANK=str(rank),
+    )
+    torch.set_num_threads(1)
+    with distributed.process_group(torch.device("cpu")):
+        model = AVAE(**SMALL, max_epochs=4, patience=50)
+        model.fit(NWBTraceDataset(paths, chunk_rois=4, shuffle_buffer=8))
+    torch.save(
+        {"weights": model.module_.state_dict(), "val": [h["val_loss"] for h in model.history_]},
+        os.path.join(folder, f"rank{rank}.pt"),
+    )
+
+
+def test_two_ranks_stream_their_files_and_stay_in_step(files, tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    paths = [str(f) for f in files]
+    torch.multiprocessing.spawn(_ddp_worker, args=(port, paths, str(tmp_path)), nprocs=2)
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert r0["val"] == r1["val"]  # one validation loss over both ranks' files
+    for key, value in r0["weights"].items():
+        assert torch.equal(value, r1["weights"][key]), key  # DDP kept the ranks in step
+    assert r0["val"][-1] < r0["val"][0]  # and it learned
