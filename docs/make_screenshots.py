@@ -50,7 +50,7 @@ DOCK_WIDTH = 440
 """Width of a dock in its own screenshot: about what napari gives it beside the canvas."""
 DOCK_HEIGHTS = {
     "1. Simulate cultures": 330,
-    "2. Train AVAE": 840,
+    "2. Train model": 840,
     "3. Apply and cluster": 520,
     "4. Latent space and traces": 700,
     "5. Save results to NWB": 165,
@@ -84,7 +84,7 @@ def main() -> None:
     docks = {}
     for name in (
         "1. Simulate cultures",
-        "2. Train AVAE",
+        "2. Train model",
         "3. Apply and cluster",
         "4. Latent space and traces",
         "5. Save results to NWB",
@@ -92,7 +92,7 @@ def main() -> None:
         dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name, tabify=False)
         docks[name] = (dock, widget)
     simulate = docks["1. Simulate cultures"][1]
-    train = docks["2. Train AVAE"][1]
+    train = docks["2. Train model"][1]
     apply = docks["3. Apply and cluster"][1]
     plots = docks["4. Latent space and traces"][1]
     save = docks["5. Save results to NWB"][1]
@@ -123,7 +123,7 @@ def main() -> None:
         print("wrote", IMAGES / name)
         viewer.close()
         return
-    for name in ("2. Train AVAE", "3. Apply and cluster"):
+    for name in ("2. Train model", "3. Apply and cluster"):
         docks[name][0].hide()
     settle()
     # zoom on two cultures (RS left, IB right), coloured by cluster, latent space beside
@@ -137,7 +137,7 @@ def main() -> None:
     # each dock on its own, floated at a size that shows all of it (docked one under
     # another they share the window's height and scroll)
     for title, widget, image in (
-        ("2. Train AVAE", train, "train.png"),
+        ("2. Train model", train, "train.png"),
         ("3. Apply and cluster", apply, "apply.png"),
         ("1. Simulate cultures", simulate, "simulate.png"),
         ("5. Save results to NWB", save, "save.png"),

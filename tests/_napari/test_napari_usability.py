@@ -24,7 +24,7 @@ from napari_calcium_avae.traces import Traces
 PLUGIN = "napari-calcium-avae"
 DOCKS = (
     "1. Simulate cultures",
-    "2. Train AVAE",
+    "2. Train model",
     "3. Apply and cluster",
     "4. Latent space and traces",
     "5. Save results to NWB",
@@ -115,7 +115,7 @@ def test_only_recordings_that_can_train_together_are_ticked(
     make_napari_viewer, tmp_path: Path
 ) -> None:
     viewer = make_napari_viewer()
-    train = dock(viewer, "2. Train AVAE")
+    train = dock(viewer, "2. Train model")
     first = open_rois(viewer, write_small_nwb(tmp_path / "a.nwb"))
     same = open_rois(viewer, write_small_nwb(tmp_path / "b.nwb"))
     shorter = open_rois(viewer, write_small_nwb(tmp_path / "c.nwb", n_frames=N_FRAMES // 2))

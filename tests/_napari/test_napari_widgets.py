@@ -49,7 +49,8 @@ def dock(viewer, name: str):
     return widget
 
 
-def tiny(train, epochs: int) -> None:
+def tiny(train, epochs: int, model: str = "avae") -> None:
+    train.model_choice.setCurrentText(model)
     train.hidden.setValue(8)
     train.latent.setValue(2)
     train.batch_size.setValue(8)
@@ -67,7 +68,7 @@ def test_open_train_apply_cluster_plot_save(
 ) -> None:
     viewer = make_napari_viewer()
     layers = [open_rois(viewer, path) for path in sessions]
-    train = dock(viewer, "2. Train AVAE")
+    train = dock(viewer, "2. Train model")
     apply = dock(viewer, "3. Apply and cluster")
     plots = dock(viewer, "4. Latent space and traces")
     save = dock(viewer, "5. Save results to NWB")
@@ -160,12 +161,40 @@ def test_open_train_apply_cluster_plot_save(
     assert len(list_series(out)) == len(list_series(sessions[1])) + 1  # + reconstruction
 
 
+def test_default_model_trains_and_denoises_with_the_calcium_model(
+    make_napari_viewer, qtbot, sessions: list[Path], notices
+) -> None:
+    viewer = make_napari_viewer()
+    layers = [open_rois(viewer, path) for path in sessions]
+    train = dock(viewer, "2. Train model")
+    apply = dock(viewer, "3. Apply and cluster")
+    assert train.model_choice.currentText() == "crop-vae"
+    assert not train.timing.isVisibleTo(train) and train.crop_s.isVisibleTo(train)
+    tiny(train, epochs=3, model="crop-vae")
+    train.crop_s.setValue(3.0)
+    train.n_crops.setValue(4)
+    train.start()
+    finish(qtbot, train)
+    model = train.session.model
+    assert type(model).__name__ == "CropFeatureVAE" and model.frame_rate == 20.0
+    assert model.crop_s == 3.0 and model.n_crops == 4 and model.latent_size == 2
+    assert "CropFeatureVAE" in apply.model_label.text()
+    apply.min_samples.setValue(3)
+    apply.embedding.setCurrentText("PCA")
+    apply.run()
+    finish(qtbot, apply)
+    assert not [n for n in notices if n[0] == "error"], notices
+    assert np.isfinite(layers[0].features[["latent_0", "latent_1"]].to_numpy()).all()
+    train.model_choice.setCurrentText("avae")  # the paper's settings come back
+    assert train.timing.isVisibleTo(train) and not train.crop_s.isVisibleTo(train)
+
+
 def test_stop_ends_training_with_a_usable_model(
     make_napari_viewer, qtbot, sessions: list[Path]
 ) -> None:
     viewer = make_napari_viewer()
     layer = open_rois(viewer, sessions[0])
-    train = dock(viewer, "2. Train AVAE")
+    train = dock(viewer, "2. Train model")
     tiny(train, epochs=10_000)
     ticks: list[bool] = []
     timer = QTimer()
@@ -190,7 +219,7 @@ def test_stop_ends_training_with_a_usable_model(
 def test_model_file_round_trip(make_napari_viewer, qtbot, sessions: list[Path], tmp_path):
     viewer = make_napari_viewer()
     layer = open_rois(viewer, sessions[0])
-    train = dock(viewer, "2. Train AVAE")
+    train = dock(viewer, "2. Train model")
     tiny(train, epochs=2)
     train.start()
     finish(qtbot, train)
@@ -199,7 +228,7 @@ def test_model_file_round_trip(make_napari_viewer, qtbot, sessions: list[Path], 
 
     other = make_napari_viewer()
     open_rois(other, sessions[0])
-    loaded = dock(other, "2. Train AVAE")
+    loaded = dock(other, "2. Train model")
     apply = dock(other, "3. Apply and cluster")
     loaded.load_model(path)
     traces = layer.metadata["calcium_avae_traces"]
@@ -213,7 +242,7 @@ def test_bad_inputs_are_notices(
     make_napari_viewer, qtbot, sessions: list[Path], small_nwb: Path, notices
 ) -> None:
     viewer = make_napari_viewer()
-    train = dock(viewer, "2. Train AVAE")
+    train = dock(viewer, "2. Train model")
     apply = dock(viewer, "3. Apply and cluster")
     save = dock(viewer, "5. Save results to NWB")
     simulate = dock(viewer, "1. Simulate cultures")
@@ -301,7 +330,7 @@ def test_simulate_widget_writes_and_opens(
 def test_series_choice_switches_the_layer(make_napari_viewer, sessions: list[Path]) -> None:
     viewer = make_napari_viewer()
     layer = open_rois(viewer, sessions[0])
-    train = dock(viewer, "2. Train AVAE")
+    train = dock(viewer, "2. Train model")
     noisy = layer.metadata["calcium_avae_traces"]
     others = [train.series.itemData(i) for i in range(1, train.series.count())]
     noise_free = next(path for path in others if "noisefree" in path.lower())
@@ -336,12 +365,13 @@ def test_widgets_are_in_the_plugins_menu(make_napari_viewer) -> None:
     assert "Calcium AVAE" in titles
     assert names == [
         "1. Simulate cultures",
-        "2. Train AVAE",
+        "2. Train model",
         "3. Apply and cluster",
         "4. Latent space and traces",
         "5. Save results to NWB",
         "6. Infer spikes",
         "7. Population",
+        "8. Generate",
     ]
 
 

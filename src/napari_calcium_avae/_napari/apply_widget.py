@@ -62,7 +62,7 @@ EMBEDDINGS = {
 def describe_model(model: Any) -> str:
     """One line on the model in use, for the widget's header."""
     if model is None:
-        return "no model: train one (Train AVAE) or load a model file"
+        return "no model: train one (2. Train model) or load a model file"
     p = model.get_params()
     frames = getattr(model, "n_features_in_", None)
     length = f", {frames} frames" if frames else ""

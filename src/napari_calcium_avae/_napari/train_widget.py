@@ -1,4 +1,5 @@
-"""Dock widget: train the AVAE on one or several recordings, without blocking napari.
+"""Dock widget: train a model (the crop-feature VAE, or the paper's AVAE) on one or
+several recordings, without blocking napari.
 
 Training runs in napari's ``thread_worker`` generator: each epoch's report comes back to
 the GUI thread through ``yielded``. Stop sets a ``threading.Event`` the training loop
@@ -23,6 +24,7 @@ from qtpy.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
     QPushButton,
+    QSpinBox,
     QWidget,
 )
 
@@ -91,19 +93,28 @@ def plot_losses(canvas: ThemedCanvas, history: Sequence[dict[str, Any]]) -> None
 
 
 class TrainWidget(StoppableRun, QWidget):
-    """Hyperparameters, device and seed; Train becomes Stop while training runs."""
+    """The model, its hyperparameters, device and seed; Train becomes Stop while
+    training runs. Choosing a model shows its own settings at its own defaults."""
 
     run_label = "Train"
 
     def __init__(self, napari_viewer: Any) -> None:
-        from ..model import AVAE
+        from ..model import AVAE, DEFAULT_MODEL, MODELS, CropFeatureVAE
         from ..model.architectures import ARCHITECTURES, TimingPath
         from ..model.device import available_devices
+        from ..spikes.inference import AR_ORDERS
 
         super().__init__()
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
         defaults = AVAE().get_params()
+        crop = CropFeatureVAE().get_params()
+        self.model_choice = QComboBox()
+        self.model_choice.addItems(list(MODELS))
+        self.model_choice.setToolTip(
+            "crop-vae: neuron latents from timing-invariant features of random crops, "
+            "traces denoised by the calcium model; avae: the paper's AVAE"
+        )
 
         self.layer_list = RoiLayerList(napari_viewer)
         self.layer_list.itemChanged.connect(self.refresh_series)
@@ -136,15 +147,41 @@ class TrainWidget(StoppableRun, QWidget):
         for device, label in available_devices().items():
             self.device.addItem(label, device)
         self.seed = spin_box(0, 2**31 - 1, defaults["random_state"] or 0, "same seed, same run")
+        self.crop_s = _dspin(0.1, 3600.0, crop["crop_s"], 1, "crop length (s)")
+        self.n_crops = spin_box(2, 1024, crop["n_crops"], "crops per neuron")
+        self.ar_order = QComboBox()
+        self.ar_order.addItems([str(p) for p in AR_ORDERS])
+        self.ar_order.setToolTip("the calcium model's AR order for the denoised traces")
+        # the settings each model has, by estimator parameter (shared ones in both)
+        self.fields: dict[str, Any] = {
+            "architecture": self.architecture,
+            "hidden_size": self.hidden,
+            "latent_size": self.latent,
+            "beta": self.beta,
+            "timing_channels": self.timing,
+            "crop_s": self.crop_s,
+            "n_crops": self.n_crops,
+            "ar_order": self.ar_order,
+            "learning_rate": self.learning_rate,
+            "batch_size": self.batch_size,
+            "max_epochs": self.max_epochs,
+            "patience": self.patience,
+            "random_state": self.seed,
+        }
 
         form = QFormLayout()
+        self.form = form
         form.addRow("ROI layers", self.layer_list)
         form.addRow("series", self.series)
+        form.addRow("model", self.model_choice)
         form.addRow("architecture", self.architecture)
         form.addRow("hidden size", self.hidden)
         form.addRow("latent size", self.latent)
         form.addRow("β", self.beta)
         form.addRow("timing channels", self.timing)
+        form.addRow("crop length (s)", self.crop_s)
+        form.addRow("crops per neuron", self.n_crops)
+        form.addRow("AR order", self.ar_order)
         form.addRow("learning rate", self.learning_rate)
         form.addRow("batch size", self.batch_size)
         form.addRow("max epochs", self.max_epochs)
@@ -175,7 +212,31 @@ class TrainWidget(StoppableRun, QWidget):
         layout.addLayout(files)
         layout.addStretch()
         self.session.model_changed.connect(self._show_model)
+        self.model_choice.currentTextChanged.connect(self.choose_model)
+        self.model_choice.setCurrentText(DEFAULT_MODEL)
+        self.choose_model(DEFAULT_MODEL)
         self.refresh_series()
+
+    def choose_model(self, name: str) -> None:
+        """Show the chosen model's settings, each at that model's default."""
+        from ..model import MODELS
+
+        defaults = MODELS[name]().get_params()
+        for param, field in self.fields.items():
+            has = param in defaults
+            field.setVisible(has)
+            label = self.form.labelForField(field)
+            if label is not None:
+                label.setVisible(has)
+            if not has:
+                continue
+            value = defaults[param]
+            if isinstance(field, QComboBox):
+                field.setCurrentText(str(value))
+            elif isinstance(field, QSpinBox):
+                field.setValue(int(value or 0))
+            else:
+                field.setValue(float(value))
 
     # series -----------------------------------------------------------------
     @guarded
@@ -215,29 +276,31 @@ class TrainWidget(StoppableRun, QWidget):
 
     # training ---------------------------------------------------------------
     def params(self) -> dict[str, Any]:
-        return {
-            "architecture": self.architecture.currentText(),
-            "hidden_size": self.hidden.value(),
-            "latent_size": self.latent.value(),
-            "beta": self.beta.value(),
-            "timing_channels": self.timing.value(),
-            "learning_rate": self.learning_rate.value(),
-            "batch_size": self.batch_size.value(),
-            "max_epochs": self.max_epochs.value(),
-            "patience": self.patience.value(),
-            "device": self.device.currentData(),
-            "random_state": self.seed.value(),
-        }
+        """The chosen model's settings as shown (estimator parameter names)."""
+        from ..model import MODELS
+
+        known = MODELS[self.model_choice.currentText()]().get_params()
+        out: dict[str, Any] = {}
+        for param, field in self.fields.items():
+            if param not in known:
+                continue
+            if isinstance(field, QComboBox):
+                text = field.currentText()
+                out[param] = int(text) if param == "ar_order" else text
+            else:
+                out[param] = field.value()
+        out["device"] = self.device.currentData()
+        return out
 
     @guarded
     def start(self) -> None:
         """Train a new model on the chosen layers in a background thread."""
-        from ..model import AVAE
+        from ..model import MODELS
         from ..pipeline import training_matrix
 
         traces_list = [self._traces_for(layer) for layer in self.layer_list.layers()]
         training_matrix(traces_list)  # fail here, in one line, before a thread starts
-        model = AVAE(**self.params())
+        model = MODELS[self.model_choice.currentText()](**self.params())
         self.stop_event = threading.Event()
         self.session.history = []
         plot_losses(self.losses, [])
@@ -282,7 +345,7 @@ class TrainWidget(StoppableRun, QWidget):
             how = "done"
         self.status.setText(
             f"{how}; best epoch {model.best_epoch_} of {len(self.session.history)}, "
-            f"on {model.device_}"
+            f"on {getattr(model, 'device_', model.device)}"
         )
 
     def _show_model(self) -> None:
@@ -299,7 +362,7 @@ class TrainWidget(StoppableRun, QWidget):
         if self.session.model is None:
             raise CalciumAvaeError("no model to save: train or load one first")
         if path is None:
-            path, _ = QFileDialog.getSaveFileName(self, "Save model", "", "AVAE model (*.pt)")
+            path, _ = QFileDialog.getSaveFileName(self, "Save model", "", "model (*.pt)")
             if not path:
                 return
         self.session.model.save(path, overwrite=True)  # the save dialog asked already
@@ -307,13 +370,13 @@ class TrainWidget(StoppableRun, QWidget):
 
     @guarded
     def load_model(self, path: str | Path | None = None) -> None:
-        from ..model import AVAE
+        from ..model import load_model
 
         if path is None:
-            path, _ = QFileDialog.getOpenFileName(self, "Load model", "", "AVAE model (*.pt)")
+            path, _ = QFileDialog.getOpenFileName(self, "Load model", "", "model (*.pt)")
             if not path:
                 return
-        self.session.set_model(AVAE.load(path))
+        self.session.set_model(load_model(path))
         self.status.setText(f"model loaded from {Path(path).name}")
 
 

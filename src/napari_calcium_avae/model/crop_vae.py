@@ -19,6 +19,7 @@ it has a fraction of the error of the best Gaussian filter (docs/benchmarks.md).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -271,15 +272,7 @@ class CropFeatureVAE(TransformerMixin, BaseEstimator):
                     reason = "early_stopping" if waited >= self.patience else None
                 if reason is None and epoch == self.max_epochs:
                     reason = "max_epochs"
-                self.history_.append(
-                    {
-                        "epoch": epoch,
-                        "train_loss": train_loss,
-                        "val_loss": val_loss,
-                        "seconds": time.perf_counter() - start,
-                    }
-                )
-                yield EpochReport(
+                report = EpochReport(
                     epoch=epoch,
                     n_epochs=self.max_epochs,
                     train_loss=train_loss,
@@ -291,6 +284,10 @@ class CropFeatureVAE(TransformerMixin, BaseEstimator):
                     stopped_early=reason in ("early_stopping", "diverged", "stopped"),
                     stop_reason=None if reason == "max_epochs" else reason,
                 )
+                # the AVAE's history entries, and the epoch's time
+                seconds = time.perf_counter() - start
+                self.history_.append({**dataclasses.asdict(report), "seconds": seconds})
+                yield report
                 if reason is not None:
                     break
         finally:
