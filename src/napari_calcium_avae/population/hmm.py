@@ -10,8 +10,10 @@ whose kinetics, gain, noise and baseline are per neuron and shared by every stat
 The counts are summed out in the E-step, so EM treats (state, count) as the latent pair:
 forward-backward (scaled, Rabiner 1989) gives p(z_t = k | y), the count posterior given the state
 gives E[s_nt | z_t = k, y], and the M-step sets rate_kn to the posterior-weighted mean
-count (exact EM for both), the transition matrix to the expected transitions, and takes a
-few Adam steps on the kinetics, gain and noise (a generalised M-step). K is chosen by the
+count (exact EM for both), the transition matrix to the expected transitions, and the
+kinetics, gain, noise and baseline: for AR(1) (the default) exactly, by least squares on the
+counts' posterior moments from the same pass; for AR(2) by a few Adam steps (a generalised
+M-step). K is chosen by the
 log-likelihood of the last ``holdout`` share of frames under a model fitted on the rest.
 
 The seed compares it with a Gaussian HMM (hmmlearn's, diagonal covariances) and an
@@ -464,7 +466,9 @@ class CalciumHMM(_StateModel):
     tol : float
         EM stops when the log-likelihood per neuron-frame rises less than this.
     observation_steps : int
-        Adam steps on kinetics, gain and noise per M-step (0 keeps the moment-based start).
+        0 keeps the moment-based start of kinetics, gain, noise and baseline; otherwise
+        each M-step updates them: exactly for AR(1) (``_ar1_update``), by this many Adam
+        steps for AR(2).
     random_state : int or None
         Seed of the k-means start and the frames that refine the kinetics.
     device : str
@@ -534,9 +538,12 @@ class CalciumHMM(_StateModel):
         step = max(1, int(_CHUNK_ELEMENTS // max(1, n * max(k, r + 1))))
         return [slice(s, min(t, s + step)) for s in range(0, t, step)]
 
-    def _pass(self, obs, y, log_rates, gamma=None):
+    def _pass(self, obs, y, log_rates, gamma=None, moments=False):
         """One sweep over frame chunks. Without ``gamma``: log emissions (T, K). With it:
-        the M-step's sums, (sum_t gamma_tk E[s_nt | k], sum_t gamma_tk) per (k, n).
+        the M-step's sums, (sum_t gamma_tk E[s_nt | k], sum_t gamma_tk) per (k, n); with
+        ``moments`` also the sums the AR(1) observation update needs (``_ar1_update``):
+        per neuron, over its valid frames, sum E[s], sum E[s^2], sum y_t-1 E[s] and
+        sum y_t E[s] (E over states and counts given the data), float64 accumulated.
 
         Per chunk the count mixture is taken once at rate 1 (``_count_mixture``:
         L_ntj = log N(resid; gain j, sd^2) - log j!); each state's term is then
@@ -556,13 +563,22 @@ class CalciumHMM(_StateModel):
             j = torch.arange(r + 1, dtype=y.dtype, device=y.device)
             powers = torch.exp(j[None, :, None] * log_rates.T[:, None, :])  # (N, R+1, K)
             if gamma is not None:
-                powers = torch.cat([powers, powers * j[None, :, None]], 2)
+                extra = [powers * j[None, :, None]]
+                if moments:
+                    extra.append(powers * (j**2)[None, :, None])
+                powers = torch.cat([powers, *extra], 2)
             out = torch.zeros(t, k, dtype=y.dtype, device=y.device)
             acc = torch.float32 if y.device.type == "mps" else torch.float64  # MPS: no fp64
             num = torch.zeros(k, n, dtype=acc, device=y.device)
             den = torch.zeros(k, n, dtype=acc, device=y.device)
             gain, sd = obs.gain, obs.noise_sd
             rates_t = rates.T.contiguous()  # (N, K)
+            if moments:
+                if p != 1:
+                    raise CalciumAvaeError("the closed-form observation update is for AR(1)")
+                # the traces as the regression sees them: zeros where not finite
+                z = torch.where(torch.isfinite(y), y, torch.zeros((), dtype=y.dtype))
+                sums = torch.zeros(4, n, dtype=acc, device=y.device)
             for sl in self._chunks(n, t - p, k, r):
                 w, m = _count_mixture(resid[:, sl], gain, sd, r)
                 v = valid[:, sl]
@@ -581,11 +597,22 @@ class CalciumHMM(_StateModel):
                     poly = torch.bmm(w, powers)
                     d = poly[..., :k].clamp_min(1e-38)
                     g = gamma[p + sl.start : p + sl.stop].to(y.dtype)  # (Tc, K)
-                    expected = poly[..., k:].div_(d)  # E[s_nt | z_t = k]
+                    expected = poly[..., k : 2 * k].div_(d)  # E[s_nt | z_t = k]
                     num += (expected * g[None]).sum(1).T.to(acc)
                     den += (g.T @ vf.T).to(acc)
+                    if moments:
+                        e1 = (expected * g[None]).sum(-1)  # (N, Tc): E[s_nt]
+                        e2 = (poly[..., 2 * k :].div_(d) * g[None]).sum(-1)  # E[s_nt^2]
+                        prev = z[:, p - 1 + sl.start : p - 1 + sl.stop]
+                        cur = z[:, p + sl.start : p + sl.stop]
+                        sums[0] += e1.sum(1).to(acc)
+                        sums[1] += e2.sum(1).to(acc)
+                        sums[2] += (prev * e1).sum(1).to(acc)
+                        sums[3] += (cur * e1).sum(1).to(acc)
         if gamma is None:
             return out
+        if moments:
+            return num, den, sums
         return num, den
 
     def _log_emissions(self, X: np.ndarray, params: dict):
@@ -601,6 +628,71 @@ class CalciumHMM(_StateModel):
         jac = (valid.to(y.dtype) * log_scale[:, None]).sum(0)
         log_b[self.ar_order :] -= jac[:, None]
         return log_b
+
+    def _ar1_update(self, obs, y, sums) -> None:
+        """The exact M-step of the AR(1) observation parameters (ECM: the counts'
+        posterior from the same pass as the rates' update).
+
+        Given the counts' posterior moments, the expected complete-data log-likelihood
+        of y_t = a y_t-1 + c + gain s_t + N(0, sd^2) is a least-squares problem in (a, c,
+        gain) with regressors (y_t-1, 1, s_t): its normal equations need only the sums
+        of ``_pass(..., moments=True)`` and the traces' own sums; sd^2 is the expected
+        mean squared innovation; the baseline b = c / (1 - a). a is kept in [0.01, 0.999]
+        and gain above 1e-3 (the root is a logit, the gain a softplus); where a bound
+        binds, the other coefficients are solved again with it fixed. Replaces the Adam
+        steps of ``_refine_observation`` for AR(1): one update per EM iteration from the
+        pass that is run anyway, over all frames, where Adam moved each parameter by
+        about its learning rate per step."""
+        import torch
+
+        with torch.no_grad():
+            finite = torch.isfinite(y)
+            valid = (finite[:, 1:] & finite[:, :-1]).double()
+            z = torch.where(finite, y, torch.zeros((), dtype=y.dtype)).double()
+            prev, cur = z[:, :-1] * valid, z[:, 1:] * valid
+            s1 = valid.sum(1).clamp_min(1.0)
+            sp, sc = prev.sum(1), cur.sum(1)
+            spp, spc, scc = (prev * prev).sum(1), (prev * cur).sum(1), (cur * cur).sum(1)
+            sj, sjj, spj, scj = sums.double().to(z.device)
+            n = len(s1)
+            A = torch.stack(
+                [
+                    torch.stack([spp, sp, spj], 1),
+                    torch.stack([sp, s1, sj], 1),
+                    torch.stack([spj, sj, sjj], 1),
+                ],
+                1,
+            )  # (N, 3, 3)
+            B = torch.stack([spc, sc, scj], 1)
+            ridge = 1e-9 * A.diagonal(dim1=1, dim2=2).abs().amax(1).clamp_min(1e-12)
+            A = A + ridge[:, None, None] * torch.eye(3, dtype=A.dtype, device=A.device)
+            theta = torch.linalg.solve(A, B[..., None])[..., 0]
+            a, c, g = theta.unbind(1)
+            clipped = (a < 0.01) | (a > 0.999) | (g < 1e-3)
+            if bool(clipped.any()):
+                a = a.clamp(0.01, 0.999)
+                # (c, gain) with a fixed: a 2 x 2 system on y_t - a y_t-1
+                A2 = torch.stack([torch.stack([s1, sj], 1), torch.stack([sj, sjj], 1)], 1)
+                A2 = A2 + ridge[:, None, None] * torch.eye(2, dtype=A.dtype, device=A.device)
+                B2 = torch.stack([sc - a * sp, scj - a * spj], 1)
+                c2, g2 = torch.linalg.solve(A2, B2[..., None])[..., 0].unbind(1)
+                c, g = torch.where(clipped, c2, c), torch.where(clipped, g2, g)
+                low = g < 1e-3
+                g = g.clamp_min(1e-3)
+                c = torch.where(low, (sc - a * sp - g * sj) / s1, c)
+            # E[(y_t - a y_t-1 - c - gain s)^2] summed, then per valid frame
+            rr = scc - 2 * a * spc - 2 * c * sc + a * a * spp + 2 * a * c * sp + c * c * s1
+            rs = scj - a * spj - c * sj
+            var = (rr - 2 * g * rs + g * g * sjj) / s1
+            sd = var.clamp_min(1e-8).sqrt()
+            baseline = c / (1 - a)
+            kw = {"dtype": obs.raw_gain.dtype, "device": obs.raw_gain.device}
+            obs.set_parameters(
+                roots=a.reshape(n, 1).to(**kw),
+                gain=g.to(**kw),
+                noise_sd=sd.to(**kw),
+                baseline=baseline.reshape(n, 1).to(**kw),
+            )
 
     def _refine_observation(self, obs, opt, y, log_rates, gamma, frames) -> None:
         """A few Adam steps on sum_t sum_k gamma_tk log p(y_t | z_t = k) over ``frames``
@@ -736,10 +828,16 @@ class CalciumHMM(_StateModel):
         for it in range(int(self.n_iter)):
             self._n_iter = it + 1
             # M-step from the current posterior (the first one from the k-means labels)
-            num, den = self._pass(obs, y, log_rates, gamma)
+            closed_form = p == 1 and int(self.observation_steps) > 0
+            if closed_form:
+                num, den, sums = self._pass(obs, y, log_rates, gamma, moments=True)
+            else:
+                num, den = self._pass(obs, y, log_rates, gamma)
             rates = (num / den.clamp_min(1e-12)).clamp_min(RATE_FLOOR)
             log_rates = torch.log(rates).to(y.dtype)
-            if it < _OBS_ITERS:
+            if closed_form:
+                self._ar1_update(obs, y, sums)
+            elif it < _OBS_ITERS:
                 self._refine_observation(obs, opt, y, log_rates, gamma, frames)
             # E-step
             log_b = self._pass(obs, y, log_rates)
