@@ -194,6 +194,11 @@ def bench_zebrafish(rows: list[dict], use_rates: bool) -> list[str]:
         ("graph, n=4", {"method": "graph", "n_assemblies": 4}),
         ("events", {"method": "events"}),
         ("events, n=4", {"method": "events", "n_assemblies": 4}),
+        # how far the Louvain seeds move the score (one row each, summarised together)
+        *[
+            ("events, random_state 0-5", {"method": "events", "random_state": seed})
+            for seed in range(6)
+        ],
     ]
     for source, data in inputs.items():
         for name, params in variants:
