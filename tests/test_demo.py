@@ -15,7 +15,7 @@ def score_table(out: str) -> dict[str, list[float]]:
     rows = {}
     for line in out.splitlines():
         words = line.split()
-        if words and words[0] in ("AVAE", "PCA"):
+        if words and words[0] in ("crop-VAE", "AVAE", "PCA"):
             rows[words[0]] = [float(w) for w in words[1:]]
         elif words and words[0] in ("(noisy)", "(filter)"):
             rows[words[0]] = [float(words[1])]
@@ -25,7 +25,7 @@ def score_table(out: str) -> dict[str, list[float]]:
 def test_quick_demo_writes_results_model_figure_and_scores(tmp_path, capsys):
     assert main(["demo", "--quick", "-o", str(tmp_path)]) == 0
     scores = score_table(capsys.readouterr().out)
-    assert set(scores) == {"AVAE", "PCA", "(filter)", "(noisy)"}
+    assert set(scores) == {"crop-VAE", "AVAE", "PCA", "(filter)", "(noisy)"}
     assert (tmp_path / "model.pt").is_file() and (tmp_path / "demo.png").stat().st_size > 10_000
 
     quick = DemoSettings.quick()
@@ -55,7 +55,9 @@ def test_quick_demo_writes_results_model_figure_and_scores(tmp_path, capsys):
     assert 0 < scores["AVAE"][0] < 1.5 * flat_line_mse
     # the filter is chosen on the truth: better than the noisy input
     assert 0 < scores["(filter)"][0] < noisy_mse
-    for method in ("AVAE", "PCA"):
+    # the default model denoises with the calcium model: better than the noisy input
+    assert 0 < scores["crop-VAE"][0] < noisy_mse
+    for method in ("crop-VAE", "AVAE", "PCA"):
         _, ari_hdbscan, n_hdbscan, ari_auto, ari_best, eps_auto, n_clusters = scores[method]
         assert -1 <= ari_auto <= ari_best <= 1 and eps_auto > 0 and n_clusters >= 0
         assert -1 <= ari_hdbscan <= 1 and n_hdbscan >= 0

@@ -208,10 +208,9 @@ def _model_from_args(args: argparse.Namespace):
         if value is None:
             continue
         if param not in known:
-            flag = "--no-session-conditioning" if dest == "session_conditioning" else dest
             other = next(name for name, c in MODELS.items() if param in c().get_params())
             raise CalciumAvaeError(
-                f"--{flag.lstrip('-').replace('_', '-')} is an option of --model {other}, "
+                f"--{dest.replace('_', '-')} is an option of --model {other}, "
                 f"not of --model {args.model}"
             )
         params[param] = value
@@ -1089,11 +1088,11 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
         help=f"the calcium model's AR order for denoising {default('ar_order')}",
     )
     c.add_argument(
-        "--no-session-conditioning",
-        dest="session_conditioning",
-        action="store_false",
+        "--session-conditioning",
+        action="store_true",
         default=None,
-        help="do not tell the decoder which recording a neuron came from",
+        help="tell the decoder which recording a neuron came from (off by default: where "
+        "each recording holds one kind of neuron it would hide the kind)",
     )
 
 

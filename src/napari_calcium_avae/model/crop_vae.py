@@ -100,6 +100,10 @@ class CropFeatureVAE(TransformerMixin, BaseEstimator):
         Epochs without a better validation loss before training stops.
     condition_on_session : bool
         Tell the decoder which recording a neuron came from (``fit(..., sessions=)``).
+        Off by default: where each recording holds one kind of neuron (one culture type,
+        one condition), the recording *is* the kind, and the decoder would take it from
+        the one-hot instead of the latent; on our benchmarks it did not mix recordings
+        better either (docs/benchmarks.md).
     ar_order : 1 or 2
         The calcium model's AR order for the denoised traces (see ``SpikeInference``).
     device : str
@@ -120,7 +124,7 @@ class CropFeatureVAE(TransformerMixin, BaseEstimator):
         patience: int = 30,
         batch_size: int = 128,
         learning_rate: float = 3e-3,
-        condition_on_session: bool = True,
+        condition_on_session: bool = False,
         ar_order: int = 2,
         device: str = "auto",
         random_state: int | None = 0,
