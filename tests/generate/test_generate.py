@@ -200,3 +200,78 @@ def test_cli_round_trip(fitted, tmp_path, capsys) -> None:
 
     assert PopulationGenerator.load(alone).source_["file"] == "like.nwb"
     assert validation_problems(y) == []
+
+
+def test_segments_copy_blocks_of_the_recording_in_the_chains_state() -> None:
+    from napari_calcium_avae.generate.generator import _SegmentSource
+
+    recorded_states = np.array([0, 0, 1, 1, 1, 0, 0, 2, 2, 0])
+    spikes = np.arange(10, dtype=np.float32)[None, :] + 100  # each frame tells where it came from
+    rng = np.random.default_rng(0)
+    states = np.array([1, 1, 1, 2, 2, 0, 0, 0, 0, 0])
+    for _ in range(5):
+        source = _SegmentSource(spikes, recorded_states, ratio=1.0, block_frames=1)
+        plan = source.plan(states, rng)
+        drive = source.drive(0, plan, states.size) - 100
+        # a block starts at a recorded frame of the chain's state and runs on in time
+        assert recorded_states[int(drive[0])] == 1 and recorded_states[int(drive[3])] == 2
+        assert recorded_states[int(drive[5])] == 0
+        for a, b in ((0, 3), (3, 5), (5, 10)):
+            assert np.all(np.diff(drive[a:b]) % 10 == 1)
+        np.testing.assert_array_equal(source.states_of(plan), recorded_states[drive.astype(int)])
+        # blocks of at least 4 frames: the chain's short dwells are skipped
+        long = _SegmentSource(spikes, recorded_states, ratio=1.0, block_frames=4)
+        drive = long.drive(0, long.plan(states, rng), states.size) - 100
+        for a, b in ((0, 4), (4, 8), (8, 10)):  # the last block ends with the recording
+            assert np.all(np.diff(drive[a:b]) % 10 == 1)
+    # another frame rate: every source frame's spikes land once, within its own span
+    ones = np.ones((1, 10), dtype=np.float32)
+    for ratio, n in ((0.25, 40), (3.0, 4)):
+        source = _SegmentSource(ones, np.zeros(10, dtype=int), ratio=ratio, block_frames=1)
+        drive = source.drive(0, source.plan(np.zeros(n, dtype=int), rng), n)
+        assert drive.sum() == pytest.approx(np.ceil(n * ratio))
+        if ratio < 1:
+            assert np.isin(drive, (0, 1)).all()
+            assert np.all(drive.reshape(10, 4).sum(1) == 1)  # one spike per source frame
+
+
+def _drive(rec, gen) -> np.ndarray:
+    """Each generated neuron's calcium drive per frame, from its noise-free trace (AR(1))."""
+    root = gen.roots_[rec.neurons["template_neuron"], 0][:, None]
+    clean = rec.noise_free.astype(np.float64) - rec.neurons["baseline"][:, None]
+    return clean[:, 1:] - root * clean[:, :-1]
+
+
+def test_segments_keep_each_neurons_event_sizes() -> None:
+    """Neurons with many single spikes and a few bursts of 8: segments keep both sizes of
+    event; Poisson counts per state make nearly every event one spike."""
+    rng = np.random.default_rng(3)
+    n_frames = 1500
+    spikes = rng.poisson(0.05, (4, n_frames)).astype(float)
+    for row in spikes:
+        row[rng.choice(n_frames, 8, replace=False)] = 8
+    calcium = np.stack([lfilter([1.0], [1.0, -0.8], s) for s in spikes])
+    traces = calcium + 0.05 * rng.standard_normal(calcium.shape)
+    gen = PopulationGenerator(n_states=2, spike_iter=60, hmm_iter=10, jitter=0.0, device="cpu")
+    gen.fit(traces, frame_rate=RATE)
+    poisson = PopulationGenerator(**{**gen.get_params(), "spike_model": "poisson"})
+    for key, value in vars(gen).items():
+        if key.endswith("_"):
+            setattr(poisson, key, value)
+
+    def spread(model) -> float:
+        """The largest event over the typical one, median over neurons."""
+        drive = _drive(model.generate(4, 600.0, seed=0), model)
+        top = drive.max(1, keepdims=True)
+        return float(
+            np.median(
+                [np.max(d) / np.median(d[d > 0.05 * t]) for d, t in zip(drive, top, strict=True)]
+            )
+        )
+
+    segments, counts = spread(gen), spread(poisson)
+    assert segments > 4 and counts < segments / 1.5, (segments, counts)
+    # the ground-truth counts are the segments' expected spikes rounded at random
+    rec = gen.generate(4, 600.0, seed=1)
+    ratio = rec.spikes.sum() / (gen._segment_spikes().sum() * 600.0 / 150.0)
+    assert 0.8 < ratio < 1.25

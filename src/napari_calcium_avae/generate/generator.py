@@ -20,12 +20,14 @@ state, and passes them through the neuron's calcium model:
     y_t = b + c_t + w_t,                                w_t ~ N(0, sd_w^2)
 
 The spikes given the state come from ``spike_model``. "segments" (the default) is a
-state-conditioned block bootstrap: each time the generated chain enters state k, the
-population's spikes for that dwell are a segment of the recording's inferred spikes (the
-spike inference's, in every neuron's gain units) that starts where the fitted state
-sequence entered k. It keeps what a Poisson rate per state cannot: each neuron's own
-event sizes (a few large events among many small ones) and which neurons fire together
-within a state. "poisson" draws Poisson counts from each neuron's rate in the state.
+state-conditioned block bootstrap (after the moving-block bootstrap, Kunsch 1989): the
+chain's state at a block's start picks a random recorded frame in that state, and the
+population's inferred spikes (the spike inference's, in every neuron's gain units) are
+copied from there in recording order, for as long as the chain stays in the state but at
+least ``segment_s``. It keeps what a Poisson rate per state cannot: each neuron's own
+event sizes (a few large events among many small ones) and which neurons fire together,
+in what order, within a burst. "poisson" draws Poisson counts from each neuron's rate in
+the state.
 Segments carry expected spikes per frame, which need not be whole: the drive is
 ``gain * s`` with the segment's value, and the ground-truth count is that value rounded
 at random (equal to it on average).
@@ -81,7 +83,9 @@ class GeneratedRecording:
     spikes: np.ndarray
     """(neurons, frames) int32 spike counts per frame (the ground truth)."""
     states: np.ndarray
-    """(frames,) int population state per frame; (neurons, frames) for independent neurons."""
+    """(frames,) int population state per frame; (neurons, frames) for independent neurons.
+    With segments: the fitted state of the recorded frame copied into each frame (of the
+    first pass over the fitted neurons; later copies draw their own blocks)."""
     frame_rate: float
     neurons: dict[str, np.ndarray] = field(default_factory=dict)
     """Per generated neuron: template (fitted neuron), copy, decay_s, gain, noise_sd,
@@ -203,20 +207,27 @@ class PopulationGenerator(BaseEstimator):
         Most times one fitted neuron may be drawn: asking for more than
         ``max_copies`` x fitted neurons is refused (the population would be mostly copies
         of a few neurons, each copy as correlated with its siblings as with itself).
-    kinetics : "states", "spikes" or "mixed"
-        Whose per-neuron decay, gain and noise go with the states' rates: the calcium
-        HMM's, fitted jointly with them ("states"), or the spike inference's, with each
-        neuron's rates per state rescaled to the spike inference's mean rate ("spikes");
+    kinetics : "spikes", "states" or "mixed"
+        Whose per-neuron decay, gain and noise are generated with: the spike inference's
+        ("spikes", the default: the recorded spikes that segments copy were inferred with
+        them), with each neuron's rates per state rescaled to its mean rate; the calcium
+        HMM's, fitted jointly with its rates ("states"; its decay is too short where the
+        states absorb slow calcium, 0.16 s against GCaMP6s's 1 s on a simulated culture);
         "mixed" takes the HMM's decay with the spike inference's gain, noise and rates.
     noise : "white" or "split"
         Noise of the generated traces: the white measurement part of each neuron's noise
         only ("white", the default), or that plus the part fed through the AR process
         ("split", seed 002's model; see :func:`split_noise`).
     spike_model : "segments" or "poisson"
-        Spikes given the state: segments of the recording's inferred spikes that start where
-        the fitted states entered the same state ("segments", the default: each neuron's own
-        event sizes and the co-firing within a state are kept), or Poisson counts from each
-        neuron's rate in the state ("poisson"). The fitted generator holds both.
+        Spikes given the state: blocks of the recording's inferred spikes, each starting at
+        a random frame of the chain's current state ("segments", the default: each neuron's
+        own event sizes, and which neurons fire together and in what order, are kept), or
+        Poisson counts from each neuron's rate in the state ("poisson"). The fitted
+        generator holds both.
+    segment_s : float
+        Shortest block of recorded spikes that segments copy (s): the chain's states
+        within a block are skipped, so that a network burst that flickers between states
+        is copied whole.
     spike_iter : int or None
         Iterations of the spike inference (its ``max_iter``; None: its default).
     hmm_iter : int or None
@@ -248,9 +259,10 @@ class PopulationGenerator(BaseEstimator):
         ar_order: int = 1,
         jitter: float = 0.1,
         max_copies: int = 20,
-        kinetics: str = "states",
+        kinetics: str = "spikes",
         noise: str = "white",
         spike_model: str = "segments",
+        segment_s: float = 2.0,
         spike_iter: int | None = None,
         hmm_iter: int | None = None,
         device: str = "auto",
@@ -265,6 +277,7 @@ class PopulationGenerator(BaseEstimator):
         self.kinetics = kinetics
         self.noise = noise
         self.spike_model = spike_model
+        self.segment_s = segment_s
         self.spike_iter = spike_iter
         self.hmm_iter = hmm_iter
         self.device = device
@@ -287,6 +300,8 @@ class PopulationGenerator(BaseEstimator):
             raise CalciumAvaeError(
                 f"spike_model must be one of {', '.join(SPIKE_MODELS)}, not {self.spike_model!r}"
             )
+        if not float(self.segment_s) > 0:
+            raise CalciumAvaeError(f"segment_s must be positive, not {self.segment_s!r}")
         if self.kinetics not in KINETICS:
             raise CalciumAvaeError(
                 f"kinetics must be one of {', '.join(KINETICS)}, not {self.kinetics!r}"
@@ -512,7 +527,10 @@ class PopulationGenerator(BaseEstimator):
         stretch = np.sqrt((1 - r1**2) / np.maximum(1 - r0**2, 1e-12))
         fed = self.ar_noise_sd_ if self.noise == "split" else np.zeros(n_fit)
         noise = fed[template] * f_noise * stretch
-        white = self.white_noise_sd_[template] * f_noise
+        white = self.white_noise_sd_[template]
+        if self.noise == "white":  # a neuron whose split found no white part: all of it
+            white = np.where(white > 0, white, self.noise_sd_[template])
+        white = white * f_noise
         baseline = self._baseline()[template]
         state_rates = self.state_rates_[:, template] * f_rate[None, :] * (dt_new / dt_old)
         transmat = resample_transitions(self.transmat_, dt_new / dt_old)
@@ -528,11 +546,17 @@ class PopulationGenerator(BaseEstimator):
             states = _sample_chain(cum, start, total, rng, 1)[0]
         segments = self.spike_model == "segments"
         if segments:
-            source = _SegmentSource(self._segment_spikes(), self.recorded_states_, dt_new / dt_old)
-            # neurons that share a state sequence share their segments, except copies: each
+            source = _SegmentSource(
+                self._segment_spikes(),
+                self.recorded_states_,
+                dt_new / dt_old,
+                round(float(self.segment_s) / dt_new),
+            )
+            # neurons that share a state sequence share their blocks, except copies: each
             # pass over the fitted neurons draws its own, so a copy is not its template again
             plans = {} if independent else {c: source.plan(states, rng) for c in range(passes)}
-            seg_scale = f_rate
+            if not independent:  # the states of what was copied, not the chain's skipped ones
+                states = source.states_of(plans[0])
 
         import torch
 
@@ -548,9 +572,13 @@ class PopulationGenerator(BaseEstimator):
             st = states[rows] if independent else states[None, :]
             if segments:
                 amount = np.empty((rows.stop - b0, total))
-                for j, i in enumerate(range(b0, rows.stop)):
-                    plan = source.plan(states[i], rng) if independent else plans[copy[i]]
-                    amount[j] = source.drive(template[i], plan, total) * seg_scale[i]
+                for j, neuron in enumerate(range(b0, rows.stop)):
+                    if independent:
+                        plan = source.plan(states[neuron], rng)
+                        states[neuron] = source.states_of(plan)
+                    else:
+                        plan = plans[copy[neuron]]
+                    amount[j] = source.drive(template[neuron], plan, total) * f_rate[neuron]
                 whole = np.floor(amount)
                 s = (whole + (rng.random(amount.shape) < amount - whole)).astype(np.int32)
                 drive = amount * gain[rows, None]
@@ -728,57 +756,73 @@ class PopulationGenerator(BaseEstimator):
 
 
 class _SegmentSource:
-    """The recorded spikes cut into state-conditioned segments (``spike_model="segments"``).
+    """The recorded spikes cut into blocks that the state chain chooses
+    (``spike_model="segments"``).
 
-    ``plan`` maps a generated state sequence onto source frames: each dwell in state k
-    starts at a random frame where the fitted state sequence entered k (any frame of k if
-    it never entered it; any frame if k was never the most probable state) and runs on for
-    as long as the dwell lasts, in seconds. ``ratio`` is the generated frame interval over
-    the recorded one: with ratio < 1 each source frame's spikes land in one random
-    generated frame within its span, with ratio > 1 source frames are summed."""
+    ``plan`` walks a generated state sequence: a block starts in the chain's current state
+    k, at a random frame of the recording that the fit put in k, and copies the recording
+    from there, in its own time order, for as long as the chain stays in k but at least
+    ``block_frames`` generated frames; the chain's states within a block are skipped. A
+    network burst is kept whole (the culture's bursts flicker between states from frame
+    to frame, and copying per state dwell cut them into pieces of different bursts). A
+    state never most probable in the fit draws from every frame. ``ratio`` is the
+    generated frame interval over the recorded one: with ratio < 1 each source frame's
+    spikes land in one random generated frame within its span; with ratio > 1 source
+    frames are summed."""
 
-    def __init__(self, spikes: np.ndarray, states: np.ndarray, ratio: float) -> None:
+    def __init__(
+        self, spikes: np.ndarray, states: np.ndarray, ratio: float, block_frames: int
+    ) -> None:
         self.spikes = spikes
+        self.states = np.asarray(states, dtype=np.int64)
         self.ratio = float(ratio)
-        states = np.asarray(states, dtype=np.int64)
-        self.n_frames = states.size
-        entries = np.flatnonzero(np.r_[True, states[1:] != states[:-1]])
-        k = int(states.max()) + 1
-        self.pools = []
-        for state in range(k):
-            pool = entries[states[entries] == state]
-            if not len(pool):
-                pool = np.flatnonzero(states == state)
-            self.pools.append(pool if len(pool) else np.arange(self.n_frames))
+        self.block_frames = max(1, int(block_frames))
+        self.n_frames = self.states.size
+        self.frames = [np.flatnonzero(self.states == k) for k in range(int(self.states.max()) + 1)]
         self.anywhere = np.arange(self.n_frames)
 
     def plan(self, states: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
-        """(source frames, generated frames, first index of each generated frame's run)."""
-        states = np.asarray(states)
+        """(source frames, generated frames, first index of each generated frame's run,
+        the source frame behind every generated frame)."""
+        states = np.asarray(states, dtype=np.int64)
         total = states.size
-        starts = np.flatnonzero(np.r_[True, states[1:] != states[:-1]])
-        lengths = np.diff(np.r_[starts, total])
-        first = np.empty(len(starts), dtype=np.int64)
-        for state in np.unique(states[starts]):
-            where = np.flatnonzero(states[starts] == state)
-            pool = self.pools[state] if state < len(self.pools) else self.anywhere
-            first[where] = rng.choice(pool, len(where))
-        n_src = np.maximum(1, np.ceil(lengths * self.ratio - 1e-9).astype(np.int64))
-        dwell = np.repeat(np.arange(len(starts)), n_src)
-        offset = np.arange(dwell.size) - np.repeat(np.cumsum(n_src) - n_src, n_src)
-        src = (first[dwell] + offset) % self.n_frames
-        jitter = rng.random(dwell.size) if self.ratio < 1 else 0.0
-        tgt = starts[dwell] + np.floor((offset + jitter) / self.ratio).astype(np.int64)
-        tgt = np.minimum(tgt, starts[dwell] + lengths[dwell] - 1)
+        changes = np.r_[np.flatnonzero(states[1:] != states[:-1]) + 1, total]
+        begins, firsts, lengths = [], [], []
+        t = 0
+        while t < total:
+            k = int(states[t])
+            pool = self.frames[k] if k < len(self.frames) and len(self.frames[k]) else None
+            pool = self.anywhere if pool is None else pool
+            stay = int(changes[np.searchsorted(changes, t, side="right")]) - t
+            length = min(max(stay, self.block_frames), total - t)
+            begins.append(t)
+            firsts.append(int(pool[rng.integers(len(pool))]))
+            lengths.append(length)
+            t += length
+        begins_a, firsts_a, lengths_a = np.array(begins), np.array(firsts), np.array(lengths)
+        n_src = np.maximum(1, np.ceil(lengths_a * self.ratio - 1e-9).astype(np.int64))
+        block = np.repeat(np.arange(len(begins_a)), n_src)
+        offset = np.arange(block.size) - np.repeat(np.cumsum(n_src) - n_src, n_src)
+        src = (firsts_a[block] + offset) % self.n_frames
+        jitter = rng.random(block.size) if self.ratio < 1 else 0.0
+        tgt = begins_a[block] + np.floor((offset + jitter) / self.ratio).astype(np.int64)
+        tgt = np.minimum(tgt, begins_a[block] + lengths_a[block] - 1)
         runs = np.flatnonzero(np.r_[True, tgt[1:] != tgt[:-1]])
-        return src, tgt[runs], runs
+        at = np.repeat(np.arange(len(begins_a)), lengths_a)
+        step = np.arange(total) - begins_a[at]
+        behind = (firsts_a[at] + np.floor(step * self.ratio).astype(np.int64)) % self.n_frames
+        return src, tgt[runs], runs, behind
 
     def drive(self, neuron: int, plan: tuple[np.ndarray, ...], total: int) -> np.ndarray:
         """One neuron's spikes per generated frame under ``plan``."""
-        src, frames, runs = plan
+        src, frames, runs, _ = plan
         out = np.zeros(total)
         out[frames] = np.add.reduceat(self.spikes[neuron, src].astype(np.float64), runs)
         return out
+
+    def states_of(self, plan: tuple[np.ndarray, ...]) -> np.ndarray:
+        """The fitted state of the recorded frame behind every generated frame."""
+        return self.states[plan[3]]
 
 
 def split_noise(
