@@ -181,7 +181,7 @@ def plot(results: list[dict], path: Path, title: str) -> None:
         ax_time.plot(n, [r["epoch_cpu_s"] for r in rows], style, label=label)
     ax_mem.set(xlabel="sessions", ylabel="peak RSS (MiB)", title="peak memory")
     ax_mem.set_ylim(bottom=0)
-    ax_time.set(xlabel="sessions", ylabel="CPU s per epoch (median)", title="cost per epoch")
+    ax_time.set(xlabel="sessions", ylabel="CPU s per epoch", title="cost per epoch")
     ax_time.set_ylim(bottom=0)
     for ax in (ax_mem, ax_time):
         ax.grid(alpha=0.3)
