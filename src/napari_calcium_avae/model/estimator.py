@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -34,6 +34,9 @@ from .checkpoint import (
 )
 from .device import is_out_of_memory, resolve_device
 from .training import EpochReport, TrainingConfig, TrainingState, train_iter
+
+if TYPE_CHECKING:
+    from .streaming import NWBTraceDataset
 
 NORMALISATIONS = ("per_trace", "global")
 MIN_FIT_ROIS = 4
@@ -283,7 +286,9 @@ class AVAE(_Normalised, TransformerMixin, BaseEstimator):
 
         yield from self._train(n_frames, _fingerprint(X), data, group, device, split, stop)
 
-    def _fit_stream_iter(self, dataset: Any, stop: threading.Event | None) -> Iterator[EpochReport]:
+    def _fit_stream_iter(
+        self, dataset: NWBTraceDataset, stop: threading.Event | None
+    ) -> Iterator[EpochReport]:
         """:meth:`fit_iter` on a stream: the split by ROI hash, batches read per epoch."""
         from .streaming import StreamBatches
 
@@ -312,7 +317,7 @@ class AVAE(_Normalised, TransformerMixin, BaseEstimator):
         if self.normalisation == "global":
             self._fit_norm(np.array(dataset.value_range(fraction, seed)))
         else:
-            self._fit_norm(np.zeros(1))
+            self._fit_norm(np.zeros(1))  # checks the choice; per-trace scaling needs no range
         batches = StreamBatches(
             dataset,
             batch_size=-(-int(self.batch_size) // world),
@@ -332,7 +337,7 @@ class AVAE(_Normalised, TransformerMixin, BaseEstimator):
         self,
         n_frames: int,
         fingerprint: str,
-        data: Any,
+        data: Callable[[], tuple[Any, Any]],
         group: distributed.Group | None,
         device: torch.device,
         split: torch.Generator,
