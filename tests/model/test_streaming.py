@@ -238,3 +238,15 @@ def test_two_ranks_stream_their_files_and_stay_in_step(files, tmp_path):
     for key, value in r0["weights"].items():
         assert torch.equal(value, r1["weights"][key]), key  # DDP kept the ranks in step
     assert r0["val"][-1] < r0["val"][0]  # and it learned
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_file_gone_during_training_is_one_line(files, tmp_path, workers):
+    import shutil
+
+    copies = [shutil.copy(f, tmp_path / f.name) for f in files[:2]]
+    data = NWBTraceDataset(copies, num_workers=workers)
+    (tmp_path / files[1].name).unlink()
+    with pytest.raises(CalciumAvaeError) as caught:
+        AVAE(**SMALL, max_epochs=2).fit(data)
+    assert str(caught.value) == f"no such file: {tmp_path / files[1].name}"

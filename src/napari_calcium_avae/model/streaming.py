@@ -320,7 +320,13 @@ class NWBTraceDataset(IterableDataset):
                     session = group[k]
                     if k not in files:
                         files[k] = stack.enter_context(open_nwb(session.source))
-                    block = _read_block(files[k], session, start, stop)
+                    try:
+                        block = _read_block(files[k], session, start, stop)
+                    except OSError as err:
+                        raise CalciumAvaeError(
+                            f"cannot read ROIs {start}-{stop - 1} of {session.series} in "
+                            f"{session.source}: the file is truncated or damaged ({err})"
+                        ) from err
                     keep = _usable(block)
                     if self.split != "all":
                         val = in_validation(
@@ -403,8 +409,16 @@ class StreamBatches:
             num_workers=self.num_workers,
             pin_memory=self.device.type == "cuda",
         )
-        for batch in loader:
-            yield batch.to(self.device, non_blocking=True)
+        try:
+            for batch in loader:
+                yield batch.to(self.device, non_blocking=True)
+        except CalciumAvaeError as error:
+            text = str(error).strip()
+            if not text.startswith("Caught "):
+                raise
+            # a worker's error comes back as "Caught ... Original Traceback ...", whose
+            # last line is "...CalciumAvaeError: <the one-line message>"
+            raise CalciumAvaeError(text.splitlines()[-1].split(": ", 1)[-1]) from None
 
     def train_batches(self, epoch: int) -> Iterator[torch.Tensor]:
         """This epoch's batches (epoch 1 is the first), shuffled across files."""
