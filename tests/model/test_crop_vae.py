@@ -28,7 +28,10 @@ def two_kinds():
     X = np.stack([_calcium(1500, tau, 12, rng) for tau in taus])
     sessions = np.tile([0, 1], 20)
     X[sessions == 1] *= 1.5  # a brighter session
-    model = CropFeatureVAE(frame_rate=100.0, crop_s=5.0, n_crops=6, max_epochs=40, patience=40)
+    model = CropFeatureVAE(
+        frame_rate=100.0, crop_s=5.0, n_crops=6, max_epochs=40, patience=40,
+        condition_on_session=True,
+    )  # fmt: skip
     model.fit(X, sessions=sessions)
     return X, sessions, model
 
@@ -112,6 +115,7 @@ def test_fit_iter_reports_epochs_and_stops_when_asked():
     assert reports[-1].stop_reason == "stopped" and reports[-1].n_epochs == 50
     assert model.best_epoch_ <= 3
     assert np.isfinite(model.transform(X)).all()  # the best epoch's weights are kept
+    assert len(model.sessions_) == 0  # not conditioned on sessions by default
 
 
 def test_user_errors_are_one_line(two_kinds):

@@ -41,11 +41,12 @@ INPUT_KINDS = ("auto", "dff", "raw")
 #: How the decay is estimated: "likelihood" (autocovariance, then refined by least
 #: squares of the trace given the spikes) or "autocovariance" (that estimate alone).
 DECAY_ESTIMATES = ("likelihood", "autocovariance")
-#: The L1 weight (as ``sparsity``) of the solve behind ``denoise``: lighter than the
-#: spike default, because shrinking every event costs more squared error than a few
-#: small false events (0.5 had the least error of 0.5, 1 and 2 on simulated cultures and
-#: on AR traces; docs/benchmarks.md).
-DENOISE_SPARSITY = 0.5
+#: The L1 weights (as ``sparsity``) ``denoise`` chooses from, per neuron, by Stein's
+#: unbiased estimate of the error against the noise-free trace (SURE; the lasso's degrees
+#: of freedom are its nonzero coefficients, Zou, Hastie & Tibshirani 2007). No one weight
+#: suits every noise level: a light one follows small events at high SNR, a heavy one
+#: keeps noise out at low SNR (benchmarks/bench_denoise.py, docs/benchmarks.md).
+DENOISE_SPARSITIES = (0.25, 0.5, 1.0, 2.0, 4.0)
 #: Fewest finite frames a trace needs for its kinetics to be fitted.
 MIN_FRAMES = 50
 #: Memory the per-chunk tensors may take (bytes); keeps 10,000 x 30,000 < 4 GB.
@@ -337,7 +338,8 @@ class SpikeInference(TransformerMixin, BaseEstimator):
         if cache is None:  # the mean rate needs the spikes: infer them, a chunk at a time
             for s0 in starts:
                 rows = slice(s0, min(n, s0 + chunk))
-                self.rate_[rows] = np.nanmean(self._rows(X, rows, float(self.sparsity))[0], axis=1)
+                spikes = self._rows(X, rows, (float(self.sparsity),))[0]
+                self.rate_[rows] = np.nanmean(spikes, axis=1)
         return self
 
     # -- inference ------------------------------------------------------------------------
@@ -349,17 +351,20 @@ class SpikeInference(TransformerMixin, BaseEstimator):
         if self._cache is not None and X.shape == self._cache[1].shape:
             if _fingerprint(X) == self._cache[0]:
                 return self._cache[1].copy()
-        return self._solve(X, denoised=False)
+        return self._solve(X)
 
-    def denoise(self, X: Any) -> np.ndarray:
+    def denoise(self, X: Any, sparsity: float | None = None) -> np.ndarray:
         """The noise-free trace the model explains X with (neurons x frames, float32, in
         X's units): baseline plus the spikes through each neuron's calcium kernel (and
         saturation). NaN frames get the model's value, so gaps are filled, not copied.
 
-        The spikes are solved again with the lighter penalty ``DENOISE_SPARSITY``: the
-        penalty that keeps false spikes out also shrinks every event, which costs more
-        squared error than a few small false events do."""
-        return self._solve(self._check_fitted_X(X), denoised=True)
+        The spikes are solved again for the denoised trace: with the L1 weight
+        ``sparsity``, or (None, the default) with the weight of ``DENOISE_SPARSITIES``
+        whose estimated error (SURE) is least for each neuron. The weight that keeps false
+        spikes out shrinks every event, which at high SNR costs more squared error than
+        a few small false events do."""
+        grid = DENOISE_SPARSITIES if sparsity is None else (float(sparsity),)
+        return self._solve(self._check_fitted_X(X), denoise_sparsities=grid)
 
     def _check_fitted_X(self, X: Any) -> np.ndarray:
         if not hasattr(self, "n_features_in_"):
@@ -375,21 +380,27 @@ class SpikeInference(TransformerMixin, BaseEstimator):
             )
         return X
 
-    def _solve(self, X: np.ndarray, denoised: bool) -> np.ndarray:
+    def _solve(
+        self, X: np.ndarray, denoise_sparsities: tuple[float, ...] | None = None
+    ) -> np.ndarray:
+        """Spikes per frame of X, or with ``denoise_sparsities`` the denoised trace."""
         n, t = X.shape
         out = np.empty((n, t), np.float32)
         chunk = self._chunk_rows(t)
         for s0 in range(0, n, chunk):
             rows = slice(s0, min(n, s0 + chunk))
-            if denoised:
-                out[rows] = self._rows(X, rows, DENOISE_SPARSITY)[1]
+            if denoise_sparsities is not None:
+                out[rows] = self._rows(X, rows, denoise_sparsities)[1]
             else:
-                out[rows] = self._rows(X, rows, float(self.sparsity))[0]
+                out[rows] = self._rows(X, rows, (float(self.sparsity),))[0]
         return out
 
-    def _rows(self, X: np.ndarray, rows: slice, sparsity: float) -> tuple[np.ndarray, np.ndarray]:
+    def _rows(
+        self, X: np.ndarray, rows: slice, sparsities: tuple[float, ...]
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Spikes per frame (NaN at NaN frames) and the denoised trace of X's rows
-        ``rows``, both float32."""
+        ``rows``, both float32; with several L1 weights, each row keeps the solve whose
+        estimated error against the noise-free trace (SURE) is least."""
         import torch
 
         from ..model.device import resolve_device
@@ -399,9 +410,21 @@ class SpikeInference(TransformerMixin, BaseEstimator):
         y_t = torch.as_tensor(xs, dtype=torch.float32, device=dev)
         roots = torch.as_tensor(self.roots_[rows], dtype=torch.float32, device=dev)
         sat = None if self._sat_scaled is None else self._sat_scaled[rows]
-        s, fitted = _spikes_given_kinetics(
-            y_t, roots, int(self.n_baseline), sparsity, int(self.max_iter), sat
-        )
+        best_risk = None
+        for sparsity in sparsities:
+            s_k, fitted_k = _spikes_given_kinetics(
+                y_t, roots, int(self.n_baseline), sparsity, int(self.max_iter), sat
+            )
+            if len(sparsities) == 1:
+                s, fitted = s_k, fitted_k
+                break
+            risk = _sure(xs, fitted_k, s_k, int(self.n_baseline))
+            if best_risk is None:
+                s, fitted, best_risk = s_k, fitted_k, risk
+                continue
+            better = risk < best_risk
+            s[better], fitted[better] = s_k[better], fitted_k[better]
+            best_risk = np.where(better, risk, best_risk)
         spikes = (s / self._unit[rows, None]).astype(np.float32)
         spikes[~np.isfinite(xs)] = np.nan
         trace = fitted * self._scale[rows, None] + self._offset[rows, None]
@@ -778,6 +801,20 @@ def _spikes_given_kinetics(
         s = torch.where((a > 0)[:, None], s_a, s)
         fitted = torch.where((a > 0)[:, None], b + z_hat, fitted)
     return s.cpu().numpy(), fitted.cpu().numpy()
+
+
+def _sure(y: np.ndarray, fitted: np.ndarray, s: np.ndarray, n_baseline: int) -> np.ndarray:
+    """Stein's unbiased estimate of each row's squared error against the noise-free trace:
+    RSS - T sigma^2 + 2 sigma^2 df, with df the nonzero spikes plus the baseline terms
+    and sigma the noise SD from the spectrum (as the fit uses)."""
+    import torch
+
+    finite = np.isfinite(y)
+    y0, w = _prepare(torch.as_tensor(y, dtype=torch.float32))
+    var = _noise_sd(y0, w).double().cpu().numpy() ** 2
+    rss = np.where(finite, (np.nan_to_num(y) - fitted) ** 2, 0.0).sum(1)
+    df = ((s > 0) & finite).sum(1) + n_baseline
+    return rss - finite.sum(1) * var + 2 * var * df
 
 
 def _row_stats(X: np.ndarray, block: int = 256) -> dict[str, np.ndarray]:
