@@ -2,7 +2,7 @@
 
 Run: OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_generate.py [--quick]
      [-o bench-output/generate] [--states 4] [--device cpu] [--load-zebrafish GEN.npz]
-     [--noise white|split] [--seed 1]
+     [--noise white|split] [--segment-s 2] [--seed 1] [--repeats 3]
 
 For each real recording a PopulationGenerator (calcium-HMM states) is fitted and generates
 as many neurons, for as long, at the same frame rate. ``analysis.realism`` then infers
@@ -10,9 +10,9 @@ spikes from both and gives each statistic's distance to the real recording over 
 split-half yardstick (ratio; issue 17's target: <= 1.5 for firing rate, pairwise
 correlation and event amplitude). Beside it, in the same table:
 
-- Poisson spikes: the same generator with ``spike_model="poisson"`` (Poisson counts from
-  each neuron's rate per state instead of the recording's spike segments; the model
-  before segments);
+- Poisson spikes: the same fits with ``spike_model="poisson", kinetics="states"``
+  (Poisson counts from each neuron's rate per state, with the calcium HMM's kinetics: the
+  defaults before segments);
 - independent neurons: the same generator with ``independent=True`` (the same per-neuron
   fits and rates per state, each neuron with its own state sequence: no coupling), which
   must lose on correlations;
@@ -41,6 +41,8 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+
+import numpy as np
 
 from napari_calcium_avae.analysis import realism
 from napari_calcium_avae.generate import PopulationGenerator, write_generated
@@ -71,10 +73,15 @@ def score(real, other, estimator, n_splits: int) -> dict[str, dict[str, float]]:
 
 def fit_generator(traces, args, load: str | None) -> tuple[PopulationGenerator, float]:
     if load:
-        return PopulationGenerator.load(load).set_params(noise=args.noise), float("nan")
+        gen = PopulationGenerator.load(load)
+        return gen.set_params(noise=args.noise, segment_s=args.segment_s), float("nan")
     start = time.perf_counter()
     gen = PopulationGenerator(
-        n_states=args.states, noise=args.noise, device=args.device, verbose=True
+        n_states=args.states,
+        noise=args.noise,
+        segment_s=args.segment_s,
+        device=args.device,
+        verbose=True,
     )
     if args.quick:
         gen.set_params(spike_iter=100, hmm_iter=20)
@@ -92,7 +99,13 @@ def run_recording(
         gen.save(Path(args.output) / f"generator_{name}.npz", overwrite=True)
     print(f"{name}: fitted in {fit_s:.0f} s; K = {gen.transmat_.shape[0]}", flush=True)
     out = {"fit_s": fit_s, "n_states": int(gen.transmat_.shape[0]), "scores": {}}
-    poisson = clone_generator(gen, spike_model="poisson")
+    # the model before segments: Poisson counts with the calcium HMM's own kinetics
+    poisson = clone_generator(gen, np.asarray(real.data), spike_model="poisson", kinetics="states")
+    repeats = {}
+    for seed in range(args.seed + 1, args.seed + args.repeats):
+        traces = gen.generate(seed=seed).to_traces()
+        repeats[seed] = score(real, traces, estimator, args.splits)
+    out["repeats"] = repeats
     sides = {
         "generated": gen.generate(seed=args.seed).to_traces(),
         "poisson": poisson.generate(seed=args.seed).to_traces(),
@@ -106,12 +119,14 @@ def run_recording(
     return out, gen
 
 
-def clone_generator(gen: PopulationGenerator, **params) -> PopulationGenerator:
-    """The fitted generator with other generation parameters (no refit)."""
+def clone_generator(gen: PopulationGenerator, data, **params) -> PopulationGenerator:
+    """The fitted generator with other generation parameters (no refit; the neurons are
+    assembled again from the two stored fits and the recording ``data``)."""
     other = PopulationGenerator(**{**gen.get_params(), **params})
     for key, value in vars(gen).items():
         if key.endswith("_"):
             setattr(other, key, value)
+    other._assemble(data[gen.rows_used_])
     return other
 
 
@@ -139,14 +154,18 @@ def table(name: str, result: dict) -> str:
     rows = [
         f"**{name}** (K = {result['n_states']} states)",
         "",
-        "| statistic | split-half yardstick | generated | Poisson spikes | independent neurons "
-        "| simulator |",
-        "|---|---|---|---|---|---|",
+        "| statistic | split-half yardstick | generated | other seeds | Poisson spikes "
+        "| independent neurons | simulator |",
+        "|---|---|---|---|---|---|---|",
     ]
     scores = result["scores"]
     for stat in scores["generated"]:
         cells = []
-        for side in ("generated", "poisson", "independent", "simulator"):
+        for side in ("generated", "seeds", "poisson", "independent", "simulator"):
+            if side == "seeds":
+                others = [r[stat]["ratio"] for r in result.get("repeats", {}).values()]
+                cells.append(", ".join(f"{r:.2f}" for r in others) or "-")
+                continue
             ratio = scores[side][stat]["ratio"]
             ok = ""
             if stat in TARGET_STATISTICS and side == "generated":
@@ -174,7 +193,20 @@ def main() -> None:
     parser.add_argument(
         "--noise", default=PopulationGenerator().noise, help="the generators' noise model"
     )
+    parser.add_argument(
+        "--segment-s",
+        type=float,
+        default=PopulationGenerator().segment_s,
+        help="shortest copied block (s); 0.01: one block per state dwell (what lost on the "
+        "culture's correlations)",
+    )
     parser.add_argument("--splits", type=int, default=realism.DEFAULT_SPLITS)
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="generated recordings scored (seeds --seed, --seed + 1, ...): the spread",
+    )
     parser.add_argument("--load-zebrafish", help="a fitted zebrafish generator (.npz)")
     parser.add_argument("--load-culture", help="a fitted culture generator (.npz)")
     parser.add_argument("--save-generators", action="store_true")
