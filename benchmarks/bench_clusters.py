@@ -18,9 +18,9 @@ protocol, an upper bound no real recording allows):
   spectrum, autocorrelation and amplitude quantiles of dF/F, standardised, then PCA;
 - ``kinetics``: what spike inference fits per neuron (``SpikeInference``: decay, gain,
   noise SD, mean inferred rate), standardised;
-- ``crop-vae``: ``benchmarks/experiment_crop_feature_vae.py``'s ``CropFeatureVAE``: a VAE on
-  timing-invariant features of random crops, trained to predict another crop's features,
-  its decoder told the culture (session); ``--no-crop-vae`` skips;
+- ``crop-vae``: the default model, ``napari_calcium_avae.model.CropFeatureVAE``: a VAE on
+  timing-invariant features of random crops, trained to predict another crop's features
+  (its defaults: the decoder is not told the culture); ``--no-crop-vae`` skips;
 - ``avae``: the paper's model (``AVAE``, defaults but fewer epochs; ``--no-avae`` skips);
 - ``true-spikes``: firing statistics of the true spike trains (rate, fraction of
   inter-spike intervals under 10 ms, spikes per event). Not a method: it shows how much
@@ -51,7 +51,7 @@ from sklearn.preprocessing import StandardScaler
 
 from napari_calcium_avae.analysis.clustering import cluster_latents
 from napari_calcium_avae.analysis.metrics import adjusted_rand, oracle_eps_ari
-from napari_calcium_avae.model.estimator import AVAE, PCABaseline
+from napari_calcium_avae.model import AVAE, CropFeatureVAE, PCABaseline
 from napari_calcium_avae.simulate import SimulationSettings
 from napari_calcium_avae.simulate.session import simulate_imaged_cultures
 from napari_calcium_avae.spikes import SpikeInference
@@ -169,14 +169,7 @@ def _standardised(F: np.ndarray, n_components: int = 8) -> np.ndarray:
 
 
 def crop_vae_latents(rec: Recording, quick: bool) -> np.ndarray:
-    """Latents of the crop-feature VAE (a sibling experiment script), session-conditioned."""
-    import sys
-
-    here = str(Path(__file__).resolve().parent)
-    if here not in sys.path:
-        sys.path.insert(0, here)
-    from experiment_crop_feature_vae import CropFeatureVAE
-
+    """Latents of the product's default model (the crop-feature VAE, its defaults)."""
     model = CropFeatureVAE(FRAME_RATE, max_epochs=20 if quick else 150, random_state=0)
     return model.fit(rec.traces, sessions=rec.sessions).transform(rec.traces)
 
