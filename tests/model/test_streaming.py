@@ -232,7 +232,10 @@ def test_two_ranks_stream_their_files_and_stay_in_step(files, tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     paths = [str(f) for f in files]
-    torch.multiprocessing.spawn(_ddp_worker, args=(port, paths, str(tmp_path)), nprocs=2)
+    # forked: the ranks start with this process's imports (spawning re-imports torch twice)
+    torch.multiprocessing.start_processes(
+        _ddp_worker, args=(port, paths, str(tmp_path)), nprocs=2, start_method="fork"
+    )
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     assert r0["val"] == r1["val"]  # one validation loss over both ranks' files
     for key, value in r0["weights"].items():
