@@ -70,7 +70,7 @@ def test_noise_gives_no_assembly(method):
 def test_override_on_noise_warns_and_is_not_significant():
     traces, _, _, _ = planted(groups=())
     with pytest.warns(CalciumAvaeWarning, match="not significant"):
-        det = AssemblyDetector(n_assemblies=2, member_threshold=1.0).fit(traces)
+        det = AssemblyDetector(n_assemblies=2, method="ica", member_threshold=1.0).fit(traces)
     assert det.n_assemblies_ >= 1
     assert not det.significant_.any()
 
@@ -85,7 +85,7 @@ def test_override_sets_the_number():
 
 def test_a_neuron_in_two_assemblies_is_in_both():
     traces, _, member, _ = planted(n=60, groups=(12, 12, 12), both=3, sigma=1.0)
-    det = AssemblyDetector().fit(traces)
+    det = AssemblyDetector(method="ica").fit(traces)
     assert det.n_assemblies_ == 3
     shared = np.flatnonzero(member.sum(axis=1) == 2)
     counts = det.memberships_.sum(axis=1)
@@ -114,6 +114,16 @@ def test_events_extend_members_to_a_second_assembly():
         has = det.memberships_.any(axis=1)
         np.testing.assert_array_equal(det.labels_[has], det.memberships_[has].argmax(axis=1))
     assert found >= 3  # of 9 (4 when written; 0 before the extension)
+
+
+def test_the_graphs_give_the_number_asked_for():
+    # n_assemblies=1: the resolution is searched down until the groups merge, and where
+    # no resolution reaches the number (a graph in pieces), the largest communities stay
+    traces, labels, _, _ = planted(groups=(12, 8))
+    for method in ("graph", "events"):
+        det = AssemblyDetector(method=method, n_assemblies=1).fit(traces)
+        assert det.n_assemblies_ == 1 and det.method_ == method
+        assert set(np.flatnonzero(labels == 0)) <= set(np.flatnonzero(det.labels_ == 0))
 
 
 def test_transform_and_unusable_rois():

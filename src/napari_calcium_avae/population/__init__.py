@@ -79,7 +79,7 @@ def analyse(
             n_assemblies=assemblies, method=assembly_method or DEFAULT_METHOD
         ).fit(data)
         facts["assemblies_requested"] = str(assemblies)
-        facts["assemblies_method"] = detector.method
+        facts["assemblies_method"] = detector.method_
         facts["assemblies_noise_bound"] = f"{detector.noise_bound_:.4g}"
     if states is not None:
         try:

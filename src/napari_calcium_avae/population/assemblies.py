@@ -1,6 +1,6 @@
 """Co-active assemblies: groups of ROIs whose activity rises and falls together.
 
-Two detectors share one estimator, :class:`AssemblyDetector`:
+Three detectors share one estimator, :class:`AssemblyDetector`:
 
 ``"ica"`` (the default, chosen by ``benchmarks/bench_assemblies.py``; docs/population.md)
     Lopes-dos-Santos, Ribeiro & Tort (2013), J Neurosci Methods 220: 149-166. The ROIs'
@@ -230,6 +230,7 @@ class AssemblyDetector(BaseEstimator):
     significant_ : (n_assemblies,) bool
     eigenvalues_ : leading eigenvalues of the correlation matrix (descending)
     noise_bound_ : float, marchenko_pastur_ : float, null_eigenvalues_ : (n_shuffles,)
+    method_ : the detector that ran
     usable_ : (n_rois,) bool (method="events": False also for ROIs without events)
     event_threshold_ : (n_rois,) the level above which a ROI is active (method="events";
         NaN where unusable), or None
@@ -288,10 +289,11 @@ class AssemblyDetector(BaseEstimator):
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)
             usable = usable_rows(X, min_frames=MIN_FRAMES, min_rois=MIN_ROIS)
+        method = self.method_ = self.method
         dtype = np.float64 if X.shape[0] <= EXACT_MAX_ROIS else np.float32
         data = np.asarray(X[usable], dtype=dtype)
         self.event_threshold_ = None
-        if self.method == "events":
+        if method == "events":
             threshold = data.mean(axis=1) + EVENT_SDS * data.std(axis=1)
             data = (data > threshold[:, None]).astype(dtype)
             active = data.any(axis=1) & ~data.all(axis=1)
@@ -338,11 +340,11 @@ class AssemblyDetector(BaseEstimator):
         self.eigenvalues_ = values
         n_auto = int((values > bound).sum())
 
-        if self.method == "ica":
+        if method == "ica":
             W = self._ica(Z, values, vectors, n_auto if k is None else k, seed)
         else:
             W = self._graph(Z, rng, k=k)
-            if self.method == "events":
+            if method == "events":
                 W = self._extend(W, Z)
         W, members = self._members(W, Z)
         self._finish(W, members, Z, usable, X.shape[0])
@@ -395,7 +397,7 @@ class AssemblyDetector(BaseEstimator):
         graph.add_weighted_edges_from(
             zip(rows.tolist(), cols.tolist(), C[rows, cols].tolist(), strict=True)
         )
-        if self.method == "events" and k is None:
+        if self.method_ == "events" and k is None:
             communities = self._consensus(graph)
         else:
             communities = self._communities(graph, k)
@@ -406,6 +408,9 @@ class AssemblyDetector(BaseEstimator):
             w = np.zeros(n)
             w[list(community)] = 1.0
             W.append(w / np.linalg.norm(w))
+        # a number asked for that no resolution reaches (a graph in more pieces than
+        # that): the largest communities
+        W = W[:k] if k is not None else W
         return np.array(W).reshape(len(W), n)
 
     def _communities(self, graph, k: int | None) -> list:
@@ -504,7 +509,7 @@ class AssemblyDetector(BaseEstimator):
 
     def _members(self, W: np.ndarray, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Member mask per assembly; assemblies with fewer than min_size members dropped."""
-        if self.method in ("graph", "events"):
+        if self.method_ in ("graph", "events"):
             members = W > 0
         else:
             if self.member_threshold == "auto":
@@ -564,7 +569,7 @@ class AssemblyDetector(BaseEstimator):
         self.strength_ = strength
         self.p_values_ = p_values
         self.significant_ = significant
-        if self.method == "events":
+        if self.method_ == "events":
             # equal weights: the main assembly is the strongest one the ROI is in
             scored = np.where(self.memberships_, -np.arange(k)[None, :], -np.inf)
         else:
