@@ -25,6 +25,7 @@ import hashlib
 import os
 import warnings
 import zlib
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -157,7 +158,7 @@ class NWBTraceDataset(IterableDataset):
 
     Iterating yields one float32 trace (frames,) at a time. Which traces, and how, is set
     by :meth:`configure` (split, seed, rank) and :meth:`set_epoch`; the estimator does
-    both. Traces with NaN/Inf or flat traces are left out, as in memory.
+    both. Traces with NaN/Inf, and flat traces, are left out, as in memory.
     """
 
     def __init__(
@@ -207,8 +208,8 @@ class NWBTraceDataset(IterableDataset):
         self.transform: Callable[[np.ndarray], np.ndarray] | None = None
 
     def _consistent(self, sessions: list[Session]) -> list[Session]:
-        lengths = [s.n_frames for s in sessions]
-        common = max(lengths, key=lambda n: (lengths.count(n), -lengths.index(n)))
+        counts = Counter(s.n_frames for s in sessions)  # ties: the first file's length
+        common = max(counts, key=lambda n: counts[n])
         odd = [s for s in sessions if s.n_frames != common]
         if not odd:
             return sessions
@@ -285,9 +286,9 @@ class NWBTraceDataset(IterableDataset):
 
     def _shares(self) -> list[Session]:
         """This rank's and this worker's sessions, in this epoch's order."""
-        order = np.random.default_rng([self.seed, self.epoch, 7]).permutation(len(self.sessions))
-        if not self.shuffle:
-            order = np.arange(len(self.sessions))
+        order = np.arange(len(self.sessions))
+        if self.shuffle:
+            order = np.random.default_rng([self.seed, self.epoch, 7]).permutation(order)
         sessions = [self.sessions[i] for i in order]
         mine = _balance([s.n_rois for s in sessions], self.world_size)[self.rank]
         sessions = [sessions[i] for i in mine]
