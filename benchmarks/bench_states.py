@@ -211,6 +211,31 @@ def run_speed(n_rois: int, n_frames: int, k: int = 10, n_iter: int = 3) -> dict:
     }
 
 
+def run_full_fit(n_rois: int, n_frames: int, k: int = 10) -> dict:
+    """One fit with the default settings (tol 1e-4, at most 100 iterations) at K = k: CPU
+    seconds of this process and the EM iterations it ran to converge (the figure that
+    ``run_speed``'s "setup + 20 iterations" assumes)."""
+    rng = np.random.default_rng(0)
+    group = max(1, n_rois // k)
+    _, _, y = simulate(n_frames, rng, seed_alpha(k * group, rng), k=k, group=group)
+    y = y.astype(np.float32)
+    _time_fit(2 * k, 200, k, 2)  # warm-up
+    load_before = os.getloadavg()
+    t0 = time.process_time()
+    model = CalciumHMM(n_states=k, device="cpu").fit(y)
+    seconds = time.process_time() - t0
+    return {
+        "rois": n_rois,
+        "frames": n_frames,
+        "K": k,
+        "load average (1, 5, 15 min) before, after": [
+            round(x, 1) for x in (*load_before, *os.getloadavg())
+        ],
+        "CPU s": round(seconds, 1),
+        "EM iterations": int(model.n_iter_),
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="K tried 3-7, no speed run")
