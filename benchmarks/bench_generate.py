@@ -166,6 +166,9 @@ def table(name: str, result: dict) -> str:
                 others = [r[stat]["ratio"] for r in result.get("repeats", {}).values()]
                 cells.append(", ".join(f"{r:.2f}" for r in others) or "-")
                 continue
+            if side not in scores:  # a results file from before the column
+                cells.append("-")
+                continue
             ratio = scores[side][stat]["ratio"]
             ok = ""
             if stat in TARGET_STATISTICS and side == "generated":

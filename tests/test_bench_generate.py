@@ -62,7 +62,8 @@ def test_speed_generates_and_writes(bench, tmp_path, monkeypatch) -> None:
         "occupancy_": np.ones(1),
     }.items():
         setattr(gen, key, value)
-    gen.set_params(population="states")  # the speed run asks for a coupled population
+    # the speed run asks for a coupled population; these fields hold Poisson counts only
+    gen.set_params(population="states", spike_model="poisson")
     gen.has_population_ = True
     monkeypatch.setattr(bench, "SPEED", {"n_neurons": 5, "duration_s": 2.0, "frame_rate": 30.0})
     out = bench.speed(gen, tmp_path)

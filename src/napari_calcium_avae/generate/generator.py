@@ -242,9 +242,9 @@ class PopulationGenerator(BaseEstimator):
     Fitted attributes: ``frame_rate_``, ``n_neurons_``, ``input_kind_``, ``roots_``
     (neurons, p) AR roots, ``gain_``, ``noise_sd_`` (the innovation SD), ``ar_noise_sd_``
     and ``white_noise_sd_`` (its split), ``baseline_`` (neurons,: the level that gives
-    each neuron its recorded mean fluorescence under the spike model fitted with;
-    ``mean_level_`` that mean), ``recorded_spikes_`` (neurons, frames)
-    float32, the spike inference's expected spikes per frame, ``recorded_states_``
+    each neuron its recorded mean fluorescence with Poisson counts at ``rate_``;
+    ``mean_level_`` that mean, from which segments set their own), ``recorded_spikes_``
+    (neurons, frames) float32, the spike inference's expected spikes per frame, ``recorded_states_``
     (frames,) the fitted state of each frame (most probable; 0 without states), ``rate_``
     (spikes per frame, the spike inference's), ``state_rates_`` (K, neurons) spikes per
     frame, ``transmat_`` (K, K), ``occupancy_`` (K,) stationary share of each state,
@@ -428,8 +428,9 @@ class PopulationGenerator(BaseEstimator):
         self.state_rates_ = rates
         self.roots_, self.gain_, self.noise_sd_ = roots, gain, noise
         self.mean_level_ = data.astype(np.float64).mean(1)
-        self.baseline_ = self._baseline()
         decay = _ar_from_roots(roots)
+        mean_calcium = gain * self.rate_ / np.maximum(1.0 - decay.sum(1), 1e-6)
+        self.baseline_ = self.mean_level_ - mean_calcium
         self.ar_noise_sd_, self.white_noise_sd_ = split_noise(data, decay, self.baseline_, noise)
 
     # -- generating -----------------------------------------------------------------------
@@ -637,13 +638,13 @@ class PopulationGenerator(BaseEstimator):
         )
 
     def _baseline(self) -> np.ndarray:
-        """The baseline that gives each neuron its recorded mean under ``spike_model`` (a
-        fitted baseline is traded off against slow calcium, a decay near 1, and may sit
-        far off)."""
-        if self.spike_model == "segments":
-            rate = self._segment_spikes().mean(1, dtype=np.float64)
-        else:
-            rate = self.rate_
+        """The baseline that gives each neuron its recorded mean under ``spike_model``:
+        ``baseline_`` for Poisson counts at ``rate_``; with segments, the same from the
+        mean of the copied spikes. (A fitted baseline is traded off against slow calcium,
+        a decay near 1, and may sit far off.)"""
+        if self.spike_model != "segments":
+            return self.baseline_
+        rate = self._segment_spikes().mean(1, dtype=np.float64)
         decay = _ar_from_roots(self.roots_)
         mean_calcium = self.gain_ * rate / np.maximum(1.0 - decay.sum(1), 1e-6)
         return self.mean_level_ - mean_calcium
