@@ -624,6 +624,9 @@ class PopulationGenerator(BaseEstimator):
             "fitted_frame_rate": self.frame_rate_,
             "jitter": jit,
             "spike_model": self.spike_model,
+            "segment_s": float(self.segment_s),
+            "kinetics": self.kinetics,
+            "noise": self.noise,
             "input_kind": self.input_kind_,
         }
         facts.update({f"source_{k}": v for k, v in self.source_.items()})
