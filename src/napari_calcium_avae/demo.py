@@ -237,7 +237,8 @@ def save_figure(path: Path, model, X, clean, types, score: HeldOutScores, s: Dem
     ax.plot([h["val_loss"] for h in history], label="validation")
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
-    ax.set_yscale("log")
+    if min(min(h["train_loss"], h["val_loss"]) for h in history) > 0:
+        ax.set_yscale("log")  # a learned-variance likelihood can go below zero
     ax.set_title("training")
     ax.legend(frameon=False)
     t = np.arange(X.shape[1]) / s.frame_rate
