@@ -131,8 +131,14 @@ def test_read_results_gives_back_everything_apply_wrote(tiny_sessions, tmp_path,
             "outlier_scores",
             "embedding",
             "reconstruction",
+            *(("spike_rates",) if kind == "crop-vae" else ()),
         ):
             np.testing.assert_array_equal(getattr(back, name), getattr(made, name), err_msg=name)
+        # the default model's apply also infers spikes, from the fit that denoised; its
+        # kinetics are stored as float32
+        assert (made.spike_rates is not None) == (kind == "crop-vae")
+        for name in ("decay_s", "spike_gain", "noise_sd") if kind == "crop-vae" else ():
+            np.testing.assert_allclose(getattr(back, name), getattr(made, name), rtol=1e-6)
         assert back.provenance == made.provenance
         assert "latent_spread" in back.provenance  # the diagnostics are in the file too
     assert read_results(tiny_sessions[0]) is None

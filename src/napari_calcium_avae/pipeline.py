@@ -166,8 +166,11 @@ def _diagnose(
 def encode(model: TraceModel, traces_list: Sequence[Traces]) -> list[Results]:
     """Latents, denoised traces and latent diagnostics for every recording (no clusters).
 
-    ROIs that cannot be modelled (NaN, flat) get NaN latents and reconstructions. Each
-    problem the diagnostics find is a CalciumAvaeWarning naming the recording.
+    A model that denoises with the calcium observation model (``calcium_fit``, the
+    crop-feature VAE) also gives each ROI's inferred spikes and fitted kinetics, from the
+    same fit as its denoised traces, as ``deconvolve`` would. ROIs that cannot be modelled
+    (NaN, flat) get NaN latents and reconstructions. Each problem the diagnostics find is
+    a CalciumAvaeWarning naming the recording.
     """
     if not traces_list:
         raise CalciumAvaeError("no recordings given to apply the model to")
@@ -178,24 +181,51 @@ def encode(model: TraceModel, traces_list: Sequence[Traces]) -> list[Results]:
             check_rate(frame_rate(traces))
         ok = _usable(traces)
         data = traces.data if ok.all() else traces.data[ok]
-        z, recon = model.transform_reconstruct(data)
+        calcium_fit = getattr(model, "calcium_fit", None)
+        spikes = None
+        if calcium_fit is not None:
+            inference = calcium_fit(data)
+            z, recon = model.transform(data), inference.denoise(data)
+            spikes = _spike_fields(inference, data)
+        else:
+            z, recon = model.transform_reconstruct(data)
         recon = np.asarray(recon, dtype=np.float32)
         diagnostics = _diagnose(model, data, z, recon)
         for line in diagnostics.warnings:
             warnings.warn(f"{_recording_name(traces, i)}: {line}", CalciumAvaeWarning, stacklevel=2)
-        latents = np.full((traces.n_rois, z.shape[1]), np.nan, dtype=np.float32)
-        latents[ok] = z
-        if not ok.all():
-            full = np.full(traces.data.shape, np.nan, dtype=np.float32)
-            full[ok] = recon
-            recon = full
         facts = {**provenance(model, traces), **diagnostics.facts()}
+        per_roi = {"latents": np.asarray(z, np.float32), "reconstruction": recon, **(spikes or {})}
         out.append(
             Results(
-                latents=latents, reconstruction=recon, provenance=facts, diagnostics=diagnostics
+                **{k: _on_all_rois(v, ok) for k, v in per_roi.items()},
+                provenance=facts,
+                diagnostics=diagnostics,
             )
         )
     return out
+
+
+def _on_all_rois(values: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """Values of the usable ROIs placed on all of them, NaN for the others."""
+    values = np.asarray(values)
+    if ok.all():
+        return values
+    dtype = np.float32 if values.dtype == np.float32 else np.float64
+    full = np.full((len(ok), *values.shape[1:]), np.nan, dtype=dtype)
+    full[ok] = values
+    return full
+
+
+def _spike_fields(inference: Any, X: np.ndarray) -> dict[str, np.ndarray]:
+    """Inferred spikes and fitted kinetics of a fitted ``SpikeInference``, as Results
+    fields (AR(2): the slower time constant is the decay)."""
+    tau = np.asarray(inference.time_constants_, dtype=np.float64)
+    return {
+        "spike_rates": inference.transform(X),
+        "decay_s": tau.max(axis=1) if tau.ndim == 2 else tau,
+        "spike_gain": np.asarray(inference.gain_, dtype=np.float64),
+        "noise_sd": np.asarray(inference.noise_sd_, dtype=np.float64),
+    }
 
 
 def _row_blocks(results_list: Sequence[Results]) -> list[slice]:
@@ -452,11 +482,11 @@ def deconvolve(
         spikes = np.full(traces.data.shape, np.nan, dtype=np.float32)
         decay, gain, noise = (np.full(n, np.nan) for _ in range(3))
         for rows, block in fitted:
-            spikes[rows] = block.transform(traces.data[rows])
-            tau = np.asarray(block.time_constants_, dtype=np.float64)
-            decay[rows] = tau.max(axis=1) if tau.ndim == 2 else tau  # AR(2): the slower root
-            gain[rows] = block.gain_
-            noise[rows] = block.noise_sd_
+            fields = _spike_fields(block, traces.data[rows])
+            spikes[rows] = fields["spike_rates"]
+            decay[rows] = fields["decay_s"]
+            gain[rows] = fields["spike_gain"]
+            noise[rows] = fields["noise_sd"]
         first = fitted[0][1]
         facts = {
             **provenance(first, traces),

@@ -325,16 +325,22 @@ class CropFeatureVAE(TransformerMixin, BaseEstimator):
         mu, logvar = self.crop_posteriors(X)
         return mu.mean(axis=1).astype(np.float32), logvar.mean(axis=1).astype(np.float32)
 
-    def reconstruct(self, X: Any) -> np.ndarray:
-        """Denoised traces from the calcium observation model, in X's units (float32)."""
+    def calcium_fit(self, X: Any) -> Any:
+        """The calcium observation model fitted to X (a ``SpikeInference`` at the model's
+        AR order and frame rate): its denoised traces are the reconstruction, and
+        ``pipeline.apply`` takes the inferred spikes and kinetics from the same fit."""
         from ..spikes import SpikeInference
 
         check_is_fitted(self, "module_")
-        X = self._check_X(X)
         inference = SpikeInference(
             ar_order=self.ar_order, frame_rate=self.frame_rate, device=self.device
         )
-        return inference.fit(X).denoise(X)
+        return inference.fit(self._check_X(X))
+
+    def reconstruct(self, X: Any) -> np.ndarray:
+        """Denoised traces from the calcium observation model, in X's units (float32)."""
+        X = self._check_X(X)
+        return self.calcium_fit(X).denoise(X)
 
     def transform_reconstruct(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
         return self.transform(X), self.reconstruct(X)

@@ -199,7 +199,7 @@ def _add_results(nwbfile, containers: tuple, traces: Traces, results: Results, n
             SERIES_NAME,
             results.reconstruction,
             traces.unit,
-            "AVAE reconstruction (denoised traces) in the source unit",
+            "reconstruction (denoised traces) in the source unit",
         ),
         (
             SPIKES_NAME,
