@@ -78,7 +78,7 @@ def test_no_assemblies_in_place_and_reruns(tiny_sessions, tmp_path):
     write_population(traces, None, assemblies=empty, in_place=True)
     back = read_population(source)
     assert back.n_assemblies == 0 and (back.labels == -1).all()
-    assert back.activity.shape[0] == 0 and back.states is None
+    assert back.activity.shape == (0, traces.n_frames) and back.states is None
     # a second run is added beside the first, and is the one read back
     det = _detector(traces, 2)
     write_population(traces, None, assemblies=det, states=_states(traces, 2), in_place=True)

@@ -312,6 +312,16 @@ def _facts(description: str) -> dict[str, str]:
     return facts
 
 
+def _source_frames(f, description: str) -> int:
+    """Frames of the series the results were computed on (named in their provenance);
+    0 when the file no longer holds it."""
+    for part in description.split("; "):
+        if part.startswith("source series: "):
+            data = f.get(f"{part.removeprefix('source series: ').strip('/')}/data")
+            return 0 if data is None else int(data.shape[0])
+    return 0
+
+
 def read_population(path: str | Path, name: str = RESULTS_MODULE) -> PopulationResults | None:
     """The latest population results in ``path``, or None when it holds none.
 
@@ -351,14 +361,13 @@ def read_population(path: str | Path, name: str = RESULTS_MODULE) -> PopulationR
             out.p_values = np.asarray(table["p_value"][()] if k else [], dtype=np.float64)
             out.significant = np.asarray(table["significant"][()] if k else [], dtype=bool)
             activity = f"{ACTIVITY}{suffix}"
-            n_frames = None
+            description = text(module[rois_name].attrs.get("description", ""))
             if activity in module:
                 out.activity = np.asarray(module[activity]["data"][()], dtype=np.float32).T
-            else:
-                series = module.get(f"{STATES}{suffix}")
-                n_frames = 0 if series is None else len(series["data"])
+            else:  # no assembly: no activity, over the frames of the source series
+                n_frames = _source_frames(f, description)
                 out.activity = np.zeros((0, n_frames), dtype=np.float32)
-            out.provenance = _facts(text(module[rois_name].attrs.get("description", "")))
+            out.provenance = _facts(description)
         if rates_name is not None:
             suffix = rates_name[len(STATE_RATES) :]
             out.states = np.asarray(module[f"{STATES}{suffix}"]["data"][()], dtype=np.int64)
