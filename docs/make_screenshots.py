@@ -2,11 +2,12 @@
 
 Run under a virtual display:  xvfb-run -a -s "-screen 0 1920x1200x24" \
     .venv/bin/python docs/make_screenshots.py
-It opens the sample data (three simulated cultures), trains a small AVAE for a few
-epochs, applies and clusters it, picks a ROI, then saves each dock widget and the
-whole window as PNG files. On a laptop-sized screen,  xvfb-run -a -s \
-"-screen 0 1366x768x24" .venv/bin/python docs/make_screenshots.py  does the same with all
-five docks open and saves only the whole window, as a user of that screen sees it.
+It opens the sample data (three simulated cultures), trains the default model (the
+crop-feature VAE, with 5 s crops of the 20 s traces) for a few epochs, applies and clusters
+it, picks a ROI, then saves each dock widget and the whole window as PNG files. On a
+laptop-sized screen,  xvfb-run -a -s "-screen 0 1366x768x24" .venv/bin/python
+docs/make_screenshots.py  does the same with all five docks open and saves only the whole
+window, as a user of that screen sees it.
 """
 
 from __future__ import annotations
@@ -19,8 +20,13 @@ import napari
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QApplication
 
+from napari_calcium_avae.model import DEFAULT_MODEL
+
 PLUGIN = "napari-calcium-avae"
 IMAGES = Path(__file__).parent / "images"
+SAMPLE_CROP_S = 5.0
+"""Crop length for the sample's 20 s traces at 30 Hz: 150 frames (the crop-feature VAE
+needs at least 32, and at most the trace)."""
 
 
 def wait(widget, timeout: float = 600.0) -> None:
@@ -48,12 +54,15 @@ def grab(widget, name: str) -> None:
 
 DOCK_WIDTH = 440
 """Width of a dock in its own screenshot: about what napari gives it beside the canvas."""
+DOCK_WIDTHS = {"3. Apply and cluster": 470}
+"""Docks whose rows are wider than ``DOCK_WIDTH`` (the eps row), so that no horizontal
+scroll bar cuts them."""
 DOCK_HEIGHTS = {
-    "1. Simulate cultures": 330,
-    "2. Train model": 840,
-    "3. Apply and cluster": 520,
+    "1. Simulate cultures": 460,
+    "2. Train model": 880,
+    "3. Apply and cluster": 680,
     "4. Latent space and traces": 700,
-    "5. Save results to NWB": 165,
+    "5. Save results to NWB": 175,
 }
 """Height of each dock in its own screenshot: enough for its whole content, so that no
 scroll bar cuts it (docked one under another they share the window's height)."""
@@ -63,7 +72,7 @@ def float_dock(dock, title: str) -> None:
     """Float a dock at the size its screenshot needs (``dock.setFloating(False)`` undoes it)."""
     dock.show()
     dock.setFloating(True)
-    dock.resize(DOCK_WIDTH, DOCK_HEIGHTS[title])
+    dock.resize(DOCK_WIDTHS.get(title, DOCK_WIDTH), DOCK_HEIGHTS[title])
     settle()
 
 
@@ -101,6 +110,12 @@ def main() -> None:
             docks[name][0].hide()
     settle()
 
+    if train.model_choice.currentText() != DEFAULT_MODEL:
+        sys.exit(
+            f"the Train dock opened on {train.model_choice.currentText()}, not {DEFAULT_MODEL}"
+        )
+    # crops shorter than the sample's 20 s, so that the two crops of a pair differ
+    train.crop_s.setValue(SAMPLE_CROP_S)
     train.hidden.setValue(64)
     train.latent.setValue(4)
     train.batch_size.setValue(32)
