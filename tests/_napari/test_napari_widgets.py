@@ -135,7 +135,7 @@ def test_open_train_apply_cluster_plot_save(
     plots._on_pick(SimpleNamespace(artist=artist, ind=[0]))
     layer, row = plots.points.layers[point], int(plots.points.rows[point])
     assert layer.selected_label == row + 1
-    assert [line.get_label() for line in plots.trace.ax.lines] == ["raw", "reconstructed"]
+    assert [line.get_label() for line in plots.trace.ax.lines] == ["raw", "denoised"]
     layers[0].selected_label = 5
     assert plots.current == (layers[0], 4)
 

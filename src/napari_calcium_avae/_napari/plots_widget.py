@@ -1,4 +1,4 @@
-"""Dock widget: the latent space, raw vs reconstructed traces, per-cluster mean traces,
+"""Dock widget: the latent space, raw vs denoised traces, per-cluster mean traces,
 reference labels and the loss curves.
 
 The scatter shows every ROI layer's 2-D embedding together (they were clustered
@@ -339,7 +339,7 @@ class PlotsWidget(QWidget):
             kept = layer.metadata.get(RESULTS_KEY)
             recon = getattr(kept, "reconstruction", None)
             if recon is not None and recon.shape == traces.data.shape:
-                ax.plot(t, recon[row], color="#f5a623", lw=1.2, label="reconstructed")
+                ax.plot(t, recon[row], color="#f5a623", lw=1.2, label="denoised")
             spikes = spike_rates_of(layer)
             if spikes is not None:
                 self._draw_spikes(ax, t, spikes[row])

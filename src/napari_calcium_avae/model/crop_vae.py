@@ -36,6 +36,7 @@ from torch import nn
 from ..errors import CalciumAvaeError
 from .checkpoint import _load_payload, _save_payload
 from .crop_features import features_of_crops
+from .device import resolve_device
 from .training import EpochReport
 
 FORMAT = "napari-calcium-avae/CropFeatureVAE"
@@ -230,6 +231,7 @@ class CropFeatureVAE(TransformerMixin, BaseEstimator):
         val_a = torch.arange(n_val) % self.n_crops
         val_b = (val_a + 1) % self.n_crops
 
+        self.device_ = str(resolve_device(self.device))  # where the denoising runs
         self.crop_frames_ = crop_frames
         self.feature_mean_, self.feature_scale_ = mean.astype(np.float32), scale.astype(np.float32)
         self.sessions_ = names
@@ -381,6 +383,7 @@ class CropFeatureVAE(TransformerMixin, BaseEstimator):
         except (KeyError, TypeError, ValueError, RuntimeError, CalciumAvaeError):
             raise CalciumAvaeError(f"{path} is a damaged crop-feature VAE checkpoint") from None
         model.module_ = module.eval()
+        model.device_ = str(resolve_device(device))
         model.feature_mean_ = mean
         model.feature_scale_ = payload["feature_scale"].numpy()
         model.crop_frames_ = int(config["crop_frames"])
