@@ -1038,6 +1038,19 @@ MODEL_OPTIONS = {
 """fit's model options (argparse dest) and the estimator parameter each sets."""
 
 
+def _seconds_or_auto(text: str) -> float | str:
+    """A positive number of seconds, or "auto"."""
+    if text == "auto":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected seconds > 0 or 'auto', not {text!r}")
+    return value
+
+
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     """The models' options. Each defaults to the chosen model's own default (shown for
     both), so the estimators stay the one place where defaults live."""
@@ -1079,7 +1092,12 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     )
     a.add_argument("--normalisation", choices=NORMALISATIONS, help=default("normalisation"))
     c = p.add_argument_group("the crop-feature VAE only (--model crop-vae)")
-    c.add_argument("--crop-s", type=float, help=f"crop length in seconds {default('crop_s')}")
+    c.add_argument(
+        "--crop-s",
+        type=_seconds_or_auto,
+        metavar="S|auto",
+        help=f"crop length in seconds {default('crop_s')}",
+    )
     c.add_argument("--n-crops", type=int, help=f"crops per neuron {default('n_crops')}")
     c.add_argument(
         "--ar-order",

@@ -45,7 +45,7 @@ class DemoSettings:
     patience: int = 15
     min_samples: int = 5
     test_fraction: float = 0.3
-    crop_s: float = 20.0
+    crop_s: float | str = "auto"
     """The crop-feature VAE's crop length; its other settings are its defaults."""
     seed: int = 0
 

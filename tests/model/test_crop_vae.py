@@ -132,6 +132,17 @@ def test_user_errors_are_one_line(two_kinds):
         model.transform(bad)
     with pytest.raises(CalciumAvaeError, match="too short"):
         CropFeatureVAE(frame_rate=1.0, crop_s=5.0).fit(X)
+    with pytest.raises(CalciumAvaeError, match="crop_s"):
+        CropFeatureVAE(frame_rate=100.0, crop_s=-1.0).fit(X)
     with pytest.raises(CalciumAvaeError, match="fitted at 100 Hz"):
         model.check_rate(30.0)
     model.check_rate(100.4)
+
+
+def test_auto_crops_are_a_quarter_of_a_long_recording():
+    rng = np.random.default_rng(4)
+    X = np.stack([_calcium(4000, 20.0, 10, rng) for _ in range(6)])
+    short = CropFeatureVAE(frame_rate=100.0, max_epochs=1).fit(X)  # 40 s: 20 s crops
+    assert short.crop_s == "auto" and short.crop_frames_ == 2000
+    long = CropFeatureVAE(frame_rate=20.0, max_epochs=1).fit(X)  # 200 s: a quarter
+    assert long.crop_frames_ == 1000

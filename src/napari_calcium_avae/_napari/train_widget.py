@@ -147,7 +147,8 @@ class TrainWidget(StoppableRun, QWidget):
         for device, label in available_devices().items():
             self.device.addItem(label, device)
         self.seed = spin_box(0, 2**31 - 1, defaults["random_state"] or 0, "same seed, same run")
-        self.crop_s = _dspin(0.1, 3600.0, crop["crop_s"], 1, "crop length (s)")
+        self.crop_s = _dspin(0.0, 36000.0, 0.0, 1, "crop length (s); auto: see docs/model.md")
+        self.crop_s.setSpecialValueText("auto")  # 0 shows as, and means, "auto"
         self.n_crops = spin_box(2, 1024, crop["n_crops"], "crops per neuron")
         self.ar_order = QComboBox()
         self.ar_order.addItems([str(p) for p in AR_ORDERS])
@@ -233,6 +234,8 @@ class TrainWidget(StoppableRun, QWidget):
             value = defaults[param]
             if isinstance(field, QComboBox):
                 field.setCurrentText(str(value))
+            elif value == "auto":
+                field.setValue(field.minimum())  # the special value, shown as "auto"
             elif isinstance(field, QSpinBox):
                 field.setValue(int(value or 0))
             else:
@@ -287,6 +290,8 @@ class TrainWidget(StoppableRun, QWidget):
             if isinstance(field, QComboBox):
                 text = field.currentText()
                 out[param] = int(text) if param == "ar_order" else text
+            elif field.specialValueText() and field.value() == field.minimum():
+                out[param] = "auto"
             else:
                 out[param] = field.value()
         out["device"] = self.device.currentData()

@@ -45,6 +45,13 @@ MIN_CROP_FRAMES = 32
 """Shortest crop whose spectrum and decay features mean something."""
 VALIDATION_FRACTION = 0.1
 """Neurons held out (at random, by ``random_state``) to pick the best epoch."""
+AUTO_CROP_S = 20.0
+AUTO_CROP_SHARE = 0.25
+"""``crop_s="auto"``: crops of AUTO_CROP_S seconds, or AUTO_CROP_SHARE of the recording
+when that is longer. A crop must hold enough events for its features to say what the
+neuron is: on the shared zebrafish recording (2.2 Hz, 43 min, sparse events) 20 s crops
+left every latent dimension collapsed, a tenth of the recording too, a quarter or half
+of it none (docs/benchmarks.md)."""
 FRAME_RATE_TOLERANCE = 0.01
 """Relative frame-rate difference between training and a recording that is refused:
 the features are in seconds and hertz, so another rate reads as other kinetics."""
@@ -92,8 +99,9 @@ class CropFeatureVAE(TransformerMixin, BaseEstimator):
     frame_rate : float or None
         Frames per second of the traces. None: ``pipeline.fit_iter`` sets it from the
         recordings; a bare ``fit`` needs it.
-    crop_s : float
-        Crop length in seconds (shortened to the trace when the trace is shorter).
+    crop_s : float or "auto"
+        Crop length in seconds (shortened to the trace when the trace is shorter);
+        "auto": ``AUTO_CROP_S``, or ``AUTO_CROP_SHARE`` of the recording when longer.
     n_crops : int
         Crops per neuron whose features are computed once per fit; each step pairs two.
     latent_size, hidden_size, beta, max_epochs, batch_size, learning_rate : as the AVAE.
@@ -116,7 +124,7 @@ class CropFeatureVAE(TransformerMixin, BaseEstimator):
     def __init__(
         self,
         frame_rate: float | None = None,
-        crop_s: float = 20.0,
+        crop_s: float | str = "auto",
         n_crops: int = 16,
         latent_size: int = 6,
         hidden_size: int = 64,
@@ -153,6 +161,12 @@ class CropFeatureVAE(TransformerMixin, BaseEstimator):
             raise CalciumAvaeError(
                 f"frame_rate must be a positive number of frames per second, not "
                 f"{self.frame_rate!r}"
+            )
+        if self.crop_s != "auto" and not (
+            isinstance(self.crop_s, int | float) and float(self.crop_s) > 0
+        ):
+            raise CalciumAvaeError(
+                f"crop_s must be a positive number of seconds or 'auto', not {self.crop_s!r}"
             )
         if self.n_crops < 2:
             raise CalciumAvaeError("n_crops must be at least 2: the target is another crop")
@@ -203,7 +217,11 @@ class CropFeatureVAE(TransformerMixin, BaseEstimator):
         n, n_frames = X.shape
         if n < 4:
             raise CalciumAvaeError(f"only {n} trace(s) to train on; at least 4 are needed")
-        crop_frames = int(min(n_frames, round(self.crop_s * float(self.frame_rate))))
+        if self.crop_s == "auto":
+            seconds = max(AUTO_CROP_S, AUTO_CROP_SHARE * n_frames / float(self.frame_rate))
+        else:
+            seconds = float(self.crop_s)
+        crop_frames = int(min(n_frames, round(seconds * float(self.frame_rate))))
         if crop_frames < MIN_CROP_FRAMES:
             raise CalciumAvaeError(
                 f"crops of {crop_frames} frames are too short (at least {MIN_CROP_FRAMES}); "
