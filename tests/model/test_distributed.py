@@ -160,8 +160,14 @@ def test_a_rank_that_dies_is_one_line_and_the_checkpoint_resumes(tmp_path, tiny_
     from napari_calcium_avae.model.checkpoint import read_resume_checkpoint
 
     args = (_free_port(), str(tiny_sessions[0]), str(tmp_path))
+    context = torch.multiprocessing.start_processes(
+        _dying_worker, args=args, nprocs=2, join=False, start_method="spawn"
+    )
+    # a grace period, as a launcher gives, lets rank 0 finish its error and its record;
+    # without one its SIGTERM could land after the error, before the record was written
     with pytest.raises(torch.multiprocessing.ProcessExitedException):
-        torch.multiprocessing.spawn(_dying_worker, args=args, nprocs=2, join=True)
+        while not context.join(grace_period=60):
+            pass
     done = json.loads((tmp_path / "rank0.json").read_text())
     assert done["code"] == 2
     last = done["stderr"].strip().splitlines()[-1]
