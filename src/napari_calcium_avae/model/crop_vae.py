@@ -37,6 +37,7 @@ from ..errors import CalciumAvaeError
 from .checkpoint import _load_payload, _save_payload
 from .crop_features import features_of_crops
 from .device import resolve_device
+from .estimator import _check_traces
 from .training import EpochReport
 
 FORMAT = "napari-calcium-avae/CropFeatureVAE"
@@ -176,21 +177,6 @@ class CropFeatureVAE(TransformerMixin, BaseEstimator):
         if self.ar_order not in AR_ORDERS:
             raise CalciumAvaeError(f"ar_order must be 1 or 2, not {self.ar_order!r}")
 
-    @staticmethod
-    def _check_X(X: Any) -> np.ndarray:
-        X = np.asarray(X)
-        if X.ndim != 2 or X.shape[1] == 0 or not np.issubdtype(X.dtype, np.number):
-            raise CalciumAvaeError(
-                f"traces must be a 2-D array of numbers (ROIs x frames), got shape {X.shape}"
-            )
-        bad = ~np.isfinite(X).all(axis=1)
-        if bad.any():
-            raise CalciumAvaeError(
-                f"{int(bad.sum())} trace(s) contain NaN or Inf (first: row {int(np.argmax(bad))}); "
-                "drop them first (napari_calcium_avae.checks.usable_rows)"
-            )
-        return X.astype(np.float64, copy=False)
-
     def check_rate(self, rate: float | None) -> None:
         """Refuse a recording at another frame rate than the model was fitted at."""
         check_is_fitted(self, "module_")
@@ -213,7 +199,7 @@ class CropFeatureVAE(TransformerMixin, BaseEstimator):
         """Train, yielding one report per epoch; ``stop`` ends training after the epoch
         in progress, and the best epoch's weights are kept whenever training ends."""
         self._check_params()
-        X = self._check_X(X)
+        X = _check_traces(X, per_trace=False)  # the AVAE's check; no float64 copy
         n, n_frames = X.shape
         if n < 4:
             raise CalciumAvaeError(f"only {n} trace(s) to train on; at least 4 are needed")
@@ -284,14 +270,13 @@ class CropFeatureVAE(TransformerMixin, BaseEstimator):
                     nll, kl = module.losses(feats[vt, val_a], feats[vt, val_b], onehot[vt], False)
                 val_loss = float((nll + self.beta * kl).mean())
                 train_loss = total / max(len(train), 1)
-                if reason is not None:  # stopped within the epoch: not a candidate
-                    pass
-                elif not (np.isfinite(train_loss) and np.isfinite(val_loss)):
+                # an epoch stopped part-way (reason "stopped") is not a candidate
+                if reason is None and not (np.isfinite(train_loss) and np.isfinite(val_loss)):
                     reason = "diverged"
-                elif val_loss < best_loss:
+                elif reason is None and val_loss < best_loss:
                     best_loss, waited, self.best_epoch_ = val_loss, 0, epoch
                     best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
-                else:
+                elif reason is None:
                     waited += 1
                     reason = "early_stopping" if waited >= self.patience else None
                 if reason is None and epoch == self.max_epochs:
@@ -323,7 +308,7 @@ class CropFeatureVAE(TransformerMixin, BaseEstimator):
     def crop_posteriors(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
         """Posterior means and log-variances of evenly spaced crops, (n, n_crops, latent)."""
         check_is_fitted(self, "module_")
-        X = self._check_X(X)
+        X = _check_traces(X, per_trace=False)
         if X.shape[1] < self.crop_frames_:
             raise CalciumAvaeError(
                 f"traces of {X.shape[1]} frames are shorter than the model's crops "
@@ -355,11 +340,10 @@ class CropFeatureVAE(TransformerMixin, BaseEstimator):
         inference = SpikeInference(
             ar_order=self.ar_order, frame_rate=self.frame_rate, device=self.device
         )
-        return inference.fit(self._check_X(X))
+        return inference.fit(_check_traces(X, per_trace=False))
 
     def reconstruct(self, X: Any) -> np.ndarray:
         """Denoised traces from the calcium observation model, in X's units (float32)."""
-        X = self._check_X(X)
         return self.calcium_fit(X).denoise(X)
 
     def transform_reconstruct(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
