@@ -415,8 +415,10 @@ class SpikeInference(TransformerMixin, BaseEstimator):
         sat = None if self._sat_scaled is None else self._sat_scaled[rows]
         best_risk = None
         warm = None
+        if len(sparsities) > 1:  # the noise variance SURE needs: one per row, as the fit's
+            var = (_noise_sd(*_prepare(y_t)).double().cpu().numpy()) ** 2
         # heaviest weight first, each later solve warm-started from the one before: a
-        # lighter weight only adds small events, so a quarter of the iterations do
+        # lighter weight only adds small events, so fewer iterations do (_WARM_SHARE)
         for k, sparsity in enumerate(sorted(sparsities, reverse=True)):
             n_iter = int(self.max_iter) if k == 0 else max(1, int(self.max_iter) // _WARM_SHARE)
             s_k, fitted_k = _spikes_given_kinetics(
@@ -426,7 +428,7 @@ class SpikeInference(TransformerMixin, BaseEstimator):
             if len(sparsities) == 1:
                 s, fitted = s_k, fitted_k
                 break
-            risk = _sure(xs, fitted_k, s_k, int(self.n_baseline))
+            risk = _sure(xs, fitted_k, s_k, int(self.n_baseline), var)
             if best_risk is None:
                 s, fitted, best_risk = s_k, fitted_k, risk
                 continue
@@ -813,15 +815,13 @@ def _spikes_given_kinetics(
     return s.cpu().numpy(), fitted.cpu().numpy()
 
 
-def _sure(y: np.ndarray, fitted: np.ndarray, s: np.ndarray, n_baseline: int) -> np.ndarray:
+def _sure(
+    y: np.ndarray, fitted: np.ndarray, s: np.ndarray, n_baseline: int, var: np.ndarray
+) -> np.ndarray:
     """Stein's unbiased estimate of each row's squared error against the noise-free trace:
     RSS - T sigma^2 + 2 sigma^2 df, with df the nonzero spikes plus the baseline terms
-    and sigma the noise SD from the spectrum (as the fit uses)."""
-    import torch
-
+    and ``var`` the noise variance per row (from the spectrum, as the fit uses)."""
     finite = np.isfinite(y)
-    y0, w = _prepare(torch.as_tensor(y, dtype=torch.float32))
-    var = _noise_sd(y0, w).double().cpu().numpy() ** 2
     rss = np.where(finite, (np.nan_to_num(y) - fitted) ** 2, 0.0).sum(1)
     df = ((s > 0) & finite).sum(1) + n_baseline
     return rss - finite.sum(1) * var + 2 * var * df
