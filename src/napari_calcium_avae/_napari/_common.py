@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from napari.utils.notifications import show_error, show_warning
-from qtpy.QtCore import Qt, QTimer
+from qtpy.QtCore import QObject, Qt, QTimer, Signal
 from qtpy.QtGui import QValidator
 from qtpy.QtWidgets import (
     QAbstractItemView,
@@ -33,6 +33,13 @@ from qtpy.QtWidgets import (
 
 from ..errors import CalciumAvaeError, CalciumAvaeWarning
 from ._layers import RESULTS_KEY, TRACES_KEY, is_ours
+
+
+class StepRelay(QObject):
+    """Carries a worker thread's progress steps (done, total, message) to the GUI thread:
+    Qt signals cross threads safely."""
+
+    step = Signal(int, int, str)
 
 
 def confirm_replace(parent: QWidget, title: str, question: str) -> bool:

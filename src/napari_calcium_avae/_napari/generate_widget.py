@@ -17,7 +17,6 @@ from typing import Any
 from napari.layers import Layer
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_warning
-from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -32,6 +31,7 @@ from qtpy.QtWidgets import (
 
 from ..errors import CalciumAvaeError
 from ._common import (
+    StepRelay,
     StoppableRun,
     confirm_replace,
     guarded,
@@ -54,10 +54,6 @@ GENERATED_KEY = "calcium_avae_generated"
 
 class _Stopped(Exception):
     """Raised inside the worker when Stop was pressed."""
-
-
-class _Relay(QObject):
-    step = Signal(int, int, str)
 
 
 def generate_job(
@@ -157,7 +153,7 @@ class GenerateWidget(StoppableRun, QWidget):
         self.save_button.clicked.connect(lambda: self.save_as())
         self.progress = idle_progress_bar("nothing generated yet")
         self.status = wrapped_label()
-        self.relay = _Relay()
+        self.relay = StepRelay()
         self.relay.step.connect(self._on_step)
 
         layout = scrolling_layout(self)

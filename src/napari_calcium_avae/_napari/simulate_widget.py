@@ -13,7 +13,6 @@ from typing import Any
 
 from napari.layers import Layer
 from napari.qt.threading import create_worker
-from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -31,6 +30,7 @@ from ..simulate.dynamics import NEURON_TYPES
 from ..simulate.indicators import INDICATORS
 from ..simulate.settings import SimulationSettings, option_help, option_metadata
 from ._common import (
+    StepRelay,
     confirm_replace,
     guarded,
     idle_progress_bar,
@@ -49,10 +49,6 @@ DEFAULTS = SimulationSettings(cultures_per_type=1, frame_rate=30.0)
 """The paper's dataset, one culture per type at 30 Hz: seconds to simulate, not minutes."""
 OPEN_CHOICES = {"all sessions": None, "first session": 1, "none": 0}
 """How many of the written sessions to open: a label and a slice end."""
-
-
-class _Relay(QObject):
-    step = Signal(int, int, str)
 
 
 def parse_levels(text: str) -> tuple[float, ...]:
@@ -136,7 +132,7 @@ class SimulateWidget(QWidget):
         self.run_button.clicked.connect(lambda: self.run())
         self.progress = idle_progress_bar("")
         self.status = wrapped_label()
-        self.relay = _Relay()
+        self.relay = StepRelay()
         self.relay.step.connect(self._on_step)
 
         layout = scrolling_layout(self)
