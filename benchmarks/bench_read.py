@@ -15,47 +15,23 @@ import resource
 import tempfile
 import time
 import tracemalloc
-import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 from hdmf.data_utils import DataChunkIterator
-from pynwb import NWBHDF5IO, H5DataIO, NWBFile
-from pynwb.file import Subject
-from pynwb.ophys import Fluorescence, ImageSegmentation, OpticalChannel
+from pynwb import NWBHDF5IO, H5DataIO
+from pynwb.ophys import Fluorescence
 
 from napari_calcium_avae import Results
 from napari_calcium_avae.nwb import read_traces, write_results
+from synthetic_nwb import ophys_scaffold
 
 N_ROIS, N_FRAMES, SIDE = 10_000, 30_000, 512
 BLOCK = 1_000
 
 
 def write_file(path: Path, layout: str) -> None:
-    nwbfile = NWBFile(
-        session_description="read benchmark",
-        identifier=str(uuid.uuid4()),
-        session_start_time=datetime(2024, 1, 1, tzinfo=UTC),
-        subject=Subject(subject_id="b", species="Mus musculus", sex="U", age="P90D"),
-    )
-    device = nwbfile.create_device(name="Microscope", description="two-photon")
-    plane = nwbfile.create_imaging_plane(
-        name="ImagingPlane",
-        optical_channel=OpticalChannel(name="G", description="green", emission_lambda=510.0),
-        imaging_rate=30.0,
-        description="plane",
-        device=device,
-        excitation_lambda=920.0,
-        indicator="GCaMP6s",
-        location="VISp",
-    )
-    ophys = nwbfile.create_processing_module(name="ophys", description="ophys")
-    segmentation = ImageSegmentation(name="ImageSegmentation")
-    ophys.add(segmentation)
-    ps = segmentation.create_plane_segmentation(
-        name="PlaneSegmentation", description="ROIs", imaging_plane=plane
-    )
+    nwbfile, ophys, ps = ophys_scaffold("read benchmark", 30.0, subject_id="b")
     rng = np.random.default_rng(0)
     centres = rng.integers(3, SIDE - 3, size=(N_ROIS, 2))
     dy, dx = np.mgrid[-2:3, -2:3]

@@ -26,10 +26,8 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 import warnings
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from functools import partial
 from http import HTTPStatus
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -151,38 +149,17 @@ def write_recording(path: Path, n_rois: int, n_frames: int, seed: int = 0) -> No
     traces with calcium-like transients, chunked and gzip-compressed as neuroconv
     writes them."""
     import numpy as np
-    from pynwb import NWBHDF5IO, H5DataIO, NWBFile
+    from pynwb import NWBHDF5IO, H5DataIO
     from pynwb.base import Images
-    from pynwb.file import Subject
     from pynwb.image import GrayscaleImage
-    from pynwb.ophys import Fluorescence, ImageSegmentation, OpticalChannel
+    from pynwb.ophys import Fluorescence
+
+    from synthetic_nwb import ophys_scaffold
 
     # hdmf notes that the series' region table is elsewhere in the file, as it always is
     warnings.filterwarnings("ignore", message="The linked table for DynamicTableRegion")
     rng = np.random.default_rng(seed)
-    nwbfile = NWBFile(
-        session_description="remote-read benchmark",
-        identifier=str(uuid.uuid4()),
-        session_start_time=datetime(2024, 1, 1, tzinfo=UTC),
-        subject=Subject(subject_id="b", species="Mus musculus", sex="U", age="P90D"),
-    )
-    device = nwbfile.create_device(name="Microscope", description="two-photon")
-    plane = nwbfile.create_imaging_plane(
-        name="ImagingPlane",
-        optical_channel=OpticalChannel(name="G", description="green", emission_lambda=510.0),
-        imaging_rate=30.0,
-        description="plane",
-        device=device,
-        excitation_lambda=920.0,
-        indicator="GCaMP6s",
-        location="VISp",
-    )
-    ophys = nwbfile.create_processing_module(name="ophys", description="ophys")
-    segmentation = ImageSegmentation(name="ImageSegmentation")
-    ophys.add(segmentation)
-    ps = segmentation.create_plane_segmentation(
-        name="PlaneSegmentation", description="ROIs", imaging_plane=plane
-    )
+    nwbfile, ophys, ps = ophys_scaffold("remote-read benchmark", 30.0, subject_id="b")
     side = 512
     centres = rng.integers(4, side - 4, size=(n_rois, 2))
     r, c = np.mgrid[-3:4, -3:4]

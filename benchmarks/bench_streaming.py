@@ -29,9 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 import warnings
-from datetime import UTC, datetime
 from pathlib import Path
 
 CHUNK_FRAMES, CHUNK_ROIS = 2000, 64
@@ -56,35 +54,14 @@ def write_session(path: Path, traces, rate: float = 30.0) -> Path:
     """One NWB session holding ``traces`` (ROIs x frames) as its RoiResponseSeries, with a
     one-pixel mask per ROI, chunked in CHUNK_FRAMES x CHUNK_ROIS blocks."""
     import numpy as np
-    from pynwb import NWBHDF5IO, H5DataIO, NWBFile
-    from pynwb.file import Subject
-    from pynwb.ophys import Fluorescence, ImageSegmentation, OpticalChannel, RoiResponseSeries
+    from pynwb import NWBHDF5IO, H5DataIO
+    from pynwb.ophys import Fluorescence, RoiResponseSeries
+
+    from synthetic_nwb import ophys_scaffold
 
     warnings.filterwarnings("ignore", message="The linked table for DynamicTableRegion")
     n_rois, n_frames = traces.shape
-    nwbfile = NWBFile(
-        session_description="streaming benchmark session",
-        identifier=str(uuid.uuid4()),
-        session_start_time=datetime(2024, 1, 1, tzinfo=UTC),
-        subject=Subject(subject_id="s", species="Mus musculus", sex="U", age="P90D"),
-    )
-    device = nwbfile.create_device(name="Microscope", description="two-photon")
-    plane = nwbfile.create_imaging_plane(
-        name="ImagingPlane",
-        optical_channel=OpticalChannel(name="G", description="green", emission_lambda=510.0),
-        imaging_rate=rate,
-        description="plane",
-        device=device,
-        excitation_lambda=920.0,
-        indicator="GCaMP6s",
-        location="VISp",
-    )
-    ophys = nwbfile.create_processing_module(name="ophys", description="ophys")
-    segmentation = ImageSegmentation(name="ImageSegmentation")
-    ophys.add(segmentation)
-    ps = segmentation.create_plane_segmentation(
-        name="PlaneSegmentation", description="ROIs", imaging_plane=plane
-    )
+    nwbfile, ophys, ps = ophys_scaffold("streaming benchmark session", rate, subject_id="s")
     side = int(np.ceil(np.sqrt(n_rois)))
     for i in range(n_rois):
         ps.add_roi(pixel_mask=[(i % side, i // side, 1.0)])

@@ -13,7 +13,10 @@ BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
 
 def benchmark_module(name: str) -> Iterator[ModuleType]:
     """Yield ``benchmarks/<name>.py`` imported as ``name`` (registered in sys.modules while
-    in use, as its dataclasses need); for a module-scoped fixture to ``yield from``."""
+    in use, as its dataclasses need); for a module-scoped fixture to ``yield from``. The
+    folder is on sys.path, as when a script runs, so that it can import its siblings."""
+    if str(BENCHMARKS) not in sys.path:
+        sys.path.append(str(BENCHMARKS))
     spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
