@@ -151,15 +151,20 @@ def _recording_name(traces: Traces, i: int) -> str:
 
 
 def _diagnose(
-    model: TraceModel, X: np.ndarray, z: np.ndarray, recon: np.ndarray
+    model: TraceModel,
+    X: np.ndarray,
+    z: np.ndarray,
+    recon: np.ndarray,
+    known: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> LatentDiagnostics:
     """Latent diagnostics of the usable ROIs, with the KL per dimension where the model
-    has a posterior (the AVAE; the PCA baseline is judged on its latents alone)."""
+    has a posterior (the AVAE; the PCA baseline is judged on its latents alone).
+    ``known``: the posterior (means, log-variances) of all of X, when already computed."""
     kl = None
     posterior = getattr(model, "posterior", None)
     if posterior is not None and len(X):
         rows = np.unique(np.linspace(0, len(X) - 1, min(len(X), KL_ROIS)).astype(np.int64))
-        kl = kl_per_dimension(*posterior(X[rows]))
+        kl = kl_per_dimension(*(posterior(X[rows]) if known is None else (p[rows] for p in known)))
     return latent_diagnostics(z, X, recon, kl=kl)
 
 
@@ -182,15 +187,16 @@ def encode(model: TraceModel, traces_list: Sequence[Traces]) -> list[Results]:
         ok = _usable(traces)
         data = traces.data if ok.all() else traces.data[ok]
         calcium_fit = getattr(model, "calcium_fit", None)
-        spikes = None
+        spikes, known = None, None
         if calcium_fit is not None:
             inference = calcium_fit(data)
-            z, recon = model.transform(data), inference.denoise(data)
+            known = model.posterior(data)  # its means are the latents: features read once
+            z, recon = known[0], inference.denoise(data)
             spikes = _spike_fields(inference, data)
         else:
             z, recon = model.transform_reconstruct(data)
         recon = np.asarray(recon, dtype=np.float32)
-        diagnostics = _diagnose(model, data, z, recon)
+        diagnostics = _diagnose(model, data, z, recon, known)
         for line in diagnostics.warnings:
             warnings.warn(f"{_recording_name(traces, i)}: {line}", CalciumAvaeWarning, stacklevel=2)
         facts = {**provenance(model, traces), **diagnostics.facts()}
