@@ -242,16 +242,21 @@ def score(
 
 
 def accuracy(
-    protocol: Protocol, methods: list[Method], names: list[str], progress: bool = True
+    protocol: Protocol,
+    methods: list[Method],
+    names: list[str],
+    progress: bool = True,
+    drift: float = 0.0,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Scores for every indicator x rate x noise level; an example for the figure."""
+    """Scores for every indicator x rate x noise level; an example for the figure.
+    ``drift``: the simulator's slow multiplicative baseline drift (SD), 0 for none."""
     rows: list[dict[str, Any]] = []
     example: dict[str, Any] = {}
     for indicator in names:
         peak = spike_peak(indicator)
         sigmas = tuple(f * peak for f in NOISE.values())
         for rate in RATES:
-            noisy, true = simulate(protocol, indicator, rate, sigmas)
+            noisy, true = simulate(protocol, indicator, rate, sigmas, drift=drift)
             for (label, fraction), sigma, x in zip(NOISE.items(), sigmas, noisy, strict=True):
                 scores, outputs = score(methods, x, true, rate)
                 for s in scores:
@@ -577,6 +582,14 @@ def main() -> None:
         "experiment of docs/spikes.md)",
     )
     parser.add_argument(
+        "--drift",
+        type=float,
+        default=0.0,
+        metavar="SD",
+        help="add the simulator's slow baseline drift (SD of a multiplicative drift on a "
+        "10 s time scale; e.g. 0.1), to score robustness to drift",
+    )
+    parser.add_argument(
         "--memory",
         nargs=2,
         type=int,
@@ -610,6 +623,8 @@ def main() -> None:
     known = {f.name for f in fields(SimulationSettings)}
     applied = ", ".join(f"{k} = {v:g}" for k, v in VARIABILITY.items() if k in known)
     notes.append(f"simulation: per-neuron variability {applied or 'none (no such option)'}")
+    if args.drift:
+        notes.append(f"simulation: slow baseline drift of SD {args.drift:g}")
     notes = [*notes, note] if note else notes
     notes.append(_code_version())
     notes.append(
@@ -618,7 +633,9 @@ def main() -> None:
     for n in notes:
         print(n)
     start = time.perf_counter()
-    rows, example = ([], {}) if args.throughput_only else accuracy(protocol, methods, names)
+    rows, example = (
+        ([], {}) if args.throughput_only else accuracy(protocol, methods, names, drift=args.drift)
+    )
     speed = [] if args.no_throughput else throughput(protocol, methods, names[0])
     notes.append(f"whole run: {time.perf_counter() - start:.0f} s")
     if rows:
@@ -628,6 +645,7 @@ def main() -> None:
     command = "python benchmarks/bench_spikes.py" + (" --quick" if args.quick else "")
     command += " --throughput-only" if args.throughput_only else ""
     command += (" --indicators " + " ".join(names)) if args.indicators else ""
+    command += f" --drift {args.drift:g}" if args.drift else ""
     command += (" --ours " + " ".join(args.ours)) if args.ours else ""
     text = summary(rows, speed, [m.name for m in methods], notes, command)
     (args.output / "summary.md").write_text(text)

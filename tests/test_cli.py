@@ -319,6 +319,15 @@ def test_deconvolve_writes_rates_that_read_back(tmp_path, capsys, tiny_sessions)
     assert np.nanmin(back.spike_rates) >= 0 and np.isfinite(back.decay_s).all()
     assert back.provenance["model"] == "SpikeInference"
     assert back.provenance["frame_rate"] == 20
+    assert back.provenance["detrend_s"] == 10.0
+    # the running baseline can be turned off, and the file says so
+    again = ["deconvolve", str(tiny_sessions[0]), "-o", str(out), "--overwrite"]
+    assert main([*again, "--detrend-s", "none"]) == 0
+    first = out / f"{tiny_sessions[0].stem}_avae.nwb"
+    assert read_results(first).provenance["detrend_s"] == "None"
+    with pytest.raises(SystemExit):
+        main([*again, "--detrend-s", "0"])
+    assert "expected seconds > 0 or 'none'" in capsys.readouterr().err
     # the same protections as apply
     assert main(["deconvolve", str(tiny_sessions[0]), "-o", str(out)]) == 2
     assert "exists" in one_line_error(capsys)

@@ -14,6 +14,7 @@ import sys
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,6 +23,9 @@ from .citation import PAPER
 from .errors import CalciumAvaeError, CalciumAvaeWarning
 from .files import check_free_space, check_modifiable, interrupts_held
 from .progress import progress_callback, show_epochs
+
+if TYPE_CHECKING:
+    from .spikes import SpikeInference
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -644,11 +648,10 @@ def cmd_deconvolve(args: argparse.Namespace) -> None:
     """One input at a time (read, infer, write), so memory holds one recording and a
     rerun with --resume skips the work of outputs that are already complete."""
     from . import pipeline
-    from .spikes import SpikeInference
 
     files = _nwb_inputs(args.inputs, include_results=args.include_results)
     outputs = _result_outputs(args, files)
-    estimator = SpikeInference(ar_order=args.ar_order, device=args.device, verbose=True)
+    estimator = _spike_estimator(args)
     if args.jobs < 1:
         raise CalciumAvaeError(f"--jobs must be at least 1, got {args.jobs}")
     batch = _Batch(files, outputs, args.stop_on_error)
@@ -673,14 +676,22 @@ def cmd_deconvolve(args: argparse.Namespace) -> None:
     batch.finish()
 
 
+def _spike_estimator(args: argparse.Namespace) -> SpikeInference:
+    """The SpikeInference that ``deconvolve`` runs, from its options."""
+    from .spikes import SpikeInference
+
+    return SpikeInference(
+        ar_order=args.ar_order, detrend_s=args.detrend_s, device=args.device, verbose=True
+    )
+
+
 def _deconvolve_worker(args: argparse.Namespace, source: Path | str, out: Path) -> tuple[str, str]:
     """One input of ``deconvolve --jobs N`` in a worker process: read, infer, write.
     Returns ("done" | "skipped" | "failed", the detail or one-line reason)."""
     from . import pipeline
     from .nwb import read_traces, write_results
-    from .spikes import SpikeInference
 
-    estimator = SpikeInference(ar_order=args.ar_order, device=args.device, verbose=True)
+    estimator = _spike_estimator(args)
     try:
         traces = read_traces(source, series=args.series)
         why = _check_existing(args, out, traces, facts=_spike_facts(estimator, traces))
@@ -1051,6 +1062,19 @@ def _seconds_or_auto(text: str) -> float | str:
     return value
 
 
+def _seconds_or_none(text: str) -> float | None:
+    """A positive number of seconds, or "none"."""
+    if text == "none":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not (value > 0 and np.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected seconds > 0 or 'none', not {text!r}")
+    return value
+
+
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     """The models' options. Each defaults to the chosen model's own default (shown for
     both), so the estimators stay the one place where defaults live."""
@@ -1287,6 +1311,15 @@ def build_parser() -> argparse.ArgumentParser:
         choices=(1, 2),
         default=SpikeInference().get_params()["ar_order"],
         help="calcium dynamics: 1 = instant rise, 2 = with a rise time (default %(default)s)",
+    )
+    p.add_argument(
+        "--detrend-s",
+        type=_seconds_or_none,
+        default=SpikeInference().get_params()["detrend_s"],
+        metavar="SECONDS|none",
+        help="window of the running low-percentile baseline taken off each trace before "
+        "the fit, so that slow drift is not read as calcium; none keeps only a constant "
+        "baseline (default %(default)s)",
     )
     p.add_argument(
         "--jobs",

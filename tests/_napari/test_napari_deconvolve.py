@@ -50,9 +50,11 @@ def test_rates_join_the_latents_and_are_saved(
     widget = dock(viewer)
     # the form's defaults are the estimator's
     defaults = SpikeInference().get_params()
-    assert {k: widget.params()[k] for k in ("ar_order", "sparsity", "n_baseline")} == {
-        k: defaults[k] for k in ("ar_order", "sparsity", "n_baseline")
-    }
+    shown = ("ar_order", "sparsity", "n_baseline", "detrend_s")
+    assert {k: widget.params()[k] for k in shown} == {k: defaults[k] for k in shown}
+    widget.detrend.setValue(0.0)  # "off" is the estimator's None
+    assert widget.detrend.text() == "off" and widget.params()["detrend_s"] is None
+    widget.detrend.setValue(defaults["detrend_s"])
     assert "small: 30 Hz (file rate)" in widget.rates.text()
     seen = []
     widget.progressed.connect(lambda done, total: seen.append((done, total)))

@@ -209,6 +209,59 @@ def test_drifting_baseline_is_followed_with_more_baseline_terms():
     assert slow.baseline_.shape == (3, 4)
 
 
+def _wandering(n, t, seed, width=300):
+    """A slow random baseline of SD 1: a random walk averaged over ``width`` frames."""
+    rng = np.random.default_rng(seed)
+    walk = np.cumsum(rng.standard_normal((n, t + 2 * width)), axis=1)
+    kernel = np.ones(width) / width
+    slow = np.array([np.convolve(w, kernel, mode="same")[width:-width] for w in walk])
+    slow -= slow.mean(1, keepdims=True)
+    return slow / slow.std(1, keepdims=True)
+
+
+def test_running_baseline_follows_drift_under_sparse_events():
+    from napari_calcium_avae.spikes.inference import running_baseline
+
+    t = 3000
+    drift = 2.0 * np.sin(np.linspace(0, np.pi, t))[None, :]
+    events = np.zeros((1, t))
+    events[0, ::150] = 5.0  # one-frame events, far apart
+    noise = 0.1 * np.random.default_rng(0).standard_normal((1, t))
+    base = running_baseline(drift + events + noise, 200)
+    assert base.shape == (1, t) and base.dtype == np.float64
+    # the baseline follows the drift and ignores the events (the low percentile reads a
+    # little below the middle of the noise)
+    assert np.abs(base - drift)[:, 150:-150].max() < 0.4
+    # NaN frames are left out; a row of NaN windows is still filled
+    gappy = drift + noise
+    gappy[0, 1000:1400] = np.nan
+    filled = running_baseline(gappy, 200)
+    assert np.isfinite(filled).all() and np.abs(filled - drift)[:, 150:-150].max() < 0.5
+
+
+def test_running_baseline_keeps_spikes_from_a_wandering_baseline():
+    s, y = _simulate(4, 3000, decay=0.8, seed=9)
+    y = y + _wandering(4, 3000, seed=10)
+    kept = SpikeInference(ar_order=1, frame_rate=30.0, max_iter=100, device="cpu").fit(y)
+    off = SpikeInference(
+        ar_order=1, frame_rate=30.0, detrend_s=None, max_iter=100, device="cpu"
+    ).fit(y)
+    r_kept = _binned_r(kept.transform(y), s).mean()
+    r_off = _binned_r(off.transform(y), s).mean()
+    assert r_kept > 0.8 and r_kept > r_off + 0.2, (r_kept, r_off)  # 0.87 and 0.48 here
+    # drift read as calcium lengthens the decay (0.99 for 0.8); less so after detrending
+    assert (kept.decay_[:, 0] < 0.95).all() and (off.decay_[:, 0] > 0.98).all()
+    # the denoised trace puts the running baseline back: it follows the raw trace
+    assert np.corrcoef(kept.denoise(y).ravel(), y.ravel())[0, 1] > 0.9
+
+
+def test_detrend_window_is_checked():
+    y = np.random.default_rng(0).standard_normal((1, 200))
+    for bad in (0, -1.0, float("nan"), "10"):
+        with pytest.raises(CalciumAvaeError, match="detrend_s"):
+            SpikeInference(detrend_s=bad, frame_rate=30.0).fit(y)
+
+
 def test_saturating_indicator_fits():
     rng = np.random.default_rng(9)
     s = rng.poisson(0.05, (2, 1500)).astype(float)

@@ -129,6 +129,12 @@ class DeconvolveWidget(StoppableRun, QWidget):
         self.n_baseline = spin_box(
             1, 64, defaults["n_baseline"], "baseline terms: 1 = constant; more follow drift"
         )
+        self.detrend = SignificantSpinBox(0.0, 1e6, float(defaults["detrend_s"] or 0.0))
+        self.detrend.setSpecialValueText("off")
+        self.detrend.setToolTip(
+            "seconds: a running low-percentile baseline taken off each trace first, so "
+            "that slow drift is not read as calcium; 0 = off"
+        )
         self.saturation = QCheckBox("indicator saturates in bursts")
         self.saturation.setChecked(bool(defaults["saturation"]))
         self.max_iter = spin_box(
@@ -148,6 +154,7 @@ class DeconvolveWidget(StoppableRun, QWidget):
         form.addRow("decay from", self.decay_estimate)
         form.addRow("sparsity", self.sparsity)
         form.addRow("baseline terms", self.n_baseline)
+        form.addRow("running baseline (s)", self.detrend)
         form.addRow("saturation", self.saturation)
         form.addRow("max iterations", self.max_iter)
         form.addRow("device", self.device)
@@ -189,6 +196,7 @@ class DeconvolveWidget(StoppableRun, QWidget):
             "decay_estimate": self.decay_estimate.currentData(),
             "sparsity": float(self.sparsity.value()),
             "n_baseline": self.n_baseline.value(),
+            "detrend_s": float(self.detrend.value()) or None,
             "saturation": self.saturation.isChecked(),
             "max_iter": self.max_iter.value(),
             "device": self.device.currentData(),

@@ -358,6 +358,9 @@ class PopulationGenerator(BaseEstimator):
             spikes = SpikeInference(
                 ar_order=self.ar_order,
                 frame_rate=rate,
+                # the generator's traces have a constant baseline per neuron, so its spikes
+                # must explain all the rest: a running baseline would keep slow calcium
+                detrend_s=None,
                 device=self.device,
                 **({} if self.spike_iter is None else {"max_iter": int(self.spike_iter)}),
                 random_state=self.random_state,

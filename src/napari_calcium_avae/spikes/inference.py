@@ -50,6 +50,14 @@ DENOISE_SPARSITIES = (0.25, 0.5, 1.0, 2.0, 4.0)
 #: Each warm-started solve of that grid after the first runs max_iter / _WARM_SHARE steps
 #: (2 scored as cold full solves on bench_denoise --quick, 4 lost up to 0.2x the filter).
 _WARM_SHARE = 2
+#: The running baseline subtracted before the fit: this low percentile of each trace over
+#: windows of DEFAULT_DETREND_S seconds. A slow drift (bleaching, focus, neuropil) otherwise
+#: reads as a slow calcium decay: on simulated drift the fitted decay of GCaMP6f rose from
+#: 0.16 to 1.7 s and r fell from 0.73 to 0.25. 10 s: the windows of 5-30 s tried all cost
+#: <= 0.005 r without drift, shorter ones gain more with it (benchmarks/bench_spikes.py
+#: --drift, docs/spikes.md); 10 s still lets an event last 9 s before the baseline climbs.
+DEFAULT_DETREND_S = 10.0
+_DETREND_PERCENTILE = 8.0
 #: Fewest finite frames a trace needs for its kinetics to be fitted.
 MIN_FRAMES = 50
 #: Memory the per-chunk tensors may take (bytes); keeps 10,000 x 30,000 < 4 GB.
@@ -110,6 +118,10 @@ class SpikeInference(TransformerMixin, BaseEstimator):
         "auto" decides from the data and says which in ``input_kind_``.
     n_baseline : int
         Terms of the slow cosine baseline (1 = constant; more follow drift or bleaching).
+    detrend_s : float or None
+        Window (seconds) of the running low-percentile baseline subtracted from each trace
+        before the fit and added back to ``denoise``'s output; it follows drift faster
+        than the cosine baseline can. None (or no ``frame_rate``): no running baseline.
     sparsity : float
         The L1 weight in units of the noise SD times the kernel's norm: a spike is kept
         when its match to the kernel exceeds ``sparsity`` noise SDs. Larger, fewer spikes.
@@ -139,6 +151,7 @@ class SpikeInference(TransformerMixin, BaseEstimator):
         frame_rate: float | None = None,
         input_kind: str = "auto",
         n_baseline: int = 1,
+        detrend_s: float | None = DEFAULT_DETREND_S,
         sparsity: float = 2.0,
         decay_estimate: str = "likelihood",
         saturation: bool = False,
@@ -152,6 +165,7 @@ class SpikeInference(TransformerMixin, BaseEstimator):
         self.frame_rate = frame_rate
         self.input_kind = input_kind
         self.n_baseline = n_baseline
+        self.detrend_s = detrend_s
         self.sparsity = sparsity
         self.decay_estimate = decay_estimate
         self.saturation = saturation
@@ -182,6 +196,23 @@ class SpikeInference(TransformerMixin, BaseEstimator):
             raise CalciumAvaeError(f"sparsity must be >= 0, not {self.sparsity!r}")
         if int(self.n_baseline) < 1:
             raise CalciumAvaeError(f"n_baseline must be at least 1, not {self.n_baseline!r}")
+        if self.detrend_s is not None and not (
+            isinstance(self.detrend_s, int | float)
+            and math.isfinite(self.detrend_s)
+            and self.detrend_s > 0
+        ):
+            raise CalciumAvaeError(
+                f"detrend_s must be a positive number of seconds or None, not {self.detrend_s!r}"
+            )
+
+    def _standardised(self, X: np.ndarray, rows: slice) -> tuple[np.ndarray, np.ndarray]:
+        """Rows of X on the fit's scale, their running baseline taken off, and that
+        baseline (zeros without ``detrend_s``), both float64."""
+        xs = (X[rows].astype(np.float64) - self._offset[rows, None]) / self._scale[rows, None]
+        if self.detrend_s is None or not self.frame_rate:
+            return xs, np.zeros_like(xs)
+        trend = running_baseline(xs, round(float(self.detrend_s) * float(self.frame_rate)))
+        return xs - trend, trend
 
     def _check_X(self, X: Any) -> np.ndarray:
         X = np.asarray(X)
@@ -257,6 +288,7 @@ class SpikeInference(TransformerMixin, BaseEstimator):
         p = self.ar_order
         offset = stats["median"]
         scale = np.where(stats["std"] > 0, stats["std"], 1.0)
+        self._offset, self._scale = offset, scale
         roots = np.zeros((n, p))
         unit = np.ones(n)
         size = np.ones(n)
@@ -277,7 +309,7 @@ class SpikeInference(TransformerMixin, BaseEstimator):
         try:
             for s0 in starts:
                 rows = slice(s0, min(n, s0 + chunk))
-                xs = (X[rows].astype(np.float64) - offset[rows, None]) / scale[rows, None]
+                xs, trend = self._standardised(X, rows)
                 y_t = torch.as_tensor(xs, dtype=torch.float32, device=dev)
                 fitted = _fit_chunk(
                     y_t,
@@ -294,6 +326,7 @@ class SpikeInference(TransformerMixin, BaseEstimator):
                 peak[rows] = fitted["peak"]
                 noise[rows] = fitted["sigma"]
                 base[rows] = fitted["baseline"]
+                base[rows, 0] += trend.mean(1)
                 evidence[rows] = fitted["evidence"]
                 if sat is not None:
                     sat[rows] = fitted["saturation"]
@@ -309,8 +342,6 @@ class SpikeInference(TransformerMixin, BaseEstimator):
         self.n_neurons_ = n
         self.input_kind_ = kind
         self.device_ = str(dev)
-        self._offset = offset
-        self._scale = scale
         self._unit = unit
         self.roots_ = roots
         self.decay_ = _ar_coefficients(roots)
@@ -409,7 +440,7 @@ class SpikeInference(TransformerMixin, BaseEstimator):
         from ..model.device import resolve_device
 
         dev = resolve_device(self.device)
-        xs = (X[rows].astype(np.float64) - self._offset[rows, None]) / self._scale[rows, None]
+        xs, trend = self._standardised(X, rows)
         y_t = torch.as_tensor(xs, dtype=torch.float32, device=dev)
         roots = torch.as_tensor(self.roots_[rows], dtype=torch.float32, device=dev)
         sat = None if self._sat_scaled is None else self._sat_scaled[rows]
@@ -437,7 +468,7 @@ class SpikeInference(TransformerMixin, BaseEstimator):
             best_risk = np.where(better, risk, best_risk)
         spikes = (s / self._unit[rows, None]).astype(np.float32)
         spikes[~np.isfinite(xs)] = np.nan
-        trace = fitted * self._scale[rows, None] + self._offset[rows, None]
+        trace = (fitted + trend) * self._scale[rows, None] + self._offset[rows, None]
         return spikes, trace.astype(np.float32)
 
     def credible_band(
@@ -825,6 +856,35 @@ def _sure(
     rss = np.where(finite, (np.nan_to_num(y) - fitted) ** 2, 0.0).sum(1)
     df = ((s > 0) & finite).sum(1) + n_baseline
     return rss - finite.sum(1) * var + 2 * var * df
+
+
+def running_baseline(x: np.ndarray, window: int) -> np.ndarray:
+    """Each row's slow baseline (float64, x's shape): the _DETREND_PERCENTILE-th percentile
+    over windows of ``window`` frames, every half window, linearly interpolated between
+    the windows' centres (constant beyond the first and last). NaN frames are left out;
+    O(frames) per row, where a sliding percentile filter costs a sort per frame."""
+    x = np.asarray(x, dtype=np.float64)
+    n, t = x.shape
+    window = int(min(max(window, 2), t))
+    hop = max(1, window // 2)
+    starts = np.arange(0, t - window + 1, hop)
+    if starts[-1] + window < t:
+        starts = np.append(starts, t - window)
+    index = starts[:, None] + np.arange(window)[None, :]
+    windows = x[:, index]  # (n, windows, window)
+    if np.isnan(windows).any():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows give NaN
+            levels = np.nanpercentile(windows, _DETREND_PERCENTILE, axis=2)
+    else:
+        levels = np.percentile(windows, _DETREND_PERCENTILE, axis=2)
+    centres = starts + (window - 1) / 2
+    frames = np.arange(t)
+    out = np.empty((n, t))
+    for i in range(n):
+        known = np.isfinite(levels[i])
+        out[i] = np.interp(frames, centres[known], levels[i, known]) if known.any() else 0.0
+    return out
 
 
 def _row_stats(X: np.ndarray, block: int = 256) -> dict[str, np.ndarray]:
