@@ -58,6 +58,9 @@ _WARM_SHARE = 2
 #: --drift, docs/spikes.md); 10 s still lets an event last 9 s before the baseline climbs.
 DEFAULT_DETREND_S = 10.0
 _DETREND_PERCENTILE = 8.0
+#: A trace's running baseline is taken off only when it moves by more than this many
+#: standard errors of a window's percentile (``_drifts``).
+_DRIFT_SES = 3.0
 #: Fewest finite frames a trace needs for its kinetics to be fitted.
 MIN_FRAMES = 50
 #: Memory the per-chunk tensors may take (bytes); keeps 10,000 x 30,000 < 4 GB.
@@ -207,11 +210,14 @@ class SpikeInference(TransformerMixin, BaseEstimator):
 
     def _standardised(self, X: np.ndarray, rows: slice) -> tuple[np.ndarray, np.ndarray]:
         """Rows of X on the fit's scale, their running baseline taken off, and that
-        baseline (zeros without ``detrend_s``), both float64."""
+        baseline (zeros without ``detrend_s``, and for rows whose baseline moves no more
+        than its percentiles' sampling noise would: ``_drifts``), both float64."""
         xs = (X[rows].astype(np.float64) - self._offset[rows, None]) / self._scale[rows, None]
         if self.detrend_s is None or not self.frame_rate:
             return xs, np.zeros_like(xs)
-        trend = running_baseline(xs, round(float(self.detrend_s) * float(self.frame_rate)))
+        window = round(float(self.detrend_s) * float(self.frame_rate))
+        trend = running_baseline(xs, window)
+        trend[~_drifts(xs, trend, window)] = 0.0
         return xs - trend, trend
 
     def _check_X(self, X: Any) -> np.ndarray:
@@ -858,6 +864,30 @@ def _sure(
     return rss - finite.sum(1) * var + 2 * var * df
 
 
+def _window_starts(n_frames: int, window: int) -> np.ndarray:
+    """First frames of the running baseline's windows: every half window, the last one
+    ending at the last frame."""
+    window = int(min(max(window, 2), n_frames))
+    starts = np.arange(0, n_frames - window + 1, max(1, window // 2))
+    if starts[-1] + window < n_frames:
+        starts = np.append(starts, n_frames - window)
+    return starts
+
+
+def _drifts(x: np.ndarray, trend: np.ndarray, window: int) -> np.ndarray:
+    """Rows whose running baseline moves more than _DRIFT_SES standard errors of one
+    window's percentile (white noise of the trace's SD: sqrt(q (1 - q) / n) / pdf(z_q)).
+    Where it moves less, taking it off only adds that sampling noise to every frame: on
+    simulated traces without drift it cost 5-10 % of the denoising error."""
+    from scipy.stats import norm
+
+    q = _DETREND_PERCENTILE / 100
+    noise = _robust_sd(np.diff(x, axis=1)) / math.sqrt(2)
+    n = min(max(window, 2), x.shape[1])
+    se = noise * math.sqrt(q * (1 - q) / n) / norm.pdf(norm.ppf(q))
+    return np.nanstd(trend, axis=1) > _DRIFT_SES * se
+
+
 def running_baseline(x: np.ndarray, window: int) -> np.ndarray:
     """Each row's slow baseline (float64, x's shape): the _DETREND_PERCENTILE-th percentile
     over windows of ``window`` frames, every half window, linearly interpolated between
@@ -865,11 +895,8 @@ def running_baseline(x: np.ndarray, window: int) -> np.ndarray:
     O(frames) per row, where a sliding percentile filter costs a sort per frame."""
     x = np.asarray(x, dtype=np.float64)
     n, t = x.shape
+    starts = _window_starts(t, window)
     window = int(min(max(window, 2), t))
-    hop = max(1, window // 2)
-    starts = np.arange(0, t - window + 1, hop)
-    if starts[-1] + window < t:
-        starts = np.append(starts, t - window)
     index = starts[:, None] + np.arange(window)[None, :]
     windows = x[:, index]  # (n, windows, window)
     if np.isnan(windows).any():
