@@ -73,6 +73,20 @@ def test_claims_fail_when_the_numbers_say_so():
     assert claims[3].verdict == "does not hold"
 
 
+def test_claims_for_the_default_model_read_its_rows_only():
+    paper = _runs(5e-4, (0.8, 0.85), (0.6, 0.3))  # the paper's AVAE wins everything
+    crop = paper[paper["model"] == "AVAE"].assign(
+        model="crop-VAE", architecture="", mse=paper["mse"] * 10, ari_oracle=0.3, ari_auto=0.1
+    )
+    runs = pd.concat([paper, crop], ignore_index=True)
+    for_paper = check_claims(runs, _correlations(0.9, 0.05), "AVAE")
+    for_crop = check_claims(runs, _correlations(0.9, 0.05), "crop-VAE")
+    assert [c.holds for c in for_paper] == [True] * 5
+    assert [c.holds for c in for_crop[:3]] == [False, False, False]
+    assert for_crop[0].statement.startswith("The best crop-VAE")
+    assert "best crop-VAE 5.000" in for_crop[0].evidence
+
+
 def test_collapsed_fits_are_counted_per_setting():
     runs = _runs(5e-4, (0.8, 0.85), (0.6, 0.3)).assign(n_test=10, distinct_latents=10)
     assert report._collapsed_fits(runs).endswith(": 0 of 8")
@@ -130,9 +144,9 @@ def tiny_bench(tmp_path_factory):
 def test_tiny_bench_writes_every_run(tiny_bench):
     output, report = tiny_bench
     runs = pd.read_csv(output / "runs.csv")
-    # 2 noise levels x 1 partition x (2 architectures x 2 sizes x 1 beta + 2 PCA)
-    assert len(runs) == len(report.runs) == 12
-    assert set(runs["model"]) == {"AVAE", "PCA"}
+    # 2 noise levels x 1 partition x (2 architectures x 2 sizes x 1 beta + 2 crop-VAE + 2 PCA)
+    assert len(runs) == len(report.runs) == 16
+    assert set(runs["model"]) == {"AVAE", "crop-VAE", "PCA"}
     assert set(runs["architecture"].dropna()) == {"released", "recurrent"}
     assert (runs["mse"] > 0).all() and runs["mse"].notna().all()
     # PCA's latents separate the three types in part at both noise levels (best of its two
@@ -142,7 +156,7 @@ def test_tiny_bench_writes_every_run(tiny_bench):
     assert (runs["ari_oracle"] >= runs["ari_auto"] - 1e-9).all()  # the oracle is a bound
     assert set(runs["device"]) == {"cpu"}
     assert (runs["distinct_latents"] <= runs["n_test"]).all()
-    assert (runs.loc[runs["model"] == "AVAE", "epochs_run"] <= 2).all()
+    assert (runs.loc[runs["model"] != "PCA", "epochs_run"] <= 2).all()
     for level in TINY.noise_levels:
         measured = runs.loc[runs["noise_sigma"] == level, "measured_sigma"].iloc[0]
         assert measured == pytest.approx(level, rel=0.15)
@@ -156,9 +170,13 @@ def test_tiny_bench_writes_figures_and_summary(tiny_bench):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     summary = (output / "summary.md").read_text(encoding="utf-8")
     assert summary.count("**holds**") + summary.count("**does not hold**") == len(report.claims)
-    assert len(report.claims) == 5
+    # the paper's claims for its model, then for the default model (issue 15)
+    assert len(report.claims) == 10
+    assert all(c.statement.startswith(("The best AVAE", "AVAE")) for c in report.claims[:5])
+    assert all("crop-VAE" in c.statement for c in report.claims[5:])
     assert list(report.correlations.index) == ["a", "b", "v0", "du"]
     assert report.correlations.shape[1] == 4  # the showcase model's D2
+    assert summary.count("## Latent-parameter correlations") == 2
 
 
 def test_a_bad_device_is_refused_before_simulating(tmp_path):

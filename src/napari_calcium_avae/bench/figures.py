@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .claims import family_of
+from .claims import CROP_VAE, family_of
 
 
 def _families(runs: pd.DataFrame) -> list[str]:
@@ -19,11 +19,21 @@ def _families(runs: pd.DataFrame) -> list[str]:
         for a in dict.fromkeys(avae["architecture"])
         for b in sorted(avae["beta"].unique())
     ]
-    return [*names, "PCA"]
+    return [*names, CROP_VAE, "PCA"]
 
 
-def _architectures(runs: pd.DataFrame) -> list[str]:
-    return list(dict.fromkeys(runs.loc[runs["model"] == "AVAE", "architecture"]))
+def _panel_rows(runs: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """A row of panels per AVAE architecture, and one for the crop-feature VAE, each
+    with PCA beside it."""
+    pca = runs["model"] == "PCA"
+    avae = runs["model"] == "AVAE"
+    rows = [
+        (f"AVAE {a}", runs[(avae & (runs["architecture"] == a)) | pca])
+        for a in dict.fromkeys(runs.loc[avae, "architecture"])
+    ]
+    if (runs["model"] == CROP_VAE).any():
+        rows.append((CROP_VAE, runs[(runs["model"] == CROP_VAE) | pca]))
+    return rows
 
 
 def _box_panels(rows: list[tuple[str, pd.DataFrame]], metric: str, ylabel: str) -> Any:
@@ -73,10 +83,7 @@ def metric_figure(runs: pd.DataFrame, metric: str, path: Path) -> Path:
     """Fig. 3B: a held-out metric by noise level, D2 and model, one row per architecture."""
     scale = 1e3 if metric == "mse" else 1.0
     frame = runs.assign(**{metric: runs[metric] * scale})
-    rows = [
-        (f"AVAE {a} vs PCA", frame[(frame["architecture"] == a) | (frame["model"] == "PCA")])
-        for a in _architectures(runs)
-    ]
+    rows = [(f"{name} vs PCA", part) for name, part in _panel_rows(frame)]
     label = "MSE x 1e3 (test)" if metric == "mse" else metric
     fig = _box_panels(rows, metric, label)
     fig.savefig(path, dpi=110)
@@ -86,12 +93,9 @@ def metric_figure(runs: pd.DataFrame, metric: str, path: Path) -> Path:
 def ari_figure(runs: pd.DataFrame, path: Path) -> Path:
     """Fig. 5A, with the label-free eps under the paper's oracle eps."""
     rows = [
-        (
-            f"{a}, {mode}",
-            runs[(runs["architecture"] == a) | (runs["model"] == "PCA")].assign(ari=runs[col]),
-        )
+        (f"{name}, {mode}", part.assign(ari=part[col]))
         for col, mode in (("ari_oracle", "oracle eps"), ("ari_auto", "label-free eps"))
-        for a in _architectures(runs)
+        for name, part in _panel_rows(runs)
     ]
     fig = _box_panels(rows, "ari", "ARI (test)")
     for ax in fig.axes:

@@ -42,13 +42,23 @@ def _collapsed_fits(runs: pd.DataFrame) -> str:
     )
 
 
+def _correlations(label: str, table: pd.DataFrame) -> list[str]:
+    return [
+        f"## Latent-parameter correlations (Pearson r, all neurons; {label})",
+        "",
+        "| parameter | " + " | ".join(table.columns) + " |",
+        "|" + "---|" * (table.shape[1] + 1),
+        *(f"| {p} | " + " | ".join(f"{r:+.2f}" for r in table.loc[p]) + " |" for p in table.index),
+        "",
+    ]
+
+
 def summary_markdown(
     s: BenchSettings,
     data: Dataset,
     runs: pd.DataFrame,
     claims: list[Claim],
-    correlations: pd.DataFrame,
-    label: str,
+    correlations: dict[str, pd.DataFrame],
     seconds: float,
 ) -> str:
     """The claims with their verdicts, then the medians they were decided from."""
@@ -67,6 +77,7 @@ def summary_markdown(
         f"- {s.partitions} random train/test partition(s), test fraction {s.test_fraction:g}; "
         f"architectures {', '.join(s.architectures)}; (D1, D2) {list(s.sizes)}; "
         f"beta {list(s.betas)}; timing channels {s.timing_channels}; "
+        f"{'the crop-feature VAE (its defaults but D2) at each D2; ' if s.crop_vae else ''}"
         f"learning rate {s.learning_rate:g}, batch {s.batch_size}, "
         f"at most {s.max_epochs} epochs, patience {s.patience}, min delta {s.min_delta:g}",
         f"- DBSCAN min_samples {s.min_samples}; {len(runs)} fits on {devices}, "
@@ -95,15 +106,7 @@ def summary_markdown(
         "",
         _markdown_table(medians(runs, "ari_auto")),
         "",
-        f"## Latent-parameter correlations (Pearson r, all neurons; {label})",
-        "",
-        "| parameter | " + " | ".join(correlations.columns) + " |",
-        "|" + "---|" * (correlations.shape[1] + 1),
-        *(
-            f"| {p} | " + " | ".join(f"{r:+.2f}" for r in correlations.loc[p]) + " |"
-            for p in correlations.index
-        ),
-        "",
+        *(line for label, table in correlations.items() for line in _correlations(label, table)),
         "Figures: bench_reconstruction.png (Fig. 3B), bench_examples.png (Fig. 3A), "
         "bench_representation.png (Fig. 5A), bench_latent_correlation.png (Fig. 5B), "
         "bench_tsne.png (Fig. 4). Every fit is a row of runs.csv.",

@@ -25,6 +25,9 @@ class BenchSettings:
     betas: tuple[float, ...] = (0.0, 0.5, 1.0)
     timing_channels: int = 0
     """0 scores the paper's model; > 0 adds the timing path to every AVAE (docs/model.md)."""
+    crop_vae: bool = True
+    """Also score the product's default model (``CropFeatureVAE``, its own settings but D2,
+    at most ``max_epochs``) at each D2, and check the claims for it too (issue 15)."""
     learning_rate: float = 5e-3
     batch_size: int = 256
     max_epochs: int = 200

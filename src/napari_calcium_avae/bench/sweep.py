@@ -15,7 +15,7 @@ import pandas as pd
 from ..errors import CalciumAvaeWarning
 from ..progress import progress_bar, progress_callback
 from ..simulate import simulate_dataset
-from .claims import Claim, check_claims, latent_correlations
+from .claims import CROP_VAE, Claim, check_claims, latent_correlations
 from .data import load_dataset, partition
 from .figures import (
     ari_figure,
@@ -37,22 +37,32 @@ class BenchReport:
 
 
 def _grid(s: BenchSettings) -> list[dict[str, Any]]:
-    """Every model of one partition: the AVAE grid, then PCA at each latent size."""
+    """Every model of one partition: the AVAE grid, the crop-feature VAE and PCA at each
+    latent size."""
     avae = [
         {"model": "AVAE", "architecture": arch, "hidden_size": d1, "latent_size": d2, "beta": b}
         for arch in s.architectures
         for d1, d2 in s.sizes
         for b in s.betas
     ]
+    crop = [{"model": CROP_VAE, "latent_size": d2} for _, d2 in s.sizes] if s.crop_vae else []
     pca = [{"model": "PCA", "latent_size": d2} for _, d2 in s.sizes]
-    return avae + pca
+    return avae + crop + pca
 
 
 def _build(hyper: dict[str, Any], s: BenchSettings, device: str, seed: int) -> Any:
-    from ..model import AVAE, PCABaseline
+    from ..model import AVAE, CropFeatureVAE, PCABaseline
 
     if hyper["model"] == "PCA":
         return PCABaseline(n_components=hyper["latent_size"])
+    if hyper["model"] == CROP_VAE:
+        return CropFeatureVAE(
+            frame_rate=s.frame_rate,
+            latent_size=hyper["latent_size"],
+            max_epochs=s.max_epochs,
+            device=device,
+            random_state=seed,
+        )
     return AVAE(
         hidden_size=hyper["hidden_size"],
         latent_size=hyper["latent_size"],
@@ -70,8 +80,8 @@ def _build(hyper: dict[str, Any], s: BenchSettings, device: str, seed: int) -> A
 
 
 def _describe(hyper: dict[str, Any]) -> str:
-    if hyper["model"] == "PCA":
-        return f"PCA D2={hyper['latent_size']}"
+    if hyper["model"] in ("PCA", CROP_VAE):
+        return f"{hyper['model']} D2={hyper['latent_size']}"
     return (
         f"{hyper['architecture']} ({hyper['hidden_size']}, {hyper['latent_size']}) "
         f"β={hyper['beta']:g}"
@@ -122,6 +132,7 @@ def run_bench(
     csv_path = output / "runs.csv"
     rows: list[dict[str, Any]] = []
     kept: tuple[Any, np.ndarray] | None = None
+    kept_crop: Any = None
     total = len(s.noise_levels) * s.partitions * len(grid)
     with progress_bar(total=total, desc="benchmark", unit="fit") as bar:
         for level in s.noise_levels:
@@ -140,6 +151,7 @@ def run_bench(
                         model, X[test], data.clean[test], types[test], s.min_samples
                     )
                     avae = hyper["model"] == "AVAE"
+                    trained = hyper["model"] != "PCA"
                     rows.append(
                         {
                             "noise_sigma": level,
@@ -154,7 +166,7 @@ def run_bench(
                             "learning_rate": s.learning_rate if avae else None,
                             "batch_size": s.batch_size if avae else None,
                             "max_epochs": s.max_epochs if avae else None,
-                            "epochs_run": len(model.history_) if avae else None,
+                            "epochs_run": len(model.history_) if trained else None,
                             "n_train": int((~test).sum()),
                             "n_test": int(test.sum()),
                             "n_frames": X.shape[1],
@@ -162,12 +174,15 @@ def run_bench(
                             **dataclasses.asdict(result),
                             "noisy_mse": noisy_mse,
                             "fit_seconds": seconds,
-                            "device": _device_of(model) if avae else "cpu",
+                            "device": _device_of(model) if trained else "cpu",
                         }
                     )
                     pd.DataFrame(rows).to_csv(csv_path, index=False)
-                    if part == 0 and level == showcase_level and _is_showcase(hyper, showcase):
-                        kept = (model, test)
+                    if part == 0 and level == showcase_level:
+                        if _is_showcase(hyper, showcase):
+                            kept = (model, test)
+                        elif hyper == {"model": CROP_VAE, "latent_size": showcase[2]}:
+                            kept_crop = model
                     bar.update(1)
 
     runs = pd.DataFrame(rows)
@@ -176,11 +191,16 @@ def run_bench(
     X = data.noisy[showcase_level]
     latents = model.transform(X)
     correlations = latent_correlations(latents, data.table)
-    claims = check_claims(runs, correlations)
+    claims = check_claims(runs, correlations, "AVAE")
+    crop_correlations = None
+    if kept_crop is not None:
+        crop_correlations = latent_correlations(kept_crop.transform(X), data.table)
+        claims += check_claims(runs, crop_correlations, CROP_VAE)
     label = (
         f"AVAE {showcase[0]}, (D1, D2) = ({showcase[1]}, {showcase[2]}), β = {showcase[3]:g}, "
         f"σ = {showcase_level:g}"
     )
+    crop_label = f"{CROP_VAE}, D2 = {showcase[2]}, σ = {showcase_level:g}"
     files = [
         csv_path,
         metric_figure(runs, "mse", output / "bench_reconstruction.png"),
@@ -199,7 +219,15 @@ def run_bench(
     ]
     summary = output / "summary.md"
     summary.write_text(
-        summary_markdown(s, data, runs, claims, correlations, label, time.perf_counter() - started),
+        summary_markdown(
+            s,
+            data,
+            runs,
+            claims,
+            {label: correlations}
+            | ({} if crop_correlations is None else {crop_label: crop_correlations}),
+            time.perf_counter() - started,
+        ),
         encoding="utf-8",
     )
     files.append(summary)
