@@ -12,7 +12,7 @@ import os
 import signal
 import sys
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -1049,30 +1049,21 @@ MODEL_OPTIONS = {
 """fit's model options (argparse dest) and the estimator parameter each sets."""
 
 
-def _seconds_or_auto(text: str) -> float | str:
-    """A positive number of seconds, or "auto"."""
-    if text == "auto":
-        return text
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected seconds > 0 or 'auto', not {text!r}")
-    return value
+def _seconds_or(word: str, meaning: str | None) -> Callable[[str], float | str | None]:
+    """An argparse type: a positive number of seconds, or ``word`` (which gives ``meaning``)."""
 
+    def parse(text: str) -> float | str | None:
+        if text == word:
+            return meaning
+        try:
+            value = float(text)
+        except ValueError:
+            value = -1.0
+        if not (value > 0 and np.isfinite(value)):
+            raise argparse.ArgumentTypeError(f"expected seconds > 0 or {word!r}, not {text!r}")
+        return value
 
-def _seconds_or_none(text: str) -> float | None:
-    """A positive number of seconds, or "none"."""
-    if text == "none":
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not (value > 0 and np.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"expected seconds > 0 or 'none', not {text!r}")
-    return value
+    return parse
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
@@ -1118,7 +1109,7 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     c = p.add_argument_group("the crop-feature VAE only (--model crop-vae)")
     c.add_argument(
         "--crop-s",
-        type=_seconds_or_auto,
+        type=_seconds_or("auto", "auto"),
         metavar="S|auto",
         help=f"crop length in seconds {default('crop_s')}",
     )
@@ -1314,7 +1305,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--detrend-s",
-        type=_seconds_or_none,
+        type=_seconds_or("none", None),
         default=SpikeInference().get_params()["detrend_s"],
         metavar="SECONDS|none",
         help="window of the running low-percentile baseline taken off each trace before "
