@@ -1419,7 +1419,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="a smaller run, for tests")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("bench", help="the paper's benchmarks: MSE and ARI against PCA")
+    p = sub.add_parser(
+        "bench", help="the paper's benchmarks: its AVAE and the default model against PCA"
+    )
     p.add_argument("-o", "--output", type=Path, default=Path("bench-output"))
     p.add_argument("--quick", action="store_true", help="reduced protocol (<= 30 min on CPU)")
     p.add_argument("--device", default="auto")

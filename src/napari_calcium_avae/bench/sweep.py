@@ -111,7 +111,7 @@ def run_bench(
     where = resolve_device(device)  # a bad device fails now, not after the simulation
     if settings is None and not quick and where.type == "cpu":
         warnings.warn(
-            "the paper's full protocol is 1,400 fits of 15,000-frame traces: a day or more "
+            "the paper's full protocol is 1,600 fits of 15,000-frame traces: a day or more "
             "on a CPU; use --quick for the reduced protocol or run it on a GPU",
             CalciumAvaeWarning,
             stacklevel=2,
