@@ -222,3 +222,45 @@ def test_inferred_spikes_and_kinetics_round_trip(suite2p_file: Path, tmp_path: P
     with pytest.raises(CalciumAvaeError, match="the spike_rates has shape"):
         bad = Results(spike_rates=np.zeros((n, 3)))
         write_results(traces, bad, tmp_path / "bad.nwb")
+
+
+def test_subject_gaps_name_what_dandi_requires() -> None:
+    from datetime import UTC, datetime
+
+    from nwb_files import new_file
+    from pynwb import NWBFile
+    from pynwb.file import Subject
+
+    from napari_calcium_avae.nwb.validate import subject_gaps
+
+    assert subject_gaps(new_file()) == []
+
+    def with_subject(**fields) -> NWBFile:
+        start = datetime(2026, 1, 1, tzinfo=UTC)
+        subject = Subject(**fields) if fields else None
+        return NWBFile("s", "id", start, subject=subject)
+
+    assert subject_gaps(with_subject()) == ["the subject itself"]
+    fish = {"subject_id": "z1", "species": "Danio rerio", "sex": "U"}
+    assert subject_gaps(with_subject(**fish)) == ["age (or date of birth)"]
+    born = datetime(2025, 12, 25, tzinfo=UTC)
+    assert subject_gaps(with_subject(**fish, date_of_birth=born)) == []
+    assert subject_gaps(with_subject(**{**fish, "sex": "female"}, age="P7D")) == [
+        "sex (one of M, F, U, O)"
+    ]
+
+
+def test_a_source_without_the_subjects_age_is_written_with_a_warning(
+    caiman_file: Path, tmp_path: Path
+) -> None:
+    from napari_calcium_avae.errors import CalciumAvaeWarning
+
+    source = tmp_path / "no_age.nwb"
+    shutil.copy(caiman_file, source)
+    with h5py.File(source, "a") as f:
+        del f["general/subject/age"]
+    traces = read_traces(source)
+    out = tmp_path / "out.nwb"
+    with pytest.warns(CalciumAvaeWarning, match=r"out\.nwb lacks .*: age \(or date of birth\)"):
+        write_results(traces, Results(latents=np.zeros((traces.n_rois, 2))), out)
+    assert read_results(out).latents.shape == (traces.n_rois, 2)  # written all the same

@@ -13,6 +13,28 @@ from pathlib import Path
 
 from ..errors import CalciumAvaeError
 
+#: Values nwbinspector's check_subject_sex accepts (male, female, unknown, other).
+SUBJECT_SEXES = ("M", "F", "U", "O")
+
+
+def subject_gaps(nwbfile: object) -> list[str]:
+    """What a file lacks of the subject facts that DANDI's validation requires (the
+    subject checks nwbinspector's "dandi" configuration makes CRITICAL): a subject, its
+    id, species, sex and age (or date of birth). Plain pynwb, so writers can say so."""
+    subject = getattr(nwbfile, "subject", None)
+    if subject is None:
+        return ["the subject itself"]
+    gaps = []
+    if not subject.subject_id:
+        gaps.append("subject id")
+    if not subject.species:
+        gaps.append("species")
+    if subject.sex not in SUBJECT_SEXES:
+        gaps.append(f"sex (one of {', '.join(SUBJECT_SEXES)})")
+    if not (subject.age or subject.date_of_birth):
+        gaps.append("age (or date of birth)")
+    return gaps
+
 
 def validation_problems(path: str | Path) -> list[str]:
     """Messages that would stop a DANDI upload: schema errors and serious inspector findings.

@@ -9,6 +9,7 @@ into place only when complete, so a crash leaves no half-written NWB.
 from __future__ import annotations
 
 import uuid
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from pynwb import NWBHDF5IO
 from pynwb.ophys import RoiResponseSeries
 
 from .. import __version__
-from ..errors import CalciumAvaeError
+from ..errors import CalciumAvaeError, CalciumAvaeWarning
 from ..files import atomic_output, atomic_update, check_free_space
 from ..results import PER_ROI, PER_ROW, Results
 from ..traces import Traces
@@ -36,6 +37,7 @@ from .common import (
 )
 from .remote import is_url, open_io
 from .remote import size as remote_size
+from .validate import subject_gaps
 
 
 class _FramesByRois(GenericDataChunkIterator):
@@ -325,6 +327,7 @@ def write_beside(
                 nwbfile = io.read()
                 add(nwbfile, _containers(nwbfile, traces))
                 io.write(nwbfile)
+                gaps = subject_gaps(nwbfile)
         except CalciumAvaeError:
             raise  # already says what is wrong (it is a ValueError too)
         except (OSError, ValueError, RuntimeError) as err:
@@ -332,6 +335,7 @@ def write_beside(
                 f"cannot append to {source} in place ({err}); it may be open elsewhere or "
                 "read-only: write a new file instead"
             ) from err
+        _warn_subject_gaps(source, gaps)
         return source
     try:
         with (
@@ -350,6 +354,20 @@ def write_beside(
                 # a remote source has no file name for hdmf to compare: copy, never link
                 copy = {"write_args": {"link_data": False}} if remote else {}
                 out.export(src_io=io, nwbfile=nwbfile, **copy)
+            gaps = subject_gaps(nwbfile)
     except (OSError, RuntimeError) as err:  # h5py raises RuntimeError when a close fails
         raise CalciumAvaeError(f"cannot write {target}: {err}") from err
+    _warn_subject_gaps(target, gaps)
     return target
+
+
+def _warn_subject_gaps(path: Path, gaps: list[str]) -> None:
+    """One line when the file written lacks what DANDI requires of its subject: the
+    results are sound, but an upload would be refused until the metadata is added."""
+    if gaps:
+        warnings.warn(
+            f"{path.name} lacks what DANDI requires of the subject: {', '.join(gaps)} "
+            "(as its source does); add it to the source before uploading",
+            CalciumAvaeWarning,
+            stacklevel=3,
+        )
