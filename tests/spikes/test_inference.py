@@ -278,6 +278,17 @@ def test_running_baseline_is_taken_off_only_where_the_trace_drifts():
     assert error < 0.5 * error_none, (error, error_none)
 
 
+def test_solves_stop_once_the_spikes_settle(monkeypatch):
+    from napari_calcium_avae.spikes import inference
+
+    s, y = _simulate(3, 1500, decay=0.97, seed=12)  # a slow kernel: many steps to settle
+    settled = SpikeInference(ar_order=1, device="cpu").fit(y).transform(y)
+    monkeypatch.setattr(inference, "_FISTA_TOL", 0.0)  # every solve runs max_iter steps
+    full = SpikeInference(ar_order=1, device="cpu", max_iter=3000).fit(y).transform(y)
+    assert _binned_r(settled, s).mean() > _binned_r(full, s).mean() - 0.01
+    np.testing.assert_allclose(np.nansum(settled, 1), np.nansum(full, 1), rtol=0.05)
+
+
 def test_detrend_window_is_checked():
     y = np.random.default_rng(0).standard_normal((1, 200))
     for bad in (0, -1.0, float("nan"), "10"):

@@ -138,7 +138,10 @@ class DeconvolveWidget(StoppableRun, QWidget):
         self.saturation = QCheckBox("indicator saturates in bursts")
         self.saturation.setChecked(bool(defaults["saturation"]))
         self.max_iter = spin_box(
-            1, 100000, defaults["max_iter"], "FISTA iterations per block of ROIs"
+            1,
+            100000,
+            defaults["max_iter"],
+            "most FISTA iterations per solve (it stops earlier once the spikes settle)",
         )
         self.device = QComboBox()
         for device, label in available_devices().items():
