@@ -460,15 +460,13 @@ class SpikeInference(TransformerMixin, BaseEstimator):
         sat = None if self._sat_scaled is None else self._sat_scaled[rows]
         best_risk = None
         warm = None
-        if len(sparsities) > 1:  # the noise variance SURE needs: one per row, as the fit's
-            var = (_noise_sd(*_prepare(y_t)).double().cpu().numpy()) ** 2
+        fixed = _FixedKinetics(y_t, roots, int(self.n_baseline))
+        var = fixed.sigma.double().cpu().numpy() ** 2  # SURE's noise variance, as the fit's
         # heaviest weight first, each later solve warm-started from the one before: a
         # lighter weight only adds small events, so fewer iterations do (_WARM_SHARE)
         for k, sparsity in enumerate(sorted(sparsities, reverse=True)):
             n_iter = int(self.max_iter) if k == 0 else max(1, int(self.max_iter) // _WARM_SHARE)
-            s_k, fitted_k = _spikes_given_kinetics(
-                y_t, roots, int(self.n_baseline), sparsity, n_iter, sat, warm
-            )
+            s_k, fitted_k = fixed.solve(sparsity, n_iter, sat, warm)
             warm = s_k
             if len(sparsities) == 1:
                 s, fitted = s_k, fitted_k
@@ -838,33 +836,41 @@ def _fit_chunk(
     }
 
 
-def _spikes_given_kinetics(
-    y, roots, n_baseline, sparsity, n_iter, saturation, warm: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Spikes (increments, not yet in spike units) of standardised rows, kinetics fixed,
-    and the trace they explain (baseline + kernel * spikes, through the saturation);
-    ``warm`` (spikes of these rows) starts the linear solve."""
-    import torch
+class _FixedKinetics:
+    """A chunk of standardised rows with their kinetics fixed: what every solve on them
+    shares (the zero-filled trace and its weights, the noise SD, the baseline's
+    projection, the kernel), built once for all the L1 weights ``denoise`` tries."""
 
-    y0, w = _prepare(y)
-    sigma = _noise_sd(y0, w)
-    baseline = _Baseline(w, n_baseline)
-    h = _kernel(roots, _kernel_length(roots, y0.shape[1]))
-    s0 = None if warm is None else torch.as_tensor(warm, dtype=y0.dtype, device=y0.device)
-    s, coef, c = _fista(y0, w, h, _penalty(sigma, h, sparsity), baseline, n_iter, s0)
-    b = baseline(coef)
-    fitted = b + c
-    if saturation is not None and np.any(saturation > 0):
-        a = torch.as_tensor(saturation, dtype=y0.dtype, device=y0.device)
-        z = (y0 - b) * w
-        cal = _saturated(z, a[:, None]) * w
-        sig_a = _noise_sd(cal, w)
-        s_a, coef_a, c_a = _fista(cal, w, h, _penalty(sig_a, h, sparsity), baseline, n_iter)
-        safe = torch.where(a > 0, a, torch.ones_like(a))[:, None]
-        z_hat = torch.log1p((safe * (c_a + baseline(coef_a))).clamp_min(-1 + 1e-6)) / safe
-        s = torch.where((a > 0)[:, None], s_a, s)
-        fitted = torch.where((a > 0)[:, None], b + z_hat, fitted)
-    return s.cpu().numpy(), fitted.cpu().numpy()
+    def __init__(self, y, roots, n_baseline: int) -> None:
+        self.y0, self.w = _prepare(y)
+        self.sigma = _noise_sd(self.y0, self.w)
+        self.baseline = _Baseline(self.w, n_baseline)
+        self.h = _kernel(roots, _kernel_length(roots, self.y0.shape[1]))
+
+    def solve(
+        self, sparsity: float, n_iter: int, saturation, warm: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Spikes (increments, not yet in spike units) and the trace they explain
+        (baseline + kernel * spikes, through the saturation); ``warm`` (spikes of these
+        rows) starts the linear solve."""
+        import torch
+
+        y0, w, h, baseline = self.y0, self.w, self.h, self.baseline
+        s0 = None if warm is None else torch.as_tensor(warm, dtype=y0.dtype, device=y0.device)
+        s, coef, c = _fista(y0, w, h, _penalty(self.sigma, h, sparsity), baseline, n_iter, s0)
+        b = baseline(coef)
+        fitted = b + c
+        if saturation is not None and np.any(saturation > 0):
+            a = torch.as_tensor(saturation, dtype=y0.dtype, device=y0.device)
+            z = (y0 - b) * w
+            cal = _saturated(z, a[:, None]) * w
+            sig_a = _noise_sd(cal, w)
+            s_a, coef_a, c_a = _fista(cal, w, h, _penalty(sig_a, h, sparsity), baseline, n_iter)
+            safe = torch.where(a > 0, a, torch.ones_like(a))[:, None]
+            z_hat = torch.log1p((safe * (c_a + baseline(coef_a))).clamp_min(-1 + 1e-6)) / safe
+            s = torch.where((a > 0)[:, None], s_a, s)
+            fitted = torch.where((a > 0)[:, None], b + z_hat, fitted)
+        return s.cpu().numpy(), fitted.cpu().numpy()
 
 
 def _sure(
@@ -879,14 +885,9 @@ def _sure(
     return rss - finite.sum(1) * var + 2 * var * df
 
 
-def _window_starts(n_frames: int, window: int) -> np.ndarray:
-    """First frames of the running baseline's windows: every half window, the last one
-    ending at the last frame."""
-    window = int(min(max(window, 2), n_frames))
-    starts = np.arange(0, n_frames - window + 1, max(1, window // 2))
-    if starts[-1] + window < n_frames:
-        starts = np.append(starts, n_frames - window)
-    return starts
+def _window_length(window: int, n_frames: int) -> int:
+    """Frames per running-baseline window: as asked, but at least 2 and at most the trace."""
+    return int(min(max(window, 2), n_frames))
 
 
 def _drifts(x: np.ndarray, trend: np.ndarray, window: int) -> np.ndarray:
@@ -899,7 +900,7 @@ def _drifts(x: np.ndarray, trend: np.ndarray, window: int) -> np.ndarray:
 
     q = _DETREND_PERCENTILE / 100
     noise = _robust_sd(np.diff(x, axis=1)) / math.sqrt(2)
-    n = min(max(window, 2), x.shape[1])
+    n = _window_length(window, x.shape[1])
     se = noise * math.sqrt(q * (1 - q) / n) / norm.pdf(norm.ppf(q))
     return np.nanstd(trend, axis=1) > _DRIFT_SES * se
 
@@ -911,8 +912,10 @@ def running_baseline(x: np.ndarray, window: int) -> np.ndarray:
     O(frames) per row, where a sliding percentile filter costs a sort per frame."""
     x = np.asarray(x, dtype=np.float64)
     n, t = x.shape
-    starts = _window_starts(t, window)
-    window = int(min(max(window, 2), t))
+    window = _window_length(window, t)
+    starts = np.arange(0, t - window + 1, max(1, window // 2))
+    if starts[-1] + window < t:  # the last window ends at the last frame
+        starts = np.append(starts, t - window)
     index = starts[:, None] + np.arange(window)[None, :]
     windows = x[:, index]  # (n, windows, window)
     if np.isnan(windows).any():
