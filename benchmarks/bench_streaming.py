@@ -4,7 +4,9 @@ Issue 18's target is a fit on 200 sessions x 500 ROIs x 15,000 frames within 4 G
 peak memory, whatever the number of sessions, at a cost growing linearly with the data.
 This script writes synthetic sessions as NWB files (calcium-like traces, chunked as
 neuroconv writes them: 2,000 frames x 64 ROIs), then fits the default AVAE on the first
-N of them for each N, each fit in a fresh Python process that reports its own peak RSS
+N of them for each N (``--model avae``, or the crop-feature VAE with ``--model crop``,
+which reads each trace once for its features and then trains on them), each fit in a
+fresh Python process that reports its own peak RSS
 (``resource.getrusage``: itself and, with DataLoader workers, its children) and the wall
 and CPU time of each epoch (CPU time, which other processes on a shared machine disturb
 less, is what the figure shows). ``--mode stream`` reads through ``NWBTraceDataset``;
@@ -98,31 +100,44 @@ def _child(args: argparse.Namespace) -> None:
     """One fit in this process; prints a JSON line with peak RSS and epoch times."""
     import torch
 
-    from napari_calcium_avae.model import AVAE
+    from napari_calcium_avae import pipeline
+    from napari_calcium_avae.model import AVAE, CropFeatureVAE
 
     torch.set_num_threads(1)
     files = [Path(p) for p in args.files]
-    model = AVAE(max_epochs=args.epochs, patience=args.epochs, device="cpu", random_state=0)
+    kind = AVAE if args.model == "avae" else CropFeatureVAE
+    model = kind(max_epochs=args.epochs, patience=args.epochs, device="cpu", random_state=0)
     start = time.perf_counter()
     if args.mode == "stream":
         from napari_calcium_avae.model.streaming import NWBTraceDataset
 
         data = NWBTraceDataset(files, num_workers=args.workers)
     else:
-        from napari_calcium_avae import pipeline
         from napari_calcium_avae.nwb import read_traces
 
-        data = pipeline.training_matrix([read_traces(f) for f in files])
+        data = [read_traces(f) for f in files]
     loaded = time.perf_counter() - start
     epochs = []
     tick, cpu = time.perf_counter(), time.process_time()
-    for report in model.fit_iter(data):
+    first_cpu = cpu
+    for report in pipeline.fit_iter(model, data):
         now, cpu_now = time.perf_counter(), time.process_time()
         epochs.append({"seconds": now - tick, "cpu": cpu_now - cpu, "val_loss": report.val_loss})
         tick, cpu = now, cpu_now
     me = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(json.dumps({"load_s": loaded, "epochs": epochs, "peak_mib": me, "workers_mib": kids}))
+    fit_cpu = time.process_time() - first_cpu
+    print(
+        json.dumps(
+            {
+                "load_s": loaded,
+                "epochs": epochs,
+                "fit_cpu": fit_cpu,
+                "peak_mib": me,
+                "workers_mib": kids,
+            }
+        )
+    )
 
 
 def _tree_pss_mib(pid: int) -> float:
@@ -142,10 +157,11 @@ def _tree_pss_mib(pid: int) -> float:
     return total / 1024
 
 
-def run_fit(mode: str, files: list[Path], epochs: int, workers: int) -> dict:
+def run_fit(mode: str, files: list[Path], epochs: int, workers: int, model: str) -> dict:
     """One fit in a fresh interpreter (one OpenMP thread); its own report, plus the peak
     PSS of its process tree sampled every 0.2 s (Linux; None elsewhere)."""
     command = [sys.executable, __file__, "--child", "--mode", mode, "--epochs", str(epochs)]
+    command += ["--model", model]
     command += ["--workers", str(workers), "--files", *map(str, files)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     start = time.perf_counter()
@@ -169,7 +185,8 @@ def run_fit(mode: str, files: list[Path], epochs: int, workers: int) -> dict:
 
 
 def plot(results: list[dict], path: Path, title: str) -> None:
-    """Peak RSS and CPU seconds per epoch against the number of sessions, per mode."""
+    """Peak RSS and CPU seconds per epoch (the AVAE) or per fit (the crop-feature VAE,
+    features included) against the number of sessions, per mode."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -184,10 +201,13 @@ def plot(results: list[dict], path: Path, title: str) -> None:
         n = [r["sessions"] for r in rows]
         label = "streamed (NWBTraceDataset)" if mode == "stream" else "in memory"
         ax_mem.plot(n, [r["peak_mib"] for r in rows], style, label=label)
-        ax_time.plot(n, [r["epoch_cpu_s"] for r in rows], style, label=label)
+        per_fit = rows[0].get("model") == "crop"
+        cost = [r["fit_cpu_s"] if per_fit else r["epoch_cpu_s"] for r in rows]
+        ax_time.plot(n, cost, style, label=label)
     ax_mem.set(xlabel="sessions", ylabel="peak RSS (MiB)", title="peak memory")
     ax_mem.set_ylim(bottom=0)
-    ax_time.set(xlabel="sessions", ylabel="CPU s per epoch", title="cost per epoch")
+    what = "fit" if results and results[0].get("model") == "crop" else "epoch"
+    ax_time.set(xlabel="sessions", ylabel=f"CPU s per {what}", title=f"cost per {what}")
     ax_time.set_ylim(bottom=0)
     for ax in (ax_mem, ax_time):
         ax.grid(alpha=0.3)
@@ -204,6 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers (stream)")
     parser.add_argument("--mode", choices=("stream", "memory", "both"), default="both")
+    parser.add_argument(
+        "--model", choices=("avae", "crop"), default="avae", help="avae, or the crop-feature VAE"
+    )
     parser.add_argument(
         "--memory-max", type=int, help="in-memory fits only up to this many sessions"
     )
@@ -233,15 +256,18 @@ def main(argv: list[str] | None = None) -> int:
         files = write_sessions(folder, max(args.sessions), args.rois, args.frames)
         modes = ("stream", "memory") if args.mode == "both" else (args.mode,)
         results = []
-        print("mode    sessions  ROIs   peak MiB  load s  s/epoch  CPU s/epoch  val loss")
+        print(
+            "mode    sessions  ROIs   peak MiB  load s  s/epoch  CPU s/epoch  CPU s/fit  val loss"
+        )
         for n in args.sessions:
             for mode in modes:
                 if mode == "memory" and args.memory_max is not None and n > args.memory_max:
                     continue
-                report = run_fit(mode, files[:n], args.epochs, args.workers)
+                report = run_fit(mode, files[:n], args.epochs, args.workers, args.model)
                 seconds = sorted(e["seconds"] for e in report["epochs"])
                 cpu = sorted(e["cpu"] for e in report["epochs"])
                 row = {
+                    "model": args.model,
                     "mode": mode,
                     "sessions": n,
                     "rois": n * args.rois,
@@ -255,13 +281,15 @@ def main(argv: list[str] | None = None) -> int:
                     "load_s": round(report["load_s"], 2),
                     "epoch_s": round(seconds[len(seconds) // 2], 2),
                     "epoch_cpu_s": round(cpu[len(cpu) // 2], 2),
+                    "fit_cpu_s": round(report["fit_cpu"], 2),
                     "val_loss": round(report["epochs"][-1]["val_loss"], 3),
                     "load_average": round(os.getloadavg()[0], 1),
                 }
                 results.append(row)
                 print(
                     f"{mode:7s} {n:8d} {row['rois']:5d} {row['peak_mib']:10.0f} "
-                    f"{row['load_s']:7.2f} {row['epoch_s']:8.2f} {row['epoch_cpu_s']:12.2f}  "
+                    f"{row['load_s']:7.2f} {row['epoch_s']:8.2f} {row['epoch_cpu_s']:12.2f} "
+                    f"{row['fit_cpu_s']:10.2f}  "
                     f"{row['val_loss']:.3f}",
                     flush=True,
                 )

@@ -254,8 +254,9 @@ def test_fit_defaults_are_the_estimators():
 def test_fit_default_model_end_to_end(tmp_path, capsys):
     """The crop-feature VAE through the command line: fit, apply, results read back, and
     the options of the other model refused in one line."""
+    from napari_calcium_avae import pipeline
     from napari_calcium_avae.model import CropFeatureVAE, load_model
-    from napari_calcium_avae.nwb import read_results
+    from napari_calcium_avae.nwb import read_results, read_traces
 
     data = tmp_path / "data"
     common = ["--types", "RS", "IB", "--cultures-per-type", "1", "--neurons", "8"]
@@ -276,6 +277,15 @@ def test_fit_default_model_end_to_end(tmp_path, capsys):
     assert "--timing-channels is an option of --model avae" in capsys.readouterr().err
     assert main(["fit", str(data), "-o", str(tmp_path / "y.pt"), "--resume"]) == 2
     assert "--resume is for --model avae" in capsys.readouterr().err
+    streamed = tmp_path / "streamed.pt"
+    args = ["fit", str(data), "-o", str(streamed), "--epochs", "5", "--crop-s", "5", "--stream"]
+    assert main(args) == 0
+    assert "streamed" in capsys.readouterr().err
+    X = pipeline.training_matrix([read_traces(p) for p in sorted(data.rglob("*.nwb"))])
+    # the same crops of the same traces: the same model
+    assert np.allclose(load_model(streamed).transform(X), fitted.transform(X), atol=1e-5)
+    assert main([*args[:3], str(tmp_path / "z.pt"), *args[4:], "--workers", "2"]) == 2
+    assert "--workers and --shuffle-buffer are for --model avae" in capsys.readouterr().err
 
 
 def test_apply_of_a_collapsed_model_says_so_one_line_each(tmp_path, capsys, tiny_sessions):

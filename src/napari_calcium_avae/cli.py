@@ -251,12 +251,16 @@ def cmd_fit(args: argparse.Namespace) -> None:
     model = _model_from_args(args)
     resumable = hasattr(model, "set_checkpoint")  # the AVAE's training loop
     if not resumable:
-        for flag, given in (("--resume", args.resume), ("--stream", args.stream)):
-            if given:
-                raise CalciumAvaeError(
-                    f"{flag} is for --model avae; the crop-feature VAE reads each trace "
-                    "once for its features and trains in seconds to minutes"
-                )
+        if args.resume:
+            raise CalciumAvaeError(
+                "--resume is for --model avae; the crop-feature VAE reads each trace once "
+                "for its features and trains in seconds to minutes"
+            )
+        if args.workers is not None or args.shuffle_buffer is not None:
+            raise CalciumAvaeError(
+                "--workers and --shuffle-buffer are for --model avae; the crop-feature VAE "
+                "streams each file once, in order, for its features"
+            )
     elif args.checkpoint_every:
         model.set_checkpoint(state, every=args.checkpoint_every, resume=args.resume)
     with distributed.process_group(resolve_device(model.device)) as group:
@@ -1239,8 +1243,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--stream",
         action="store_true",
-        help="read the traces from the files while training, a block of ROIs at a time "
-        "(memory bounded whatever the number of files; docs/scaling.md)",
+        help="read the traces from the files a block of ROIs at a time, memory bounded "
+        "whatever the number of files: the AVAE every epoch, the crop-feature VAE once for "
+        "its features (docs/scaling.md)",
     )
     p.add_argument(
         "--workers", type=int, metavar="N", help="with --stream: DataLoader worker processes"

@@ -27,7 +27,7 @@ from .analysis.embedding import resolve_embedding
 from .checks import usable_rows
 from .errors import CalciumAvaeError, CalciumAvaeWarning
 from .results import Results
-from .traces import Traces
+from .traces import Traces, rate_from_timestamps
 
 MIN_FRAMES = 16
 """Shortest trace we model: below this neither architecture has anything to learn from."""
@@ -90,31 +90,29 @@ def fit_iter(
     from .model import CropFeatureVAE
     from .model.streaming import NWBTraceDataset
 
-    if isinstance(traces_list, NWBTraceDataset):
-        if isinstance(model, CropFeatureVAE):
-            raise CalciumAvaeError(
-                "streaming is for the paper's AVAE (--model avae); the crop-feature VAE "
-                "reads each trace once for its features"
-            )
-        yield from model.fit_iter(traces_list, stop=stop)
-        return
-    X, sessions = _training_rows(traces_list)
+    streamed = isinstance(traces_list, NWBTraceDataset)
     if isinstance(model, CropFeatureVAE):
         # its features are in seconds: it learns at the recordings' one frame rate, and
         # its decoder may be told which recording each trace came from
         if model.frame_rate is None:
-            model.set_params(frame_rate=shared_frame_rate(traces_list))
+            rates = traces_list.frame_rates() if streamed else map(frame_rate, traces_list)
+            model.set_params(frame_rate=shared_frame_rate(list(rates)))
+        if streamed:
+            yield from model.fit_iter(traces_list, stop=stop)
+            return
+        X, sessions = _training_rows(traces_list)
         yield from model.fit_iter(X, stop=stop, sessions=sessions)
         return
-    yield from model.fit_iter(X, stop=stop)
+    yield from model.fit_iter(
+        traces_list if streamed else _training_rows(traces_list)[0], stop=stop
+    )
 
 
-def shared_frame_rate(traces_list: Sequence[Traces]) -> float:
+def shared_frame_rate(rates: Sequence[float]) -> float:
     """The frame rate all recordings share (within the crop-feature VAE's tolerance); an
     error naming two that differ."""
     from .model.crop_vae import FRAME_RATE_TOLERANCE
 
-    rates = [frame_rate(t) for t in traces_list]
     low, high = min(rates), max(rates)
     if high > low * (1 + FRAME_RATE_TOLERANCE):
         raise CalciumAvaeError(
@@ -363,16 +361,13 @@ def apply(
 
 def frame_rate(traces: Traces) -> float:
     """The recording's frame rate; from the median frame interval when it has timestamps."""
-    if traces.rate:
-        return float(traces.rate)
-    steps = np.diff(np.asarray(traces.timestamps if traces.timestamps is not None else []))
-    steps = steps[np.isfinite(steps) & (steps > 0)]
-    if not len(steps):
+    rate = traces.rate or rate_from_timestamps(traces.timestamps)
+    if not rate:
         raise CalciumAvaeError(
             "the recording has neither a frame rate nor increasing timestamps, so spike "
             "inference cannot tell time"
         )
-    return float(1.0 / np.median(steps))
+    return float(rate)
 
 
 AUTO_BLOCKS = 100

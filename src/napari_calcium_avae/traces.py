@@ -12,6 +12,13 @@ import pandas as pd
 from .errors import CalciumAvaeError
 
 
+def rate_from_timestamps(timestamps: np.ndarray | None) -> float | None:
+    """Frames per second from the median positive frame interval; None when there is none."""
+    steps = np.diff(np.asarray(timestamps if timestamps is not None else [], dtype=float))
+    steps = steps[np.isfinite(steps) & (steps > 0)]
+    return float(1.0 / np.median(steps)) if len(steps) else None
+
+
 @dataclass
 class Traces:
     """Fluorescence traces of one recording, ROIs x frames.

@@ -3,6 +3,7 @@ across files, split by ROI hash, through DataLoader workers; a streamed fit lear
 the in-memory one does and resumes to the same weights."""
 
 import itertools
+import json
 import warnings
 
 import numpy as np
@@ -133,6 +134,23 @@ def test_streamed_fit_learns_like_the_in_memory_fit(files):
     assert streamed.n_features_in_ == N_FRAMES and streamed.transform(X).shape == (len(X), 2)
 
 
+def test_crop_feature_vae_streams_to_the_in_memory_model(files):
+    """Block by block, the crop features are the in-memory ones (the same draws), so
+    the fitted models agree; the session of each trace is its file."""
+    from napari_calcium_avae import pipeline
+    from napari_calcium_avae.model import CropFeatureVAE
+
+    settings = dict(crop_s=1.5, n_crops=4, max_epochs=3, hidden_size=8, latent_size=2)
+    streamed = CropFeatureVAE(condition_on_session=True, **settings)
+    list(pipeline.fit_iter(streamed, NWBTraceDataset(files, chunk_rois=4)))
+    X = np.concatenate([_tagged(i) for i in range(N_FILES)])
+    sessions = np.repeat(np.arange(N_FILES), N_ROIS)
+    in_memory = CropFeatureVAE(frame_rate=30.0, condition_on_session=True, **settings)
+    in_memory.fit(X, sessions=sessions)
+    assert streamed.frame_rate == 30.0 and len(streamed.sessions_) == N_FILES
+    assert np.allclose(streamed.transform(X), in_memory.transform(X), atol=1e-5)
+
+
 def test_streamed_fit_resumes_to_the_same_weights(files, tmp_path):
     def run(epochs, **checkpoint):
         model = AVAE(**SMALL, max_epochs=epochs, patience=50)
@@ -253,3 +271,13 @@ def test_a_file_gone_during_training_is_one_line(files, tmp_path, workers):
     with pytest.raises(CalciumAvaeError) as caught:
         AVAE(**SMALL, max_epochs=2).fit(data)
     assert str(caught.value) == f"no such file: {tmp_path / files[1].name}"
+
+
+def test_benchmark_measures_a_streamed_crop_feature_fit(bench, tmp_path):
+    out = tmp_path / "run.json"
+    args = ["--model", "crop", "--sessions", "2", "--rois", "8", "--frames", "1200"]
+    args += ["--epochs", "1", "--mode", "stream", "--data", str(tmp_path), "--json", str(out)]
+    assert bench.main(args) == 0
+    (row,) = json.loads(out.read_text())["results"]
+    assert row["model"] == "crop" and row["rois"] == 16 and row["peak_mib"] > 0
+    assert row["fit_cpu_s"] >= row["epoch_cpu_s"] > 0

@@ -38,6 +38,7 @@ from .checkpoint import _load_payload, _save_payload
 from .crop_features import features_of_crops
 from .device import resolve_device
 from .estimator import _check_traces
+from .streaming import NWBTraceDataset
 from .training import EpochReport
 
 FORMAT = "napari-calcium-avae/CropFeatureVAE"
@@ -197,25 +198,26 @@ class CropFeatureVAE(TransformerMixin, BaseEstimator):
         self, X: Any, stop: threading.Event | None = None, sessions: Any = None
     ) -> Iterator[EpochReport]:
         """Train, yielding one report per epoch; ``stop`` ends training after the epoch
-        in progress, and the best epoch's weights are kept whenever training ends."""
+        in progress, and the best epoch's weights are kept whenever training ends.
+
+        ``X`` may be a :class:`~.streaming.NWBTraceDataset`: each block of traces is read
+        once for its crop features and dropped, so memory holds the features of all
+        neurons and one block of traces, whatever the number of files."""
         self._check_params()
-        X = _check_traces(X, per_trace=False)  # the AVAE's check; no float64 copy
-        n, n_frames = X.shape
-        if n < 4:
-            raise CalciumAvaeError(f"only {n} trace(s) to train on; at least 4 are needed")
-        if self.crop_s == "auto":
-            seconds = max(AUTO_CROP_S, AUTO_CROP_SHARE * n_frames / float(self.frame_rate))
-        else:
-            seconds = float(self.crop_s)
-        crop_frames = int(min(n_frames, round(seconds * float(self.frame_rate))))
-        if crop_frames < MIN_CROP_FRAMES:
-            raise CalciumAvaeError(
-                f"crops of {crop_frames} frames are too short (at least {MIN_CROP_FRAMES}); "
-                "use longer recordings or a longer crop_s"
-            )
         rng = np.random.default_rng(self.random_state)
         torch.manual_seed(0 if self.random_state is None else self.random_state)
-        F = features_of_crops(X, float(self.frame_rate), crop_frames, self.n_crops, rng)
+        if isinstance(X, NWBTraceDataset):
+            n_frames = X.n_frames
+            crop_frames = self._crop_frames(n_frames)
+            F, sessions = self._streamed_features(X, crop_frames, rng)
+        else:
+            X = _check_traces(X, per_trace=False)  # the AVAE's check; no float64 copy
+            n_frames = X.shape[1]
+            crop_frames = self._crop_frames(n_frames)
+            F = features_of_crops(X, float(self.frame_rate), crop_frames, self.n_crops, rng)
+        n = len(F)
+        if n < 4:
+            raise CalciumAvaeError(f"only {n} trace(s) to train on; at least 4 are needed")
         flat = F.reshape(-1, F.shape[-1])
         mean, scale = flat.mean(axis=0), flat.std(axis=0) + 1e-6
         feats = torch.from_numpy(((F - mean) / scale).astype(np.float32))
@@ -303,6 +305,35 @@ class CropFeatureVAE(TransformerMixin, BaseEstimator):
             if best_state is not None:
                 module.load_state_dict(best_state)
             module.eval()
+
+    def _crop_frames(self, n_frames: int) -> int:
+        if self.crop_s == "auto":
+            seconds = max(AUTO_CROP_S, AUTO_CROP_SHARE * n_frames / float(self.frame_rate))
+        else:
+            seconds = float(self.crop_s)
+        crop_frames = int(min(n_frames, round(seconds * float(self.frame_rate))))
+        if crop_frames < MIN_CROP_FRAMES:
+            raise CalciumAvaeError(
+                f"crops of {crop_frames} frames are too short (at least {MIN_CROP_FRAMES}); "
+                "use longer recordings or a longer crop_s"
+            )
+        return crop_frames
+
+    def _streamed_features(
+        self, dataset: NWBTraceDataset, crop_frames: int, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Crop features and session index of every usable trace, read one block at a
+        time: the traces are never all in memory, only their features (``n_crops`` x
+        about 40 numbers per neuron). The same draws as in memory, so a streamed fit
+        equals an in-memory one on the same traces."""
+        parts, sessions = [], []
+        for session, block in dataset.configure(split="all").blocks():
+            rate = float(self.frame_rate)
+            parts.append(features_of_crops(block, rate, crop_frames, self.n_crops, rng))
+            sessions.append(np.full(len(block), session))
+        if not parts:
+            raise CalciumAvaeError("no usable traces to train on (all NaN or flat)")
+        return np.concatenate(parts), np.concatenate(sessions)
 
     # -- inference --------------------------------------------------------------------
     def crop_posteriors(self, X: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -37,6 +37,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from ..errors import CalciumAvaeError, CalciumAvaeWarning
+from ..traces import rate_from_timestamps
 
 SPLITS = ("all", "train", "validation")
 MISMATCHED = ("error", "skip")
@@ -60,22 +61,28 @@ class Session:
     """ROIs per storage chunk (0: contiguous), so blocks are read whole."""
     size: int | None
     """Bytes on disk (None for a URL): part of the data's identity for --resume."""
+    rate: float | None = None
+    """Frames per second, where the series says."""
 
 
 def _scan(source: str | Path, series: str | None) -> Session:
     from ..nwb.common import as_source, open_nwb
-    from ..nwb.read import _choose_series, _walk
+    from ..nwb.read import _choose_series, _rate, _walk
 
     path = as_source(source)
     with open_nwb(path) as f:
         chosen = _choose_series(path, _walk(f), series)
+        group = f[chosen]
+        rate = _rate(group) or (
+            rate_from_timestamps(group["timestamps"][()]) if "timestamps" in group else None
+        )
         data = f[chosen]["data"]
         shape = data.shape
         n_rois = int(shape[1]) if len(shape) > 1 else 1
         block = int(data.chunks[1]) if data.chunks is not None and len(shape) > 1 else 0
     size = os.path.getsize(path) if isinstance(path, Path) else None
     name = path.name if isinstance(path, Path) else str(path).rstrip("/").rsplit("/", 1)[-1]
-    return Session(str(path), name, chosen, n_rois, int(shape[0]), block, size)
+    return Session(str(path), name, chosen, n_rois, int(shape[0]), block, size, rate)
 
 
 def _mix(values: np.ndarray) -> np.ndarray:
@@ -304,9 +311,32 @@ class NWBTraceDataset(IterableDataset):
             width = -(-width // session.block_rois) * session.block_rois
         return [(a, min(a + width, session.n_rois)) for a in range(0, session.n_rois, width)]
 
+    def frame_rates(self) -> list[float]:
+        """Each session's frame rate; an error naming the first that has none."""
+        for s in self.sessions:
+            if not s.rate:
+                raise CalciumAvaeError(
+                    f"{s.source} ({s.series}) has neither a frame rate nor increasing timestamps"
+                )
+        return [float(s.rate) for s in self.sessions]
+
+    def blocks(self) -> Iterator[tuple[int, np.ndarray]]:
+        """(session index, kept traces) of every block of this view, in file order: one
+        pass for consumers that reduce each trace at once (the crop-feature VAE's
+        features), holding one block at a time."""
+        index = {id(s): i for i, s in enumerate(self.sessions)}
+        for session, block in self._kept_blocks(np.random.default_rng(0)):
+            if len(block):
+                yield index[id(session)], block
+
     def _traces(self, rng: np.random.Generator) -> Iterator[np.ndarray]:
-        """Blocks' kept traces, ``files_open`` files at a time, blocks in random order
-        (in file order when not shuffling)."""
+        """Blocks' kept traces one by one (see ``_kept_blocks``)."""
+        for _, block in self._kept_blocks(rng):
+            yield from block
+
+    def _kept_blocks(self, rng: np.random.Generator) -> Iterator[tuple[Session, np.ndarray]]:
+        """(session, kept traces) per block, ``files_open`` files at a time, blocks in
+        random order (in file order when not shuffling)."""
         from ..nwb.common import open_nwb
 
         sessions = self._shares()
@@ -337,7 +367,7 @@ class NWBTraceDataset(IterableDataset):
                     block = block[keep]
                     if self.transform is not None and len(block):
                         block = self.transform(block)
-                    yield from block
+                    yield session, block
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         info = get_worker_info()
