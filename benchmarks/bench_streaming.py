@@ -3,11 +3,12 @@
 Issue 18's target is a fit on 200 sessions x 500 ROIs x 15,000 frames within 4 GB of
 peak memory, whatever the number of sessions, at a cost growing linearly with the data.
 This script writes synthetic sessions as NWB files (calcium-like traces, chunked as
-neuroconv writes them: 2,000 frames x 64 ROIs), then fits the default AVAE on the first
-N of them for each N (``--model avae``, or the crop-feature VAE with ``--model crop``,
-which reads each trace once for its features and then trains on them), each fit in a
-fresh Python process that reports its own peak RSS
-(``resource.getrusage``: itself and, with DataLoader workers, its children) and the wall
+neuroconv writes them: 2,000 frames x 64 ROIs), then fits a model on the first N of them
+for each N (``--model avae``, the paper's AVAE with the timing path, or ``--model crop``,
+the crop-feature VAE, which reads each trace once for its features and then trains on
+them; with ``--apply``, runs ``calcium-avae apply`` of a briefly trained one instead),
+each in a fresh Python process that reports its own peak RSS
+(its own high-water mark, VmHWM, and, with DataLoader workers, its children's) and the wall
 and CPU time of each epoch (CPU time, which other processes on a shared machine disturb
 less, is what the figure shows). ``--mode stream`` reads through ``NWBTraceDataset``;
 ``--mode memory`` reads every session into memory first, as ``calcium-avae fit`` does
@@ -105,6 +106,9 @@ def _child(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(1)
     files = [Path(p) for p in args.files]
+    if args.apply_model:
+        _child_apply(args, files)
+        return
     kind = AVAE if args.model == "avae" else CropFeatureVAE
     model = kind(max_epochs=args.epochs, patience=args.epochs, device="cpu", random_state=0)
     start = time.perf_counter()
@@ -124,7 +128,7 @@ def _child(args: argparse.Namespace) -> None:
         now, cpu_now = time.perf_counter(), time.process_time()
         epochs.append({"seconds": now - tick, "cpu": cpu_now - cpu, "val_loss": report.val_loss})
         tick, cpu = now, cpu_now
-    me = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    me = _own_peak_mib()
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     fit_cpu = time.process_time() - first_cpu
     print(
@@ -138,6 +142,53 @@ def _child(args: argparse.Namespace) -> None:
             }
         )
     )
+
+
+def _child_apply(args: argparse.Namespace, files: list[Path]) -> None:
+    """``calcium-avae apply`` of the files in this process (``--stream`` in stream mode),
+    reported in the fit's format: one "epoch", the whole apply."""
+    from napari_calcium_avae.cli import main as cli
+
+    stream = ["--stream"] if args.mode == "stream" else []
+    with tempfile.TemporaryDirectory() as out:
+        tick, cpu = time.perf_counter(), time.process_time()
+        command = ["apply", args.apply_model, *map(str, files), "-o", out, *stream]
+        code = cli([*command, "--embedding", "pca"])  # t-SNE's cost is not the point here
+        seconds, cpu = time.perf_counter() - tick, time.process_time() - cpu
+    if code != 0:
+        raise SystemExit(f"apply exited with {code}")
+    epochs = [{"seconds": seconds, "cpu": cpu, "val_loss": float("nan")}]
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    report = {"load_s": 0.0, "epochs": epochs, "fit_cpu": cpu, "peak_mib": _own_peak_mib()}
+    print(json.dumps({**report, "workers_mib": kids}))
+
+
+def apply_model(folder: Path, kind: str, first: Path) -> Path:
+    """A model to apply, trained briefly on the first session (kept for reruns)."""
+    from napari_calcium_avae.model import AVAE, CropFeatureVAE
+    from napari_calcium_avae.nwb import read_traces
+
+    path = folder / f"apply_model_{kind}.pt"
+    if not path.exists():
+        traces = read_traces(first)
+        if kind == "avae":
+            model = AVAE(max_epochs=1, device="cpu", random_state=0)
+        else:
+            model = CropFeatureVAE(frame_rate=traces.rate, max_epochs=5, device="cpu")
+        model.fit(traces.data).save(path)
+    return path
+
+
+def _own_peak_mib() -> float:
+    """This process's peak resident memory, MiB. On Linux the high-water mark of its own
+    address space (VmHWM): ``getrusage``'s ru_maxrss survives exec, so a fit started by
+    a parent that once held more (writing the sessions) would report the parent's peak."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _tree_pss_mib(pid: int) -> float:
@@ -157,11 +208,14 @@ def _tree_pss_mib(pid: int) -> float:
     return total / 1024
 
 
-def run_fit(mode: str, files: list[Path], epochs: int, workers: int, model: str) -> dict:
-    """One fit in a fresh interpreter (one OpenMP thread); its own report, plus the peak
-    PSS of its process tree sampled every 0.2 s (Linux; None elsewhere)."""
+def run_fit(
+    mode: str, files: list[Path], epochs: int, workers: int, model: str, applied: Path | None
+) -> dict:
+    """One fit (or, with ``applied``, an apply of that model) in a fresh interpreter (one
+    OpenMP thread); its own report, plus the peak PSS of its process tree sampled every
+    0.2 s (Linux; None elsewhere)."""
     command = [sys.executable, __file__, "--child", "--mode", mode, "--epochs", str(epochs)]
-    command += ["--model", model]
+    command += ["--model", model, *(["--apply-model", str(applied)] if applied else [])]
     command += ["--workers", str(workers), "--files", *map(str, files)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     start = time.perf_counter()
@@ -201,12 +255,14 @@ def plot(results: list[dict], path: Path, title: str) -> None:
         n = [r["sessions"] for r in rows]
         label = "streamed (NWBTraceDataset)" if mode == "stream" else "in memory"
         ax_mem.plot(n, [r["peak_mib"] for r in rows], style, label=label)
-        per_fit = rows[0].get("model") == "crop"
+        per_fit = rows[0].get("model") == "crop" or rows[0].get("task") == "apply"
         cost = [r["fit_cpu_s"] if per_fit else r["epoch_cpu_s"] for r in rows]
         ax_time.plot(n, cost, style, label=label)
     ax_mem.set(xlabel="sessions", ylabel="peak RSS (MiB)", title="peak memory")
     ax_mem.set_ylim(bottom=0)
-    what = "fit" if results and results[0].get("model") == "crop" else "epoch"
+    first = results[0] if results else {}
+    what = first.get("task", "fit") if first.get("model") == "crop" else "epoch"
+    what = "apply" if first.get("task") == "apply" else what
     ax_time.set(xlabel="sessions", ylabel=f"CPU s per {what}", title=f"cost per {what}")
     ax_time.set_ylim(bottom=0)
     for ax in (ax_mem, ax_time):
@@ -236,6 +292,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--replot", type=Path, nargs="+", help="only draw --plot from these --json files"
     )
+    parser.add_argument(
+        "--apply",
+        action="store_true",
+        help="measure calcium-avae apply (in memory, and --stream) instead of fit",
+    )
+    parser.add_argument("--apply-model", help=argparse.SUPPRESS)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--files", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -255,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         folder = args.data or Path(tmp) / f"sessions_{args.rois}x{args.frames}"
         files = write_sessions(folder, max(args.sessions), args.rois, args.frames)
         modes = ("stream", "memory") if args.mode == "both" else (args.mode,)
+        applied = apply_model(folder, args.model, files[0]) if args.apply else None
         results = []
         print(
             "mode    sessions  ROIs   peak MiB  load s  s/epoch  CPU s/epoch  CPU s/fit  val loss"
@@ -263,10 +326,11 @@ def main(argv: list[str] | None = None) -> int:
             for mode in modes:
                 if mode == "memory" and args.memory_max is not None and n > args.memory_max:
                     continue
-                report = run_fit(mode, files[:n], args.epochs, args.workers, args.model)
+                report = run_fit(mode, files[:n], args.epochs, args.workers, args.model, applied)
                 seconds = sorted(e["seconds"] for e in report["epochs"])
                 cpu = sorted(e["cpu"] for e in report["epochs"])
                 row = {
+                    "task": "apply" if args.apply else "fit",
                     "model": args.model,
                     "mode": mode,
                     "sessions": n,

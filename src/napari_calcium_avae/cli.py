@@ -14,7 +14,7 @@ import sys
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -598,10 +598,55 @@ def cmd_apply(args: argparse.Namespace) -> None:
     model = load_model(args.model, device=args.device)
     batch = _Batch(files, outputs, args.stop_on_error)
     with batch.interruptible():
-        read = list(_read_each(files, args, batch))
-        if read:
-            _apply_read(args, model, read, batch, outputs, eps, min_cluster_size)
+        if args.stream:
+            _apply_streamed(args, model, files, batch, outputs, eps, min_cluster_size)
+        else:
+            read = list(_read_each(files, args, batch))
+            if read:
+                _apply_read(args, model, read, batch, outputs, eps, min_cluster_size)
     batch.finish()
+
+
+def _apply_streamed(args, model, files, batch, outputs, eps, min_cluster_size) -> None:
+    """Two passes holding one recording at a time: the latents of every input, clustered
+    and embedded jointly; then each input read again, denoised, and written with its
+    share of the joint clustering (an output --resume finds complete is not recomputed)."""
+    from . import pipeline
+    from .nwb import read_traces
+
+    _step(f"encoding the latents of {len(files)} input(s), one at a time")
+    joint: dict[int, Any] = {}
+    for i, traces in _read_each(files, args, batch):
+        try:
+            joint[i] = pipeline.encode_latents(model, traces)
+        except CalciumAvaeError as err:
+            batch.failed(i, str(err))
+    if not joint:
+        return
+    _step(f"clustering the latents of {len(joint)} recording(s) ({args.cluster_method.upper()})")
+    pipeline.cluster(
+        list(joint.values()),
+        method=args.cluster_method,
+        eps=eps,
+        min_samples=args.min_samples,
+        min_cluster_size=min_cluster_size,
+    )
+    embedding = None if args.embedding == "none" else args.embedding
+    pipeline.embed(list(joint.values()), embedding)
+    _clean_folders({outputs[i].parent for i in joint if outputs[i].parent.is_dir()})
+    for i, latents in joint.items():
+        try:
+            traces = read_traces(files[i], series=args.series)
+            why = _check_existing(args, outputs[i], traces, result=latents)
+            if why is not None:
+                batch.skipped(i, why)
+                continue
+            _step(f"denoising {files[i]} ({traces.n_rois:,} ROIs)")
+            (result,) = pipeline.encode(model, [traces])
+            pipeline.adopt_joint(result, latents)
+            _write_one(args, traces, result, outputs[i], batch, i)
+        except CalciumAvaeError as err:
+            batch.failed(i, str(err))
 
 
 def _apply_read(args, model, read, batch, outputs, eps, min_cluster_size) -> None:
@@ -1295,6 +1340,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=[*EMBEDDINGS, "none"],
         default="auto",
         help=f"2-D view of the latents; auto is t-SNE up to {TSNE_MAX_POINTS:,} ROIs, else PCA",
+    )
+    p.add_argument(
+        "--stream",
+        action="store_true",
+        help="hold one recording at a time: read each input twice, once for the latents "
+        "that are clustered jointly, then for the denoising and spikes it writes "
+        "(memory bounded whatever the number of inputs; docs/scaling.md)",
     )
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_apply)

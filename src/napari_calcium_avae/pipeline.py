@@ -209,6 +209,34 @@ def encode(model: TraceModel, traces_list: Sequence[Traces]) -> list[Results]:
     return out
 
 
+def encode_latents(model: TraceModel, traces: Traces) -> Results:
+    """The latents alone (no denoising, no diagnostics): the first pass of an apply that
+    holds one recording at a time. Its latents are the ones ``encode`` gives, so the
+    joint clustering of them carries over to the full results (``adopt_joint``)."""
+    check_rate = getattr(model, "check_rate", None)
+    if check_rate is not None:
+        check_rate(frame_rate(traces))
+    with warnings.catch_warnings():  # the second pass, ``encode``, says them
+        warnings.simplefilter("ignore", CalciumAvaeWarning)
+        ok = _usable(traces)
+    z = model.transform(traces.data if ok.all() else traces.data[ok])
+    return Results(latents=_on_all_rois(np.asarray(z, np.float32), ok))
+
+
+def adopt_joint(results: Results, joint: Results) -> None:
+    """Give ``results`` the joint clustering and embedding that ``cluster`` and ``embed``
+    put into ``joint`` (made by ``encode_latents`` from the same recording)."""
+    if not np.array_equal(results.latents, joint.latents, equal_nan=True):
+        raise RuntimeError("the two passes over a recording gave different latents")
+    for name in ("labels", "probabilities", "outlier_scores", "embedding"):
+        setattr(results, name, getattr(joint, name))
+    for stale in _CLUSTER_FACTS:
+        results.provenance.pop(stale, None)
+    for key in (*_CLUSTER_FACTS, "clustered_with", "embedding"):
+        if key in joint.provenance:
+            results.provenance[key] = joint.provenance[key]
+
+
 def _on_all_rois(values: np.ndarray, ok: np.ndarray) -> np.ndarray:
     """Values of the usable ROIs placed on all of them, NaN for the others."""
     values = np.asarray(values)

@@ -108,6 +108,35 @@ def test_apply_resumes_to_the_outputs_of_an_uninterrupted_run(data, tmp_path, ca
     _assert_same_outputs(out, reference)
 
 
+def test_streamed_apply_writes_what_the_in_memory_apply_writes(data, tmp_path, capsys):
+    """apply --stream holds one recording at a time and reads each twice; its outputs are
+    the in-memory run's, a broken input fails alone, and --resume skips complete ones."""
+    from napari_calcium_avae.model import CropFeatureVAE
+
+    recordings = [read_traces(p).data for p in sorted(data.iterdir())]
+    model = CropFeatureVAE(frame_rate=20.0, crop_s=3.0, n_crops=4, max_epochs=3, hidden_size=8)
+    checkpoint = model.fit(np.concatenate(recordings)).save(tmp_path / "model.pt")
+    args = ["apply", str(checkpoint), str(data), "--embedding", "pca"]
+    reference, out = tmp_path / "reference", tmp_path / "out"
+    assert main([*args, "-o", str(reference)]) == 0
+    broken = data / "a_broken.nwb"  # sorted first
+    broken.write_bytes(b"\x89HDF\r\n\x1a\n and then nothing")
+    capsys.readouterr()
+    assert main([*args, "-o", str(out), "--stream"]) == 2
+    assert "4 inputs: 3 done, 1 failed" in capsys.readouterr().out
+    _assert_same_outputs(out, reference)
+    for name in (p.name for p in reference.iterdir()):
+        a, b = read_results(out / name), read_results(reference / name)
+        np.testing.assert_array_equal(a.reconstruction, b.reconstruction)
+        np.testing.assert_array_equal(a.embedding, b.embedding)
+    broken.unlink()
+    first = sorted(out.iterdir())[0]
+    first.unlink()
+    assert main([*args, "-o", str(out), "--stream", "--resume"]) == 0
+    assert "3 inputs: 1 done, 2 skipped" in capsys.readouterr().out
+    _assert_same_outputs(out, reference)
+
+
 def test_a_failed_input_is_reported_and_the_others_go_on(data, tmp_path, capsys):
     broken = data / "a_broken.nwb"  # sorted first
     broken.write_bytes(b"\x89HDF\r\n\x1a\n and then nothing")
