@@ -311,6 +311,192 @@ def test_kinetics_gradient_equals_the_mixture_gradient(classify, monkeypatch):
         np.testing.assert_allclose(a.numpy(), p.grad.numpy(), rtol=1e-4, atol=1e-7)
 
 
+def _spiking_model(on, off, noise, rates_range, seed=0, n=20, t=300, k=3):
+    """A CalciumHMM's observation model at known parameters (gain 1, AR(1) 0.8), traces
+    simulated with it (two groups firing ``on`` and ``off`` spikes per frame in turn) with
+    NaN frames (single and in runs), and random state rates in ``rates_range``."""
+    rng = np.random.default_rng(seed)
+    half = (np.arange(t) // 50) % 2
+    lam = np.where((np.arange(n) < n // 2)[:, None] == half[None].astype(bool), on, off)
+    spikes = rng.poisson(lam)
+    c = np.zeros((n, t))
+    for i in range(t):
+        c[:, i] = (0.8 * c[:, i - 1] if i else 0) + spikes[:, i] + rng.normal(0, noise, n)
+    c[2, 17] = c[5, 100:104] = c[7, -1] = np.nan
+    model = CalciumHMM(n_states=k, device="cpu")
+    prm = {
+        "offset": np.zeros(n),
+        "scale": np.ones(n),
+        "roots": np.full((n, 1), 0.8),
+        "gain": np.ones(n),
+        "noise": np.full(n, noise),
+        "baseline": np.zeros((n, 1)),
+    }
+    obs = model._observation(prm)
+    z = model._standardise(c, prm, obs)
+    low, high = rates_range
+    log_rates = torch.log(torch.as_tensor(rng.uniform(low, high, (k, n)), dtype=z.dtype))
+    gamma = torch.softmax(torch.as_tensor(rng.normal(0, 2, (t, k))), 1)
+    return model, obs, z, log_rates, gamma
+
+
+def _direct_float64(obs, z, log_rates, gamma):
+    """log emissions, the M-step's (num, den) and the AR(1) moments' sums, in float64
+    from the count mixture itself (``mixture_log_terms``), state by state."""
+    from napari_calcium_avae.model.calcium import choose_max_count, mixture_log_terms
+
+    with torch.no_grad():
+        resid, _, valid = obs._residuals(z)
+        resid, gain, sd = resid.double(), obs.gain.double(), obs.noise_sd.double()
+    rates = torch.exp(log_rates).double()
+    r = choose_max_count(torch.exp(log_rates))
+    j = torch.arange(r + 1, dtype=torch.float64)
+    g = gamma[1:].double()
+    k, n = rates.shape
+    log_b = torch.zeros(z.shape[1], k, dtype=torch.float64)
+    num, den = torch.zeros(k, n, dtype=torch.float64), torch.zeros(k, n, dtype=torch.float64)
+    e1, e2 = torch.zeros_like(resid), torch.zeros_like(resid)
+    for s in range(k):
+        mix = mixture_log_terms(resid, rates[s][:, None].expand_as(resid), gain, sd, r)
+        log_b[1:, s] = torch.where(valid, torch.logsumexp(mix, -1), 0.0).sum(0)
+        post = torch.softmax(mix, -1)
+        m1 = torch.where(valid, (post * j).sum(-1), 0.0)
+        m2 = torch.where(valid, (post * j**2).sum(-1), 0.0)
+        num[s], den[s] = (m1 * g[:, s]).sum(1), (valid * g[:, s]).sum(1)
+        e1 += g[:, s] * m1
+        e2 += g[:, s] * m2
+    y = torch.where(torch.isfinite(z), z, 0.0).double()
+    sums = torch.stack([e1.sum(1), e2.sum(1), (y[:, :-1] * e1).sum(1), (y[:, 1:] * e1).sum(1)])
+    return log_b, num, den, sums
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        # the benchmark's regime: most pairs quiet, many of them close to the series' limit
+        {
+            "on": 0.2,
+            "off": 0.01,
+            "noise": 0.27,
+            "rates_range": (0.01, 0.3),
+            "active": (0.02, 0.3),
+            "rtol": 1e-6,
+        },
+        # frequent spikes and high rates: most pairs take the exact path
+        {
+            "on": 2.0,
+            "off": 0.5,
+            "noise": 0.2,
+            "rates_range": (0.3, 3.0),
+            "active": (0.5, 1.0),
+            "rtol": 1e-5,
+        },
+    ],
+    ids=["mostly-quiet", "mostly-active"],
+)
+def test_fast_pass_equals_the_direct_mixture(case):
+    """The E-step's emissions and the M-step's sums (series for quiet pairs, the exact
+    mixture for the others) equal the direct float64 computation, NaN frames included."""
+    from napari_calcium_avae.model.calcium import choose_max_count
+    from napari_calcium_avae.population import hmm
+
+    model, obs, z, log_rates, gamma = _spiking_model(
+        case["on"], case["off"], case["noise"], case["rates_range"]
+    )
+    with torch.no_grad():  # the split is what the case says it is
+        resid, _, valid = obs._residuals(z)
+        rates = torch.exp(log_rates)
+        series = hmm._QuietSeries(
+            obs.gain, obs.noise_sd, rates, choose_max_count(rates), 8, hmm._SERIES_TOL
+        )
+        u = resid * (obs.gain / obs.noise_sd**2)[:, None]
+        pw, active = series.split(u.clone(), valid, torch.empty(8 * u.numel()))
+    share = float(active.sum() / valid.sum())
+    assert case["active"][0] < share < case["active"][1]
+    assert float(pw[0].max()) > 0.05  # quiet pairs near the limit are in the test
+    log_b, num, den, sums = _direct_float64(obs, z, log_rates, gamma)
+    fast_log_b = model._pass(obs, z, log_rates).double()
+    # float32 sums of 20 terms per frame (the old bmm pass: 9e-6 and 1.4e-4 off at most
+    # in the two cases); a series term off would move quiet frames by > 1e-4
+    np.testing.assert_allclose(fast_log_b.numpy(), log_b.numpy(), rtol=case["rtol"], atol=2e-5)
+    fast_num, fast_den, fast_sums = model._pass(obs, z, log_rates, gamma, moments=True)
+    np.testing.assert_allclose(fast_num.numpy(), num.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(fast_den.numpy(), den.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(fast_sums.numpy(), sums.numpy(), rtol=1e-5, atol=1e-6)
+    plain_num, _ = model._pass(obs, z, log_rates, gamma)
+    np.testing.assert_array_equal(plain_num.numpy(), fast_num.numpy())
+
+
+@pytest.mark.parametrize("a", [0.3, 2.0, 7.0, 40.0])
+@pytest.mark.parametrize("r", [2, 6, 20])
+def test_quiet_series_hold_to_their_limit(a, r):
+    """The truncated series of log P(z), E[s](z) and E[s^2](z) are within _SERIES_TOL of
+    the polynomials themselves for every z up to the quiet limit, and the limit is not
+    so small that few pairs are quiet."""
+    from napari_calcium_avae.population import hmm
+
+    gain = torch.ones(1, dtype=torch.float64)
+    sd = torch.full((1,), 1 / math.sqrt(2 * a), dtype=torch.float64)
+    rates = torch.tensor([[0.5], [2.0]], dtype=torch.float64)
+    terms = hmm._SERIES_TERMS
+    series = hmm._QuietSeries(gain, sd, rates, r, terms, hmm._SERIES_TOL)
+    limit = math.exp(float(series.log_limit[0]))
+    assert limit > 0.1
+    zz = np.linspace(0, limit, 201)
+    j = np.arange(r + 1)
+    kappa = np.exp(-(j * (j - 1.0)) * a - np.array([math.lgamma(i + 1.0) for i in j]))
+    poly = zz[:, None] ** j[None] * kappa[None]  # (Z, R+1)
+    exact = [
+        np.log(poly.sum(1)),
+        (poly * j).sum(1) / poly.sum(1),
+        (poly * j**2).sum(1) / poly.sum(1),
+    ]
+    coef = hmm._series_coefficients(np.array([a]), r)[:, 0, 1 : terms + 1]  # (3, Q)
+    powers = zz[:, None] ** np.arange(1, terms + 1)[None]
+    for want, c in zip(exact, coef, strict=True):
+        assert np.abs(powers @ c - want).max() <= hmm._SERIES_TOL
+    # and the rates' factor: the coefficients at a rate below the largest are scaled
+    rhs = series.rhs.reshape(3, 2, terms, 1)  # (3, K, Q, N)
+    rho = 0.5 / 2.0
+    np.testing.assert_allclose(
+        rhs[:, 0, :, 0].numpy(), coef * rho ** np.arange(1, terms + 1), rtol=1e-12, atol=1e-300
+    )
+
+
+@pytest.mark.parametrize("ar_order", [1, 2])
+def test_window_residuals_are_the_models(ar_order):
+    """The E- and M-step's per-chunk residuals are bit for bit the observation model's,
+    with NaN and infinite samples; and the pass's chunks give the whole's result."""
+    from napari_calcium_avae.population import hmm
+
+    _, y = planted(300, k=2, group=3, seed=4)
+    y[1, 7] = np.nan
+    y[2, 50:53] = np.inf
+    y[4, -1] = -np.inf
+    model = CalciumHMM(n_states=2, ar_order=ar_order, device="cpu")
+    n = y.shape[0]
+    prm = {
+        "offset": np.zeros(n),
+        "scale": np.ones(n),
+        "roots": np.tile([0.8, 0.3][:ar_order], (n, 1)),
+        "gain": np.linspace(0.8, 1.6, n),
+        "noise": np.linspace(0.1, 0.3, n),
+        "baseline": np.linspace(-0.2, 0.3, n)[:, None],
+    }
+    obs = model._observation(prm)
+    z = model._standardise(y, prm, obs)
+    with torch.no_grad():
+        want, _, valid = obs._residuals(z)
+        for sl in (slice(0, 300), slice(40, 97)):
+            window = z[:, sl.start : sl.stop]
+            res, v, zeroed = hmm._window_residuals(obs, window)
+            np.testing.assert_array_equal(res.numpy(), want[:, sl.start : sl.stop - ar_order])
+            np.testing.assert_array_equal(v.numpy(), valid[:, sl.start : sl.stop - ar_order])
+            np.testing.assert_array_equal(
+                zeroed.numpy(), np.nan_to_num(window.numpy(), nan=0, posinf=0, neginf=0)
+            )
+
+
 def test_ar1_update_is_the_exact_m_step():
     """The AR(1) observation update: its sums are the counts' posterior moments, and the
     parameters it sets maximise the expected complete-data log-likelihood under that

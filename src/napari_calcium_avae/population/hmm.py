@@ -60,6 +60,13 @@ _OBS_FRAMES = 2000
 _REFINE_ELEMENTS = 2**23
 #: EM iterations whose M-step refines the kinetics (later ones update rates and chain).
 _OBS_ITERS = 30
+#: Powers of z in the series that give a quiet (neuron, frame)'s terms (``_QuietSeries``).
+_SERIES_TERMS = 8
+#: Most truncation error of those series per (neuron, frame, state) term.
+_SERIES_TOL = 1e-7
+#: Magnitudes below this are set to 0 in the series' products: a product of two such
+#: values would be a subnormal float, which x86 computes about 10x slower.
+_FLUSH = 1e-18
 
 
 # -- input -------------------------------------------------------------------------------
@@ -415,6 +422,18 @@ def _one_hot_chain(labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 # -- the calcium HMM ---------------------------------------------------------------------
+def _normalise_terms_(w, floor: float | None = None):
+    """exp(w - max_j w) over the last axis, in place, and the max. Terms below ``floor``
+    (default: the smallest normal float) relative to the largest are set to 0: they
+    change no sum, and x86 computes subnormals ~10x slower."""
+    import torch
+
+    top = w.amax(-1)
+    w -= top[..., None]
+    w.masked_fill_(w < math.log(floor or torch.finfo(w.dtype).tiny), -math.inf)
+    return w.exp_(), top
+
+
 def _count_mixture(res, gain, sd, r: int, log_rate=None):
     """The count mixture at rate 1, factored: (w (N, T, R+1), m (N, T)) with
     log N(res; gain j, sd^2) - log j! = m + log w_j and max_j w_j = 1.
@@ -437,14 +456,128 @@ def _count_mixture(res, gain, sd, r: int, log_rate=None):
     c = -0.5 * j[None] ** 2 * (gain**2 * inv_var)[:, None] - torch.lgamma(j + 1)[None]  # (N, R+1)
     w = u[..., None] * j
     w += c[:, None, :]
-    top = w.amax(-1)
-    w -= top[..., None]
-    # terms that would be subnormal (below the smallest normal float, relative to the
-    # largest) are set to 0: they change no sum, and x86 computes subnormals ~10x slower
-    w.masked_fill_(w < math.log(torch.finfo(w.dtype).tiny), -math.inf)
-    w.exp_()
+    w, top = _normalise_terms_(w)
     m = top - 0.5 * res**2 * inv_var[:, None] - torch.log(sd)[:, None] - 0.5 * _LOG_2PI
     return w, m
+
+
+def _poly(coef, x):
+    """sum_j coef_mj x_mk^j (M, K) for coef (M, R+1) and x (M, K), by Horner's rule."""
+    import torch
+
+    acc = coef[:, -1:].expand_as(x)
+    for i in range(coef.shape[1] - 2, -1, -1):
+        acc = torch.addcmul(coef[:, i : i + 1], acc, x)
+    return acc
+
+
+def _series_coefficients(a: np.ndarray, r: int, length: int = 64) -> np.ndarray:
+    """Taylor coefficients at z = 0, (3, N, length + 1), of log P_n(z), E_n[s](z) and
+    E_n[s^2](z), with P_n(z) = sum_{j<=r} kappa_nj z^j, kappa_nj = exp(-(j^2 - j) a_n) / j!,
+    and E_n[s^m](z) = sum_j j^m kappa_nj z^j / P_n(z).
+
+    For neuron n at a frame with innovation term u (``_count_mixture``) and a state with
+    rate lambda, z = lambda exp(u - a_n), a_n = gain_n^2 / (2 sd_n^2): P_n(z) is then
+    sum_j exp(j u + c_nj) lambda^j (the state's count mixture up to exp(-lambda) and the
+    j = 0 Gaussian), and E_n[s^m](z) are the counts' posterior moments. By power series
+    division in float64; z (log P)' = E[s], so log P's i-th coefficient is E[s]'s over i."""
+    jj = np.arange(r + 1)
+    lgam = np.array([math.lgamma(j + 1.0) for j in jj])
+    kappa = np.exp(-np.outer(a, jj * (jj - 1.0)) - lgam)  # (N, R+1), kappa_0 = 1
+    moments = np.array([1.0, 2.0])[:, None]  # E[s^m]'s numerator has j^m kappa_j
+    e = np.zeros((2, a.size, length + 1))
+    for i in range(1, length + 1):
+        ls = np.arange(max(1, i - r), i)
+        own = float(i) ** moments * kappa[:, i] if i <= r else 0.0
+        e[:, :, i] = own - (e[:, :, ls] * kappa[None, :, i - ls]).sum(-1)
+    log_p = e[0] / np.maximum(np.arange(length + 1), 1)
+    return np.stack([log_p, e[0], e[1]])
+
+
+def _window_residuals(obs, window):
+    """``obs._residuals(window)`` for an observation model with a constant baseline and no
+    saturation (the calcium HMM's), in fewer passes over memory, and the window with
+    non-finite values set to 0: (innovations (N, W - p), valid (N, W - p), zeroed (N, W)).
+    The same operations on the same values, so the same floats (a test checks)."""
+    import torch
+
+    p = obs.ar_order
+    zeroed = torch.nan_to_num(window, 0.0, 0.0, 0.0)
+    finite = zeroed == window  # NaN and +-inf differ from their 0
+    c = zeroed - obs.baseline_coef.detach()[:, :1]
+    gamma = obs.ar_coefficients.detach()
+    t = window.shape[1]
+    pred = sum(gamma[:, i - 1 : i] * c[:, p - i : t - i] for i in range(1, p + 1))
+    valid = finite[:, p:].clone()
+    for i in range(1, p + 1):
+        valid &= finite[:, p - i : t - i]
+    return c[:, p:] - pred, valid, zeroed
+
+
+class _QuietSeries:
+    """The emissions and expected counts of quiet (neuron, frame) pairs as power series.
+
+    A state's term of neuron n at frame t is log P_n(z), z = lambda_nk exp(u_nt - a_n)
+    (``_series_coefficients``), and its expected counts E_n[s](z), E_n[s^2](z). At most
+    frames z is small for every state (no spike: the j >= 1 terms are far down the
+    Gaussian's tail), and truncated after ``terms`` powers the three series are
+    polynomials in z. Then sum_n log P_n(z_ntk) over all neurons is one matrix product,
+    (frames, Q N) powers of z_nt at the neuron's largest rate times (Q N, K) coefficients
+    times (lambda_nk / max_k lambda_nk)^i, where ``_count_mixture`` and a product per
+    neuron took (N, T, R+1) exps and (N, T, K) logs; the M-step's sums likewise.
+
+    Exactness: the roots of P_n have |z| >= 1 (Enestrom-Kakeya: P_n's coefficients are
+    positive with kappa_j / kappa_j+1 = (j + 1) exp(2 j a_n) >= 1), so the series converge
+    for |z| < 1. A pair is quiet when z at the neuron's largest rate is at most
+    ``limit_n``: the largest z (on a grid up to 0.5) where the sum of |coefficient| z^i
+    beyond the ``terms``-th (to the 64th; further terms are below 0.5^64 times polynomial
+    growth) is at most ``tol`` for each of the three series. So a quiet pair's term and
+    expected counts are off by at most ``tol`` per state, plus < 1e-15 from setting
+    magnitudes below ``_FLUSH`` to 0. Other pairs ("active": spikes) are computed exactly,
+    as ``_count_mixture`` does."""
+
+    def __init__(self, gain, sd, rates, r: int, terms: int, tol: float):
+        import torch
+
+        kw = {"dtype": rates.dtype, "device": rates.device}
+        # float64 NumPy on the CPU (N x 64 numbers; MPS has no float64)
+        gain, sd = (x.detach().cpu().double().numpy() for x in (gain, sd))
+        a = gain**2 / (2 * sd**2)
+        lam = rates.detach().cpu().double().numpy().T  # (N, K)
+        lam_max = lam.max(1)
+        coef = _series_coefficients(a, r)
+        grid = np.geomspace(1e-4, 0.5, 60)
+        tail = np.abs(coef[..., terms + 1 :]) @ (grid[None] ** np.arange(terms + 1, 65)[:, None])
+        fits = (tail.max(0) <= tol).sum(1)  # the tail grows with z: a prefix of the grid fits
+        with np.errstate(divide="ignore"):
+            log_limit = np.where(fits > 0, np.log(grid[np.maximum(fits - 1, 0)]), -np.inf)
+        self.terms = terms
+        self.shift = torch.as_tensor(np.log(lam_max) - a, **kw)  # log z = u + shift
+        self.log_limit = torch.as_tensor(log_limit, **kw)
+        rho = (lam / lam_max[:, None])[None] ** np.arange(1, terms + 1)[:, None, None]
+        rhs = coef[:, :, 1 : terms + 1].transpose(0, 2, 1)[..., None] * rho[None]
+        rhs[np.abs(rhs) < _FLUSH] = 0.0
+        # (3, K, Q N): log P, E[s], E[s^2]'s i-th coefficient times (lambda / lambda_max)^i
+        self.rhs = torch.as_tensor(rhs.transpose(0, 3, 1, 2).reshape(3, rhs.shape[3], -1), **kw)
+
+    def split(self, u, valid, buffer):
+        """(powers (Q, N, Tc) of z at each neuron's largest rate, 0 except at quiet pairs,
+        in ``buffer`` (flat, reused by every chunk: fresh pages cost more than the
+        products); the active pairs' mask (N, Tc))."""
+        import torch
+
+        log_z = u + self.shift[:, None]
+        quiet = valid & (log_z <= self.log_limit[:, None])
+        active = valid & ~quiet
+        z = torch.exp(log_z.clamp_min_(math.log(_FLUSH) - 1.0))  # below _FLUSH: 0 below
+        z.masked_fill_(~quiet, 0.0)
+        pw = buffer[: self.terms * z.numel()].view(self.terms, *z.shape)
+        torch.nn.functional.threshold(z, _FLUSH, 0.0, inplace=True)
+        pw[0] = z
+        for i in range(1, self.terms):
+            torch.mul(pw[i - 1], z, out=pw[i])
+            torch.nn.functional.threshold(pw[i], _FLUSH, 0.0, inplace=True)
+        return pw, active
 
 
 class CalciumHMM(_StateModel):
@@ -545,70 +678,107 @@ class CalciumHMM(_StateModel):
         per neuron, over its valid frames, sum E[s], sum E[s^2], sum y_t-1 E[s] and
         sum y_t E[s] (E over states and counts given the data), float64 accumulated.
 
-        Per chunk the count mixture is taken once at rate 1 (``_count_mixture``:
-        L_ntj = log N(resid; gain j, sd^2) - log j!); each state's term is then
-        logsumexp_j(j log rate_kn + L_ntj) - rate_kn, a polynomial in the rate that one
-        batched matrix product evaluates for all states."""
+        A state's term of neuron n at frame t is m_nt - rate_kn + log sum_j w_ntj
+        rate_kn^j (``_count_mixture``). Quiet pairs (no spike in sight: most of them) take
+        it and the expected counts from truncated power series, summed over neurons by
+        matrix products (``_QuietSeries``: at most ``_SERIES_TOL`` off per term); the
+        others, gathered, from the mixture itself, evaluated at each state's rate by
+        Horner's rule."""
         import torch
 
-        from ..model.calcium import choose_max_count
+        from ..model.calcium import _LOG_2PI, choose_max_count
 
         p = self.ar_order
         n, t = y.shape
         k = log_rates.shape[0]
         with torch.no_grad():
-            resid, _, valid = obs._residuals(y)
+            # a constant baseline: a window's residuals are the whole's, so each chunk
+            # takes its own (cache-sized temporaries instead of (N, T) ones)
+            windowed = obs.n_baseline == 1 and not obs.saturation
+            if not windowed:
+                resid, _, valid = obs._residuals(y)
             rates = torch.exp(log_rates)  # (K, N)
             r = choose_max_count(rates)
             j = torch.arange(r + 1, dtype=y.dtype, device=y.device)
-            powers = torch.exp(j[None, :, None] * log_rates.T[:, None, :])  # (N, R+1, K)
-            if gamma is not None:
-                extra = [powers * j[None, :, None]]
-                if moments:
-                    extra.append(powers * (j**2)[None, :, None])
-                powers = torch.cat([powers, *extra], 2)
+            gain, sd = obs.gain, obs.noise_sd
+            series = _QuietSeries(gain, sd, rates, r, _SERIES_TERMS, _SERIES_TOL)
+            q = series.terms
+            rhs = series.rhs  # (3, K, Q N)
+            inv_var = 1.0 / sd**2
+            u_scale = gain * inv_var
+            c = -0.5 * j[None] ** 2 * (gain**2 * inv_var)[:, None] - torch.lgamma(j + 1)[None]
+            m_shift = -torch.log(sd) - 0.5 * _LOG_2PI
+            half_inv_var = -0.5 * inv_var
             out = torch.zeros(t, k, dtype=y.dtype, device=y.device)
             acc = torch.float32 if y.device.type == "mps" else torch.float64  # MPS: no fp64
             num = torch.zeros(k, n, dtype=acc, device=y.device)
             den = torch.zeros(k, n, dtype=acc, device=y.device)
-            gain, sd = obs.gain, obs.noise_sd
             rates_t = rates.T.contiguous()  # (N, K)
             if moments:
                 if p != 1:
                     raise CalciumAvaeError("the closed-form observation update is for AR(1)")
-                # the traces as the regression sees them: zeros where not finite
-                z = torch.where(torch.isfinite(y), y, torch.zeros((), dtype=y.dtype))
                 sums = torch.zeros(4, n, dtype=acc, device=y.device)
-            for sl in self._chunks(n, t - p, k, r):
-                w, m = _count_mixture(resid[:, sl], gain, sd, r)
-                v = valid[:, sl]
-                vf = v.to(y.dtype)
-                masked = not bool(v.all())
-                if gamma is None:
-                    if masked:  # a missing term: weights (1, 0, ...), so log d = 0 there
-                        w[~v] = 0.0
-                        w[..., 0][~v] = 1.0
-                    d = torch.bmm(w, powers).clamp_min_(1e-38)  # (N, Tc, K)
-                    frame = torch.log_(d).sum(0) + ((vf * m).sum(0)[:, None] - vf.T @ rates_t)
-                    out[p + sl.start : p + sl.stop] = frame
+            chunks = self._chunks(n, t - p, max(k, q), r)
+            most = q * n * (chunks[0].stop - chunks[0].start)
+            buffer = y.new_empty(most * (3 if moments else 1))
+            for sl in chunks:
+                if windowed:
+                    res, v, z = _window_residuals(obs, y[:, sl.start : sl.stop + p])
                 else:
-                    if masked:  # a missing term: no weight, so no expected count
-                        w *= vf[..., None]
-                    poly = torch.bmm(w, powers)
-                    d = poly[..., :k].clamp_min(1e-38)
-                    g = gamma[p + sl.start : p + sl.stop].to(y.dtype)  # (Tc, K)
-                    expected = poly[..., k : 2 * k].div_(d)  # E[s_nt | z_t = k]
-                    num += (expected * g[None]).sum(1).T.to(acc)
-                    den += (g.T @ vf.T).to(acc)
-                    if moments:
-                        e1 = (expected * g[None]).sum(-1)  # (N, Tc): E[s_nt]
-                        e2 = (poly[..., 2 * k :].div_(d) * g[None]).sum(-1)  # E[s_nt^2]
-                        prev = z[:, p - 1 + sl.start : p - 1 + sl.stop]
-                        cur = z[:, p + sl.start : p + sl.stop]
-                        sums[0] += e1.sum(1).to(acc)
-                        sums[1] += e2.sum(1).to(acc)
-                        sums[2] += (prev * e1).sum(1).to(acc)
-                        sums[3] += (cur * e1).sum(1).to(acc)
+                    res, v = resid[:, sl], valid[:, sl]
+                    z = torch.nan_to_num(y[:, sl.start : sl.stop + p], 0.0, 0.0, 0.0)
+                vf = v.to(y.dtype)
+                u = res * u_scale[:, None]
+                pw, active = series.split(u, v, buffer)
+                pw = pw.reshape(q * n, -1)  # (Q N, Tc)
+                rows, cols = active.nonzero(as_tuple=True)
+                # the active pairs exactly: w_j = exp(j u + c_j - top) at rate 1
+                # (terms below _FLUSH set to 0: Horner's products with the rates stay normal)
+                w, top = _normalise_terms_(u[rows, cols, None] * j + c[rows], _FLUSH)
+                lam = rates_t[rows]  # (M, K)
+                d = _poly(w, lam).clamp_min_(1e-38)
+                if gamma is None:
+                    # m_nt (``_count_mixture``), top included before the sum over neurons
+                    # (a spike's -res^2 / 2 sd^2 and top nearly cancel)
+                    m = res * res
+                    m *= half_inv_var[:, None]
+                    m += m_shift[:, None]
+                    m[rows, cols] += top
+                    m.masked_fill_(~v, 0.0)
+                    frame = (rhs[0] @ pw).T + (m.sum(0)[:, None] - vf.T @ rates_t)
+                    # added one by one: float64, then once to the frame's total
+                    spikes = torch.zeros(frame.shape, dtype=acc, device=y.device)
+                    frame += spikes.index_add_(0, cols, torch.log_(d).to(acc)).to(y.dtype)
+                    out[p + sl.start : p + sl.stop] = frame
+                    continue
+                g = gamma[p + sl.start : p + sl.stop].to(y.dtype)  # (Tc, K)
+                den += (g.T @ vf.T).to(acc)
+                e1_act = _poly(w * j, lam).div_(d) * g[cols]  # gamma_tk E[s_nt | k]
+                num.index_add_(1, rows, e1_act.T.to(acc))
+                # quiet pairs: sum_t gamma_tk E[s_nt | k] = sum_i coefficient_nki
+                # sum_t gamma_tk z_nt^i, one product for all (i, n)
+                by_power = g.T @ pw.T  # (K, Q N)
+                num_q = (rhs[1] * by_power).reshape(k, q, n).sum(1)
+                num += num_q.to(acc)
+                if not moments:
+                    continue
+                # the traces as the regression sees them: zeros where not finite
+                prev, cur = z[:, p - 1 : -1], z[:, p:]
+                # sum_t x_nt E[s_nt^m] for x = 1, y_t-1, y_t in the same way
+                pw3 = pw.reshape(q, n, -1)
+                weighted = buffer[most : most + 2 * pw.numel()].view(2, *pw3.shape)
+                torch.mul(pw3, prev, out=weighted[0])
+                torch.mul(pw3, cur, out=weighted[1])
+                by_power_x = (g.T @ weighted.reshape(2 * q * n, -1).T).reshape(k, 2, q, n)
+                sums[0] += num_q.sum(0).to(acc)
+                sums[1] += (rhs[2] * by_power).reshape(k, q, n).sum((0, 1)).to(acc)
+                for i in (0, 1):
+                    sums[2 + i] += (rhs[1].reshape(k, q, n) * by_power_x[:, i]).sum((0, 1)).to(acc)
+                e1_act = e1_act.sum(1)
+                e2_act = (_poly(w * j**2, lam).div_(d) * g[cols]).sum(1)
+                for i, x in enumerate((e1_act, e2_act, prev[rows, cols] * e1_act)):
+                    sums[i].index_add_(0, rows, x.to(acc))
+                sums[3].index_add_(0, rows, (cur[rows, cols] * e1_act).to(acc))
         if gamma is None:
             return out
         if moments:
@@ -629,7 +799,30 @@ class CalciumHMM(_StateModel):
         log_b[self.ar_order :] -= jac[:, None]
         return log_b
 
-    def _ar1_update(self, obs, y, sums) -> None:
+    @staticmethod
+    def _ar1_trace_sums(y):
+        """The traces' own sums in ``_ar1_update``'s normal equations, over each neuron's
+        valid frames (float64): count, sum y_t-1, sum y_t, and the products y_t-1^2,
+        y_t-1 y_t, y_t^2. They do not change during a fit, so it takes them once (in
+        frame chunks: float64 copies of cache size, not of the recording)."""
+        import torch
+
+        n, t = y.shape
+        out = torch.zeros(6, n, dtype=torch.float64, device=y.device)
+        step = max(1, _CHUNK_ELEMENTS // n)
+        with torch.no_grad():
+            for start in range(0, t - 1, step):
+                window = y[:, start : start + step + 1]  # frame pairs (t - 1, t) inside
+                finite = torch.isfinite(window)
+                valid = (finite[:, 1:] & finite[:, :-1]).double()
+                z = torch.where(finite, window, torch.zeros((), dtype=y.dtype)).double()
+                prev, cur = z[:, :-1] * valid, z[:, 1:] * valid
+                for i, x in enumerate((valid, prev, cur, prev * prev, prev * cur, cur * cur)):
+                    out[i] += x.sum(1)
+        out[0].clamp_min_(1.0)
+        return tuple(out)
+
+    def _ar1_update(self, obs, y, sums, traces=None) -> None:
         """The exact M-step of the AR(1) observation parameters (ECM: the counts'
         posterior from the same pass as the rates' update).
 
@@ -646,14 +839,8 @@ class CalciumHMM(_StateModel):
         import torch
 
         with torch.no_grad():
-            finite = torch.isfinite(y)
-            valid = (finite[:, 1:] & finite[:, :-1]).double()
-            z = torch.where(finite, y, torch.zeros((), dtype=y.dtype)).double()
-            prev, cur = z[:, :-1] * valid, z[:, 1:] * valid
-            s1 = valid.sum(1).clamp_min(1.0)
-            sp, sc = prev.sum(1), cur.sum(1)
-            spp, spc, scc = (prev * prev).sum(1), (prev * cur).sum(1), (cur * cur).sum(1)
-            sj, sjj, spj, scj = sums.double().to(z.device)
+            s1, sp, sc, spp, spc, scc = traces if traces is not None else self._ar1_trace_sums(y)
+            sj, sjj, spj, scj = sums.double().to(s1.device)
             n = len(s1)
             A = torch.stack(
                 [
@@ -836,7 +1023,9 @@ class CalciumHMM(_StateModel):
             rates = (num / den.clamp_min(1e-12)).clamp_min(RATE_FLOOR)
             log_rates = torch.log(rates).to(y.dtype)
             if closed_form:
-                self._ar1_update(obs, y, sums)
+                if it == 0:
+                    traces = self._ar1_trace_sums(y)
+                self._ar1_update(obs, y, sums, traces)
             elif it < _OBS_ITERS:
                 self._refine_observation(obs, opt, y, log_rates, gamma, frames)
             # E-step
