@@ -220,7 +220,10 @@ class CropFeatureVAE(TransformerMixin, BaseEstimator):
             raise CalciumAvaeError(f"only {n} trace(s) to train on; at least 4 are needed")
         flat = F.reshape(-1, F.shape[-1])
         mean, scale = flat.mean(axis=0), flat.std(axis=0) + 1e-6
-        feats = torch.from_numpy(((F - mean) / scale).astype(np.float32))
+        # standardised in place, in float32: the features are the fit's one big array
+        F -= mean.astype(np.float32)
+        F /= scale.astype(np.float32)
+        feats = torch.from_numpy(F)
         if self.condition_on_session and sessions is not None:
             if len(sessions) != n:
                 raise CalciumAvaeError(f"sessions has {len(sessions)} labels for {n} traces")
