@@ -2,6 +2,10 @@
 
 Run: OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_states.py [--quick]
      [--seeds 3 4 5] [-o bench-output/states] [--speed-rois 2000 --speed-frames 15000]
+The full-size fit (issue 16: K = 10, 10,000 x 30,000), data simulated by one process and
+fitted by another, so that the fit's peak memory is its own:
+     ... bench_states.py --save-data y.npy --speed-rois 10000 --speed-frames 30000
+     ... bench_states.py --full-fit --data y.npy --speed-rois 10000 --speed-frames 30000
 
 Data (Keeley et al. 2026, seed 002, "Synthetic HMM dataset"): K = 5 states visited in a
 repeating chain (stay with probability ``STAY``, else move to the next state), 25 neurons
@@ -23,7 +27,8 @@ Poisson HMM's is of spikes, not comparable).
 
 Speed: the calcium HMM with K = 10 on ``--speed-rois`` x ``--speed-frames`` simulated
 frames (float32): setup and CPU time per EM iteration, scaled to 10,000 x 30,000 by
-ROIs x frames (upper bound) and by ROIs alone (lower bound).
+ROIs x frames (upper bound) and by ROIs alone (lower bound); or, with ``--full-fit``, one
+default fit at that size, measured.
 """
 
 from __future__ import annotations
@@ -211,28 +216,56 @@ def run_speed(n_rois: int, n_frames: int, k: int = 10, n_iter: int = 3) -> dict:
     }
 
 
-def run_full_fit(n_rois: int, n_frames: int, k: int = 10) -> dict:
-    """One fit with the default settings (tol 1e-4, at most 100 iterations) at K = k: CPU
-    seconds of this process and the EM iterations it ran to converge (the figure that
-    ``run_speed``'s "setup + 20 iterations" assumes)."""
+def full_fit_data(n_rois: int, n_frames: int, k: int = 10) -> np.ndarray:
+    """``run_full_fit``'s traces (float32, as Traces.data is): K = k groups, seed 0."""
     rng = np.random.default_rng(0)
     group = max(1, n_rois // k)
     _, _, y = simulate(n_frames, rng, seed_alpha(k * group, rng), k=k, group=group)
-    y = y.astype(np.float32)
+    return y.astype(np.float32)
+
+
+def _peak_mb() -> dict:
+    """This process's peak and current resident memory (VmHWM, VmRSS), MB."""
+    out = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(("VmHWM", "VmRSS")):
+                out[line.split(":")[0]] = round(int(line.split()[1]) / 1024)
+    return out
+
+
+def run_full_fit(n_rois: int, n_frames: int, k: int = 10, data: str | None = None) -> dict:
+    """One fit with the default settings (tol 1e-4, at most 100 iterations) at K = k: CPU
+    and wall seconds of this process, the EM iterations it ran to converge (the figure
+    that ``run_speed``'s "setup + 20 iterations" assumes) and its peak memory.
+
+    ``data``: a .npy of ``full_fit_data(n_rois, n_frames, k)`` saved by another process
+    (``--save-data``): the simulation in float64 holds about 5 copies of the traces, which
+    would otherwise be this process's peak (VmHWM) rather than the fit's."""
+    y = np.load(data) if data else full_fit_data(n_rois, n_frames, k)
+    if y.shape != (n_rois, n_frames) or y.dtype != np.float32:
+        raise SystemExit(f"{data}: {y.shape} {y.dtype}, not ({n_rois}, {n_frames}) float32")
     _time_fit(2 * k, 200, k, 2)  # warm-up
+    memory_before = _peak_mb()
     load_before = os.getloadavg()
-    t0 = time.process_time()
+    t0, w0 = time.process_time(), time.perf_counter()
     model = CalciumHMM(n_states=k, device="cpu").fit(y)
-    seconds = time.process_time() - t0
+    seconds, wall = time.process_time() - t0, time.perf_counter() - w0
+    memory = _peak_mb()
     return {
         "rois": n_rois,
         "frames": n_frames,
         "K": k,
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "load average (1, 5, 15 min) before, after": [
             round(x, 1) for x in (*load_before, *os.getloadavg())
         ],
         "CPU s": round(seconds, 1),
+        "wall s": round(wall, 1),
         "EM iterations": int(model.n_iter_),
+        "log-likelihood": round(float(model.log_likelihood_), 3),
+        "peak memory of this process, MB (VmHWM after the fit)": memory["VmHWM"],
+        "resident before the fit (data loaded), MB": memory_before["VmRSS"],
     }
 
 
@@ -244,7 +277,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--frames", type=int, default=2000)
     parser.add_argument("--speed-rois", type=int, default=2000)
     parser.add_argument("--speed-frames", type=int, default=15000)
+    parser.add_argument(
+        "--full-fit",
+        action="store_true",
+        help="only one default K = 10 fit at --speed-rois x --speed-frames (run_full_fit): "
+        "CPU and wall s, EM iterations, peak memory; to OUTPUT/full-fit.json",
+    )
+    parser.add_argument("--data", help="with --full-fit: traces saved by --save-data")
+    parser.add_argument(
+        "--save-data", help="only simulate --full-fit's traces and save them here (.npy)"
+    )
     args = parser.parse_args(argv)
+    if args.save_data:
+        np.save(args.save_data, full_fit_data(args.speed_rois, args.speed_frames))
+        return
+    if args.full_fit:
+        out = Path(args.output)
+        out.mkdir(parents=True, exist_ok=True)
+        result = run_full_fit(args.speed_rois, args.speed_frames, data=args.data)
+        result["machine"] = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
+        print(json.dumps(result, indent=1))
+        (out / "full-fit.json").write_text(json.dumps(result, indent=1))
+        return
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     candidates = (3, 4, 5, 6, 7) if args.quick else tuple(range(2, 11))

@@ -564,3 +564,81 @@ def test_scaled_recursion_matches_log_space_and_falls_back():
     assert np.isfinite(float(ll)) and float(ll) == pytest.approx(float(want[2]))
     np.testing.assert_allclose(gamma.numpy(), want[0].numpy())
     assert forward_log_likelihood(log_b, start, trans) == pytest.approx(float(want[2]))
+
+
+# -- the setup: moment start, standardised traces, k-means features ---------------------
+def _messy_traces(n, t, dtype, seed=0):
+    """Calcium-like rows with the cases the start treats apart: NaN runs and scattered
+    NaN, a row with only two finite frames, a constant row."""
+    rng = np.random.default_rng(seed)
+    x = np.cumsum(rng.normal(0, 0.1, (n, t)), 1) + rng.poisson(0.1, (n, t))
+    x[1, ::3] = np.nan
+    x[2, 10:40] = np.nan
+    x[3, 2:] = np.nan
+    x[4] = 2.5
+    return x.astype(dtype)
+
+
+@pytest.mark.parametrize(
+    ("t", "dtype", "ar_order"),
+    [(120, np.float32, 1), (700, np.float32, 2), (700, np.float64, 1)],
+)
+def test_moment_start_is_the_spike_inference_start(t, dtype, ar_order):
+    """``_moment_start`` (rows in blocks, vectorised medians for rows without NaN) gives
+    the floats of ``_row_stats`` then ``_initial_guess`` on the standardised traces, bit
+    for bit. NumPy's nan-functions take another path under 600 frames, hence both sizes."""
+    from napari_calcium_avae.population.hmm import _moment_start
+    from napari_calcium_avae.spikes.inference import _initial_guess, _row_stats
+
+    X = _messy_traces(23, t, dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        stats = _row_stats(X)
+        scale = np.where(stats["std"] > 0, stats["std"], 1.0)
+        xs = (X - stats["median"][:, None]) / scale[:, None]
+        want = _initial_guess(xs, ar_order, 1)
+    want.update(offset=stats["median"], scale=scale)
+    got = _moment_start(X, ar_order, block=5)  # several blocks, the last one short
+    assert set(got) == {"offset", "scale", "roots", "gain", "noise", "baseline"}
+    for key, value in got.items():
+        assert value.shape == want[key].shape, key
+        np.testing.assert_array_equal(value, want[key], err_msg=key)
+
+
+def test_standardise_and_smooth_are_the_whole_array_formulas():
+    """Both work a block of rows at a time; the floats equal the one-array formulas."""
+    from napari_calcium_avae.population.hmm import _moment_start, _smooth
+
+    X = _messy_traces(300, 90, np.float32)  # more rows than one block (256)
+    model = CalciumHMM(n_states=2, device="cpu")
+    params = _moment_start(X, 1)
+    obs = model._observation(params)
+    want = (X - params["offset"][:, None]) / params["scale"][:, None]
+    got = model._standardise(X, params, obs)
+    assert got.dtype == torch.float32
+    np.testing.assert_array_equal(got.numpy(), want.astype(np.float32))
+    for x in (X, X.astype(np.float64)):
+        c = np.cumsum(np.pad(np.nan_to_num(x, nan=0.0), ((0, 0), (5, 0))), 1)
+        want = (c[:, 5:] - c[:, :-5]) / 5
+        got = _smooth(x)
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+
+
+def test_kmeans_features_are_not_changed_and_nan_is_zero():
+    """k-means takes finite features as they are (no copy; the caller's array is left
+    alone) and NaN as 0."""
+    from napari_calcium_avae.population.hmm import _kmeans_labels
+
+    rng = np.random.default_rng(0)
+    f = np.concatenate([rng.normal(0, 0.1, (40, 30)), rng.normal(3, 0.1, (40, 30))])
+    before = f.copy()
+    labels = _kmeans_labels(f, 2, 0)
+    np.testing.assert_array_equal(f, before)
+    assert len(set(labels[:40])) == 1 and len(set(labels[40:])) == 1
+    assert labels[0] != labels[-1]
+    g = f.copy()
+    g[::7, 3] = np.nan
+    h = f.copy()
+    h[::7, 3] = 0.0
+    np.testing.assert_array_equal(_kmeans_labels(g, 2, 0), _kmeans_labels(h, 2, 0))
